@@ -1,0 +1,16 @@
+"""The patched x86-64 tail-call codegen: Leon Hwang's 2026-01-02 series, patches 1/4 and 2/4."""
+from __future__ import annotations
+
+from jit_old import LegacyCodegen
+from jit_new import verifier
+from jit_new.jit import PatchedX86Jit
+
+
+class PatchedCodegen(LegacyCodegen):
+    name = "patched"
+    cached_targets = True          # patch 1/4: ptrs[max_entries + i] = bpf_func + X86_TAIL_CALL_OFFSET
+    jit_class = PatchedX86Jit
+    fixup_tail_call = staticmethod(verifier.fixup_tail_call)
+
+
+CODEGEN = PatchedCodegen()

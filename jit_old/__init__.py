@@ -1,0 +1,30 @@
+"""The legacy x86-64 tail-call codegen: bpf-next as it stood before the 2026-01-02 series."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from model.bpf import Insn
+from model.interfaces import JitImage, MapRef, PokeDescriptor, VerifiedProgram, VerifierEnv
+from model.profile import KernelProfile
+
+from jit_old import verifier
+from jit_old.jit import X86Jit
+
+
+class LegacyCodegen:
+    """Implements model.interfaces.Codegen."""
+
+    name = "legacy"
+    cached_targets = False
+    jit_class = X86Jit
+    fixup_tail_call = staticmethod(verifier.fixup_tail_call)
+
+    def fixup(self, insns: Sequence[Insn], env: VerifierEnv, used_maps: Sequence[MapRef],
+              profile: KernelProfile) -> tuple[list[Insn], list[PokeDescriptor]]:
+        return verifier.do_misc_fixups(insns, env, used_maps, profile, self.fixup_tail_call)
+
+    def jit(self, prog: VerifiedProgram, profile: KernelProfile, image_base: int) -> JitImage:
+        return self.jit_class(profile).bpf_int_jit_compile(prog, image_base)
+
+
+CODEGEN = LegacyCodegen()

@@ -1,0 +1,103 @@
+"""The legacy tail-call sequences: emit_bpf_tail_call_indirect() and emit_bpf_tail_call_direct()
+of arch/x86/net/bpf_jit_comp.c (bpf-next before the 2026-01-02 series).
+
+On entry rdi = ctx, rsi = &bpf_array, rdx = index. Every `jcc out` reads `ctx.tail_call_*_label`,
+the sequence length recorded by the previous sequence of the same kind (in this pass or the
+previous one), exactly as the kernel's multi-pass JIT does.
+"""
+from __future__ import annotations
+
+from model.bpf import round_up
+from model.interfaces import PokeDescriptor, VerifiedProgram
+from model.profile import KernelProfile
+
+from jit_old.emit import Emitter, rel8
+from jit_old.x86 import (ALL_CALLEE_REGS_USED, X86_JAE, X86_JBE, X86_JE, X86_PATCH_SIZE,
+                         emit_indirect_jump, emit_jump, emit_nops, pop_callee_regs, pop_r12)
+
+
+def BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth: int) -> int:
+    return -16 - round_up(stack_depth, 8)
+
+
+def pop_regs_before_tail_call(p: Emitter, prog: VerifiedProgram, callee_regs_used) -> None:
+    """The pop block shared by both sequences (exception boundary: all regs and r12; no arena)."""
+    if prog.exception_boundary:
+        pop_callee_regs(p, ALL_CALLEE_REGS_USED)
+        pop_r12(p)
+    else:
+        pop_callee_regs(p, callee_regs_used)
+
+
+def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: VerifiedProgram,
+                                callee_regs_used, stack_depth: int, ip: int, ctx) -> None:
+    """Mirrors emit_bpf_tail_call_indirect()."""
+    tcc_ptr_off = BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth)
+    start = p.pos
+
+    # if (index >= array->map.max_entries) goto out;
+    p.emit2(0x89, 0xD2)  # mov edx, edx
+    p.emit3(0x39, 0x56, profile.max_entries_off)  # cmp dword ptr [rsi + <max_entries_off>], edx
+    offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
+    p.emit2(X86_JBE, rel8(offset))  # jbe <out>
+
+    # if ((*tcc_ptr)++ >= MAX_TAIL_CALL_CNT) goto out;
+    p.emit3_off32(0x48, 0x8B, 0x85, tcc_ptr_off)  # mov rax, qword ptr [rbp + <tcc_ptr_off>]
+    p.emit4(0x48, 0x83, 0x38, profile.max_tail_call_cnt)  # cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>
+    offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
+    p.emit2(X86_JAE, rel8(offset))  # jae <out>
+
+    # prog = array->ptrs[index]; if (prog == NULL) goto out;
+    p.emit4_off32(0x48, 0x8B, 0x8C, 0xD6, profile.ptrs_off)  # mov rcx, qword ptr [rsi + rdx*8 + <ptrs_off>]
+    p.emit3(0x48, 0x85, 0xC9)  # test rcx, rcx
+    offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
+    p.emit2(X86_JE, rel8(offset))  # je <out>
+
+    # Inc tail_call_cnt if the slot is populated.
+    p.emit4(0x48, 0x83, 0x00, 0x01)  # add qword ptr [rax], 1
+    pop_regs_before_tail_call(p, prog, callee_regs_used)
+    p.emit1(0x58)  # pop rax
+    p.emit1(0x58)  # pop rax
+    if stack_depth:
+        p.emit3_off32(0x48, 0x81, 0xC4, round_up(stack_depth, 8))  # add rsp, <R>
+
+    # goto *(prog->bpf_func + X86_TAIL_CALL_OFFSET);
+    p.emit4(0x48, 0x8B, 0x49, profile.bpf_func_off)  # mov rcx, qword ptr [rcx + <bpf_func_off>]
+    p.emit4(0x48, 0x83, 0xC1, profile.tail_call_offset)  # add rcx, <X86_TAIL_CALL_OFFSET>
+    emit_indirect_jump(p, profile, ip + (p.pos - start))
+
+    # out:
+    ctx.tail_call_indirect_label = p.pos - start
+
+
+def emit_bpf_tail_call_direct(p: Emitter, profile: KernelProfile, prog: VerifiedProgram,
+                              poke: PokeDescriptor, ip: int, callee_regs_used, stack_depth: int,
+                              ctx) -> None:
+    """Mirrors emit_bpf_tail_call_direct(); fills the poke descriptor's addresses."""
+    tcc_ptr_off = BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth)
+    start = p.pos
+
+    # if ((*tcc_ptr)++ >= MAX_TAIL_CALL_CNT) goto out;
+    p.emit3_off32(0x48, 0x8B, 0x85, tcc_ptr_off)  # mov rax, qword ptr [rbp + <tcc_ptr_off>]
+    p.emit4(0x48, 0x83, 0x38, profile.max_tail_call_cnt)  # cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>
+    offset = ctx.tail_call_direct_label - (p.pos + 2 - start)
+    p.emit2(X86_JAE, rel8(offset))  # jae <out>
+
+    poke.tailcall_bypass = ip + (p.pos - start)
+    poke.adj_off = profile.tail_call_offset
+    poke.tailcall_target = ip + ctx.tail_call_direct_label - X86_PATCH_SIZE
+    poke.bypass_addr = poke.tailcall_target + X86_PATCH_SIZE
+    emit_jump(p, poke.tailcall_target + X86_PATCH_SIZE, poke.tailcall_bypass)
+
+    # Inc tail_call_cnt if the slot is populated.
+    p.emit4(0x48, 0x83, 0x00, 0x01)  # add qword ptr [rax], 1
+    pop_regs_before_tail_call(p, prog, callee_regs_used)
+    p.emit1(0x58)  # pop rax
+    p.emit1(0x58)  # pop rax
+    if stack_depth:
+        p.emit3_off32(0x48, 0x81, 0xC4, round_up(stack_depth, 8))  # add rsp, <R>
+
+    emit_nops(p, X86_PATCH_SIZE)
+
+    # out:
+    ctx.tail_call_direct_label = p.pos - start

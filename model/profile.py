@@ -1,0 +1,131 @@
+"""Kernel profiles: the build-time facts a tail-call emitter depends on.
+
+A profile fixes everything the x86-64 JIT reads from the kernel configuration or from struct
+layouts (see ../shared/reference/x86-tailcall.md §1.1, §1.6, §3): IBT, the indirect-jump
+flavour, the offsets of `bpf_array.map.max_entries`, `bpf_array.ptrs` and `bpf_prog.bpf_func`,
+and the verifier/JIT limits. Every limit can be overridden, because the overflow hunter runs
+the emitters past the kernel's limits on purpose.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+
+class JumpVariant(str, enum.Enum):
+    """How `emit_indirect_jump()` spells `jmp *%rcx` (kernel branch order: ITS, LFENCE, RETPOLINE, plain)."""
+
+    PLAIN = "plain"            # ff e1
+    PLAIN_INT3 = "plain-int3"  # ff e1 cc   (CONFIG_MITIGATION_RETPOLINE or _SLS without the feature)
+    RETPOLINE = "retpoline"    # e9 rel32 -> __x86_indirect_thunk_array[rcx]
+    LFENCE = "lfence"          # 0f ae e8 ff e1   (X86_FEATURE_RETPOLINE_LFENCE)
+
+
+MAX_TAIL_CALL_CNT = 33     # include/linux/bpf.h
+MAX_USED_MAPS = 64         # include/linux/bpf_verifier.h
+POKE_TAB_MAX = 1024        # kernel/bpf/core.c: bpf_jit_add_poke_descriptor()
+
+# offsetof(struct bpf_array, map.max_entries): 32-byte sha, ops, inner_map_meta, [security],
+# map_type, key_size, value_size, max_entries (checked with a gcc replica of S6's struct bpf_map).
+MAX_ENTRIES_OFF_SECURITY = 0x44
+MAX_ENTRIES_OFF_NO_SECURITY = 0x3C
+# offsetof(struct bpf_array, ptrs) = sizeof(struct bpf_map) + 16 depends on MEMCG, lockdep and
+# friends; no concrete value is verified. 0x160 matches the reference's worked example; any value
+# that fits a disp32 is a consistent kernel. Without CONFIG_SECURITY the map loses one pointer.
+PTRS_OFF_SECURITY = 0x160
+PTRS_OFF_NO_SECURITY = 0x158
+BPF_FUNC_OFF = 0x48        # offsetof(struct bpf_prog, bpf_func), after the SHA256 digest
+
+
+class ProfileError(ValueError):
+    """A profile field holds a value no kernel build could have."""
+
+
+@dataclass(frozen=True)
+class KernelProfile:
+    name: str = "default"
+    ibt: bool = False                       # CONFIG_X86_KERNEL_IBT (cfi_mode default: plain ENDBR)
+    config_security: bool = True            # CONFIG_SECURITY: struct bpf_map grows by one pointer
+    jump: JumpVariant = JumpVariant.PLAIN
+    sls: bool = False                       # CONFIG_MITIGATION_SLS: `ret` is followed by int3
+    max_entries_off: int | None = None      # None: derived from config_security
+    ptrs_off: int | None = None             # None: derived from config_security
+    bpf_func_off: int = BPF_FUNC_OFF
+    max_tail_call_cnt: int = MAX_TAIL_CALL_CNT
+    max_used_maps: int = MAX_USED_MAPS
+    poke_tab_max: int = POKE_TAB_MAX
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jump", JumpVariant(self.jump))
+        if self.max_entries_off is None:
+            object.__setattr__(self, "max_entries_off",
+                               MAX_ENTRIES_OFF_SECURITY if self.config_security else MAX_ENTRIES_OFF_NO_SECURITY)
+        if self.ptrs_off is None:
+            object.__setattr__(self, "ptrs_off",
+                               PTRS_OFF_SECURITY if self.config_security else PTRS_OFF_NO_SECURITY)
+        # The JIT encodes these two as disp8 (`39 56 d8`, `48 8b 49 d8`); a layout that put them
+        # past 127 would break the unpatched kernel too, so it is not a configuration.
+        for field in ("max_entries_off", "bpf_func_off"):
+            value = getattr(self, field)
+            if not 0 <= value <= 0x7F:
+                raise ProfileError(f"profile {self.name!r}: {field}={value:#x} does not fit the JIT's disp8 (0..0x7f)")
+        if not 0 <= self.ptrs_off < 2**31 or self.ptrs_off % 8:
+            raise ProfileError(f"profile {self.name!r}: ptrs_off={self.ptrs_off:#x} must be 8-aligned and fit a disp32")
+        if self.ptrs_off < self.max_entries_off + 4:
+            raise ProfileError(f"profile {self.name!r}: ptrs_off={self.ptrs_off:#x} overlaps struct bpf_map")
+        if not 0 <= self.max_tail_call_cnt <= 0x7F:
+            raise ProfileError(f"profile {self.name!r}: max_tail_call_cnt={self.max_tail_call_cnt} is emitted as imm8 (0..127)")
+        for field in ("max_used_maps", "poke_tab_max"):
+            if getattr(self, field) < 1:
+                raise ProfileError(f"profile {self.name!r}: {field} must be >= 1")
+
+    @property
+    def endbr_size(self) -> int:
+        """ENDBR_INSN_SIZE: 4 with IBT, else 0."""
+        return 4 if self.ibt else 0
+
+    @property
+    def tail_call_offset(self) -> int:
+        """X86_TAIL_CALL_OFFSET = 12 + ENDBR_INSN_SIZE (bytes a tail call skips of the callee's prologue)."""
+        return 12 + self.endbr_size
+
+    def replace(self, **changes) -> "KernelProfile":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["jump"] = self.jump.value
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "KernelProfile":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ProfileError(f"unknown profile field(s): {', '.join(unknown)}")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as e:
+            raise ProfileError(str(e)) from None
+
+
+PRESETS: dict[str, KernelProfile] = {
+    p.name: p
+    for p in (
+        KernelProfile(name="default"),
+        KernelProfile(name="no-security", config_security=False),
+        KernelProfile(name="ibt", ibt=True),
+        KernelProfile(name="retpoline", jump=JumpVariant.RETPOLINE),
+        KernelProfile(name="lfence", jump=JumpVariant.LFENCE),
+        KernelProfile(name="sls", jump=JumpVariant.PLAIN_INT3, sls=True),
+        KernelProfile(name="ibt-sls", ibt=True, jump=JumpVariant.PLAIN_INT3, sls=True),
+    )
+}
+
+
+def preset(name: str) -> KernelProfile:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ProfileError(f"unknown profile {name!r}; presets: {', '.join(PRESETS)}") from None
