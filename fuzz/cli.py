@@ -1,0 +1,139 @@
+"""The `tcfuzz` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from model.bpf import R6, R7, R8, R9
+from model.profile import PRESETS, JumpVariant, ProfileError, preset
+from model.sample import SampleConfig, SiteKind
+
+_REGS = {"r6": R6, "rbx": R6, "r7": R7, "r13": R7, "r8": R8, "r14": R8, "r9": R9, "r15": R9}
+
+
+class UsageError(Exception):
+    """Bad input: reported on one line, exit status 2."""
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _callee_regs(text: str) -> tuple[int, ...]:
+    if text in ("", "none"):
+        return ()
+    if text == "all":
+        return (R6, R7, R8, R9)
+    try:
+        return tuple(sorted({_REGS[name.strip().lower()] for name in text.split(",")}))
+    except KeyError as e:
+        raise argparse.ArgumentTypeError(f"unknown callee-saved register {e.args[0]!r} "
+                                         f"(use r6..r9 or rbx,r13,r14,r15, 'none', 'all')") from None
+
+
+def _sites(text: str) -> tuple[SiteKind, ...]:
+    try:
+        return tuple(SiteKind(kind.strip()) for kind in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--kind {text!r}: use a comma-separated list of {', '.join(k.value for k in SiteKind)}") from None
+
+
+def _add_profile_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("kernel profile")
+    g.add_argument("--profile", default="default", help=f"preset ({', '.join(PRESETS)})")
+    g.add_argument("--ibt", action=argparse.BooleanOptionalAction, default=None, help="CONFIG_X86_KERNEL_IBT")
+    g.add_argument("--security", action=argparse.BooleanOptionalAction, default=None, help="CONFIG_SECURITY layout")
+    g.add_argument("--jump", choices=[v.value for v in JumpVariant], help="indirect-jump variant")
+    g.add_argument("--sls", action=argparse.BooleanOptionalAction, default=None, help="int3 after ret")
+    g.add_argument("--ptrs-off", type=_int, help="offsetof(struct bpf_array, ptrs)")
+
+
+def profile_from_args(args: argparse.Namespace):
+    prof = preset(args.profile)
+    changes = {}
+    if args.ibt is not None:
+        changes["ibt"] = args.ibt
+    if args.security is not None:
+        changes.update(config_security=args.security, max_entries_off=None)
+        if args.ptrs_off is None:
+            changes["ptrs_off"] = None
+    if args.jump is not None:
+        changes["jump"] = JumpVariant(args.jump)
+    if args.sls is not None:
+        changes["sls"] = args.sls
+    if args.ptrs_off is not None:
+        changes["ptrs_off"] = args.ptrs_off
+    if changes:
+        prof = prof.replace(name=f"{prof.name}+custom", **changes)
+    return prof
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    import jit_new
+    import jit_old
+    from fuzz.disasm import listing, render_side_by_side
+
+    profile = profile_from_args(args)
+    try:
+        cfg = SampleConfig(sites=args.kind, max_entries=args.max_entries, key=args.key,
+                           stack_depth=args.stack_depth, callee_regs=args.callee_regs, unpriv=args.unpriv,
+                           exception_boundary=args.exception_boundary, is_subprog=args.subprog)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    old = listing(jit_old.CODEGEN, cfg, profile, whole=args.whole)
+    new = listing(jit_new.CODEGEN, cfg, profile, whole=args.whole)
+    if args.json:
+        json.dump({"profile": profile.to_json(),
+                   "config": {"sites": [k.value for k in cfg.sites], "max_entries": cfg.max_entries,
+                              "key": cfg.key, "stack_depth": cfg.stack_depth,
+                              "callee_regs": [f"r{r}" for r in cfg.callee_regs], "unpriv": cfg.unpriv,
+                              "exception_boundary": cfg.exception_boundary, "subprog": cfg.is_subprog},
+                   "old": old.to_json(), "new": new.to_json()}, sys.stdout, indent=2)
+        print()
+    else:
+        print(f"profile {profile.name}: ibt={profile.ibt} jump={profile.jump.value} sls={profile.sls} "
+              f"max_entries@{profile.max_entries_off:#x} ptrs@{profile.ptrs_off:#x} "
+              f"bpf_func@{profile.bpf_func_off:#x} X86_TAIL_CALL_OFFSET={profile.tail_call_offset}")
+        print(render_side_by_side(old, new))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tcfuzz", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("disasm", help="legacy and patched tail-call sequences side by side (capstone)")
+    _add_profile_args(d)
+    g = d.add_argument_group("program")
+    g.add_argument("--kind", type=_sites, default=(SiteKind.STATIC,),
+                   help="tail-call site(s), in program order: static, dynamic, direct (e.g. static,dynamic)")
+    g.add_argument("--max-entries", type=_int, default=4)
+    g.add_argument("--key", type=_int, default=0, help="constant key of a direct site")
+    g.add_argument("--stack-depth", type=_int, default=0)
+    g.add_argument("--callee-regs", type=_callee_regs, default=(), help="r6..r9 / rbx,r13,r14,r15 / none / all")
+    g.add_argument("--unpriv", action="store_true", help="map created without CAP_PERFMON")
+    g.add_argument("--exception-boundary", action="store_true", help="push/pop r12 and all callee regs")
+    g.add_argument("--subprog", action="store_true", help="JIT as a subprogram")
+    d.add_argument("--whole", action="store_true", help="the whole image, not just the tail-call sites")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.set_defaults(func=cmd_disasm)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ProfileError) as e:
+        print(f"tcfuzz {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

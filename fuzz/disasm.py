@@ -1,0 +1,111 @@
+"""Side-by-side capstone listings of the legacy and patched tail-call sequences (`tcfuzz disasm`)."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import capstone
+
+from model.interfaces import Codegen, JitError, JitImage, VerifierReject
+from model.layout import RCX, image_base, indirect_thunk
+from model.profile import KernelProfile
+from model.sample import SampleConfig, tail_call_sites, verified_sample
+
+_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+_JUMPS = {"jmp", "ja", "jae", "jb", "jbe", "je", "jne", "call"}
+_SYMBOLS = {indirect_thunk(RCX): "__x86_indirect_thunk_rcx"}
+
+
+@dataclass
+class Line:
+    offset: int          # image offset
+    data: bytes
+    text: str            # capstone `mnemonic op_str`, jump targets symbolised
+    asm: str             # the emitter's comment for this instruction
+
+    def to_json(self) -> dict:
+        return {"offset": self.offset, "bytes": self.data.hex(" "), "insn": self.text, "emitter": self.asm}
+
+
+@dataclass
+class Listing:
+    codegen: str
+    imms: list[int]                      # the tail-call insns' imm after the verifier fix-up
+    sites: list[tuple[int, int]]         # [start, end) image offsets of each site
+    lines: list[Line]
+    error: str | None = None
+    ranges: list[tuple[int, int]] | None = None   # what was listed: the sites, or the whole image
+
+    def lines_in(self, start: int, end: int) -> list[Line]:
+        return [line for line in self.lines if start <= line.offset < end]
+
+    def to_json(self) -> dict:
+        return {"codegen": self.codegen, "imm": [f"{imm & 0xFFFFFFFF:#010x}" for imm in self.imms],
+                "sites": [{"start": s, "end": e, "length": e - s} for s, e in self.sites],
+                "error": self.error, "instructions": [line.to_json() for line in self.lines]}
+
+
+def _symbolise(image: JitImage, sites: list[tuple[int, int]], target: int) -> str:
+    off = target - image.base
+    for start, end in sites:
+        if start <= off <= end + 16:
+            delta = off - end
+            return f"{off:#x} <out{delta:+d}>" if delta else f"{off:#x} <out>"
+    if 0 <= off <= len(image.code):
+        return f"{off:#x}"
+    return f"{target:#x} <{_SYMBOLS.get(target, '?')}>"
+
+
+def listing(codegen: Codegen, cfg: SampleConfig, profile: KernelProfile, whole: bool = False) -> Listing:
+    try:
+        prog = verified_sample(cfg, codegen, profile)
+        image = codegen.jit(prog, profile, image_base(0))
+    except (VerifierReject, JitError) as e:
+        return Listing(codegen.name, [], [], [], error=f"{type(e).__name__}: {e}")
+    sites = tail_call_sites(image)
+    imms = [insn.imm for insn in image.insns if insn.code == 0xF5]
+    ranges = [(0, len(image.code))] if whole else sites
+    asm_at = {ins.offset: ins.asm for ins in image.instrs}
+    lines = []
+    for start, end in ranges:
+        for insn in _CS.disasm(image.code[start:end], image.base + start):
+            text = f"{insn.mnemonic} {insn.op_str}".strip()
+            if insn.mnemonic in _JUMPS and insn.op_str.startswith("0x"):
+                text = f"{insn.mnemonic} {_symbolise(image, sites, int(insn.op_str, 16))}"
+            off = insn.address - image.base
+            lines.append(Line(off, bytes(insn.bytes), text, asm_at.get(off, "")))
+    return Listing(codegen.name, imms, sites, lines, ranges=ranges)
+
+
+def _cell(line: Line | None, width: int) -> str:
+    if line is None:
+        return " " * width
+    return f"{line.offset:4x}:  {line.data.hex(' '):<24} {line.text}"[:width].ljust(width)
+
+
+def render_side_by_side(old: Listing, new: Listing, width: int = 72) -> str:
+    """Range by range (each site, or the whole image), aligned on the emitters' asm comments:
+    `diff -y` marks, | the instruction differs, < only legacy, > only patched."""
+    out = []
+    for listing_ in (old, new):
+        sites = ", ".join(f"[{s:#x},{e:#x}) {e - s} bytes" for s, e in listing_.sites)
+        imms = ", ".join(f"{imm & 0xFFFFFFFF:#x}" for imm in listing_.imms)
+        out.append(f"{listing_.codegen:>8}: imm {imms or '-'}; sites {sites or '-'}"
+                   + (f"; {listing_.error}" if listing_.error else ""))
+    out.append(f"{old.codegen:<{width}} | {new.codegen}")
+    old_ranges, new_ranges = old.ranges or [], new.ranges or []
+    for k in range(max(len(old_ranges), len(new_ranges))):
+        left = old.lines_in(*old_ranges[k]) if k < len(old_ranges) else []
+        right = new.lines_in(*new_ranges[k]) if k < len(new_ranges) else []
+        if k:
+            out.append("")
+        matcher = difflib.SequenceMatcher(None, [line.asm for line in left], [line.asm for line in right],
+                                          autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            for n in range(max(i2 - i1, j2 - j1)):
+                a = left[i1 + n] if i1 + n < i2 else None
+                b = right[j1 + n] if j1 + n < j2 else None
+                same = a is not None and b is not None and a.data == b.data
+                mark = " " if same else ("|" if a and b else ("<" if a else ">"))
+                out.append(f"{_cell(a, width)} {mark} {_cell(b, width).rstrip()}")
+    return "\n".join(out)
