@@ -135,10 +135,12 @@ def asm_matches(comment: str, disassembly: str) -> bool:
     Literal text must match exactly (whitespace-insensitive); `<name>` placeholders stand for one
     operand value (an immediate, a displacement, a jump target, or a register name); `<*>` stands
     for the whole operand list (multi-byte nops). Capstone's `[rbp - 0x10]` is read
-    as `[rbp + -0x10]` so a comment can say `[rbp + <tcc_ptr_off>]` for either sign.
+    as `[rbp + -0x10]` so a comment can say `[rbp + <tcc_ptr_off>]` for either sign, and `[rdi]`
+    as `[rdi + 0]`.
     """
     def norm(text: str) -> str:
-        return " ".join(text.replace(" - ", " + -").split())
+        text = re.sub(r"\[(\w+)\]", r"[\1 + 0]", text.replace(" - ", " + -"))   # capstone omits a zero disp8
+        return " ".join(text.split())
 
     pattern = ""
     pos = 0
