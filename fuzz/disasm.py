@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import capstone
 
+from model.bpf import BPF_JMP, BPF_TAIL_CALL
 from model.interfaces import Codegen, JitError, JitImage, VerifierReject
 from model.layout import RCX, image_base, indirect_thunk
 from model.profile import KernelProfile
@@ -63,7 +64,7 @@ def listing(codegen: Codegen, cfg: SampleConfig, profile: KernelProfile, whole: 
     except (VerifierReject, JitError) as e:
         return Listing(codegen.name, [], [], [], error=f"{type(e).__name__}: {e}")
     sites = tail_call_sites(image)
-    imms = [insn.imm for insn in image.insns if insn.code == 0xF5]
+    imms = [insn.imm for insn in image.insns if insn.code == BPF_JMP | BPF_TAIL_CALL]
     ranges = [(0, len(image.code))] if whole else sites
     asm_at = {ins.offset: ins.asm for ins in image.instrs}
     lines = []
@@ -101,7 +102,7 @@ def render_side_by_side(old: Listing, new: Listing, width: int = 72) -> str:
             out.append("")
         matcher = difflib.SequenceMatcher(None, [line.asm for line in left], [line.asm for line in right],
                                           autojunk=False)
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        for _tag, i1, i2, j1, j2 in matcher.get_opcodes():
             for n in range(max(i2 - i1, j2 - j1)):
                 a = left[i1 + n] if i1 + n < i2 else None
                 b = right[j1 + n] if j1 + n < j2 else None

@@ -7,12 +7,12 @@ Both spellings share the single `ctx->tail_call_indirect_label` with sequences o
 """
 from __future__ import annotations
 
-from model.bpf import round_up, s32
+from model.bpf import s32
 from model.interfaces import JitFault, MapRef, VerifiedProgram
 from model.profile import KernelProfile
 
 from jit_old.emit import Emitter, rel8
-from jit_old.tail_call import BPF_TAIL_CALL_CNT_PTR_STACK_OFF, pop_regs_before_tail_call
+from jit_old.tail_call import BPF_TAIL_CALL_CNT_PTR_STACK_OFF, emit_count_and_unwind
 from jit_old.x86 import X86_JAE, X86_JE, emit_indirect_jump
 
 
@@ -58,12 +58,7 @@ def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: Verifi
     offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
     p.emit2(X86_JE, rel8(offset))  # je <out>
 
-    p.emit4(0x48, 0x83, 0x00, 0x01)  # add qword ptr [rax], 1
-    pop_regs_before_tail_call(p, prog, callee_regs_used)
-    p.emit1(0x58)  # pop rax
-    p.emit1(0x58)  # pop rax
-    if stack_depth:
-        p.emit3_off32(0x48, 0x81, 0xC4, round_up(stack_depth, 8))  # add rsp, <R>
+    emit_count_and_unwind(p, prog, callee_regs_used, stack_depth)
 
     if dyn_array:
         p.emit4(0x48, 0x8B, 0x49, profile.bpf_func_off)  # mov rcx, qword ptr [rcx + <bpf_func_off>]

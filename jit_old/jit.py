@@ -85,7 +85,9 @@ class X86Jit:
                 emit_mov_imm32(p, insn.cls == BPF_ALU64, insn.dst, insn.imm)
             elif code == BPF_LD | BPF_IMM | BPF_DW:
                 emit_mov_imm64(p, insn.dst, (insns[i].imm << 32) | (insn.imm & 0xFFFFFFFF))
-                addrs[i] = p.pos        # the second half of ld_imm64 emits nothing
+                # The kernel leaves addrs[] of the first half stale and sets only the second half's;
+                # nothing reads the first half's, so tcfuzz keeps it meaningful for insn_range().
+                addrs[i] = p.pos
                 i += 1
             elif code == BPF_LDX | BPF_MEM | BPF_DW:
                 emit_ldx_dw(p, insn.dst, insn.src, insn.off)

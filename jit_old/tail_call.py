@@ -20,13 +20,20 @@ def BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth: int) -> int:
     return -16 - round_up(stack_depth, 8)
 
 
-def pop_regs_before_tail_call(p: Emitter, prog: VerifiedProgram, callee_regs_used) -> None:
-    """The pop block shared by both sequences (exception boundary: all regs and r12; no arena)."""
+def emit_count_and_unwind(p: Emitter, prog: VerifiedProgram, callee_regs_used, stack_depth: int) -> None:
+    """The block every tail-call sequence emits once the call is certain: count it, then undo this
+    program's frame down to rbp (pops: exception boundary = all regs and r12; arenas not modelled)."""
+    # Inc tail_call_cnt if the slot is populated.
+    p.emit4(0x48, 0x83, 0x00, 0x01)  # add qword ptr [rax], 1
     if prog.exception_boundary:
         pop_callee_regs(p, ALL_CALLEE_REGS_USED)
         pop_r12(p)
     else:
         pop_callee_regs(p, callee_regs_used)
+    p.emit1(0x58)  # pop rax
+    p.emit1(0x58)  # pop rax
+    if stack_depth:
+        p.emit3_off32(0x48, 0x81, 0xC4, round_up(stack_depth, 8))  # add rsp, <R>
 
 
 def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: VerifiedProgram,
@@ -53,13 +60,7 @@ def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: Verifi
     offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
     p.emit2(X86_JE, rel8(offset))  # je <out>
 
-    # Inc tail_call_cnt if the slot is populated.
-    p.emit4(0x48, 0x83, 0x00, 0x01)  # add qword ptr [rax], 1
-    pop_regs_before_tail_call(p, prog, callee_regs_used)
-    p.emit1(0x58)  # pop rax
-    p.emit1(0x58)  # pop rax
-    if stack_depth:
-        p.emit3_off32(0x48, 0x81, 0xC4, round_up(stack_depth, 8))  # add rsp, <R>
+    emit_count_and_unwind(p, prog, callee_regs_used, stack_depth)
 
     # goto *(prog->bpf_func + X86_TAIL_CALL_OFFSET);
     p.emit4(0x48, 0x8B, 0x49, profile.bpf_func_off)  # mov rcx, qword ptr [rcx + <bpf_func_off>]
@@ -89,13 +90,7 @@ def emit_bpf_tail_call_direct(p: Emitter, profile: KernelProfile, prog: Verified
     poke.bypass_addr = poke.tailcall_target + X86_PATCH_SIZE
     emit_jump(p, poke.tailcall_target + X86_PATCH_SIZE, poke.tailcall_bypass)
 
-    # Inc tail_call_cnt if the slot is populated.
-    p.emit4(0x48, 0x83, 0x00, 0x01)  # add qword ptr [rax], 1
-    pop_regs_before_tail_call(p, prog, callee_regs_used)
-    p.emit1(0x58)  # pop rax
-    p.emit1(0x58)  # pop rax
-    if stack_depth:
-        p.emit3_off32(0x48, 0x81, 0xC4, round_up(stack_depth, 8))  # add rsp, <R>
+    emit_count_and_unwind(p, prog, callee_regs_used, stack_depth)
 
     emit_nops(p, X86_PATCH_SIZE)
 

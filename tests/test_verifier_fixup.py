@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from model.bpf import BPF_ALU, BPF_AND, BPF_JGE, BPF_JMP, BPF_K, BPF_TAIL_CALL, R3
+from model.bpf import BPF_ALU, BPF_AND, BPF_EMIT_CALL_TAIL_CALL, BPF_JGE, BPF_JMP, BPF_K, BPF_TAIL_CALL, R3
 from model.interfaces import MapRef, TailCallAux, VerifierEnv, VerifierReject
 from model.profile import preset
 from model.sample import SampleConfig, index_mask, sample_program
@@ -14,9 +14,9 @@ MAP = MapRef(0, 10, index_mask(10))
 PRIV_CONST = TailCallAux(MAP, key=3)
 
 
-def fixup(codegen, aux, env=VerifierEnv(), used_maps=(MAP,), profile=preset("default")):
-    from model.bpf import BPF_EMIT_CALL_TAIL_CALL
-    return CODEGENS[codegen].fixup([BPF_EMIT_CALL_TAIL_CALL(aux)], env, list(used_maps), profile)
+def fixup(codegen, aux, env=None, used_maps=(MAP,)):
+    return CODEGENS[codegen].fixup([BPF_EMIT_CALL_TAIL_CALL(aux)], env or VerifierEnv(), list(used_maps),
+                                   preset("default"))
 
 
 @pytest.mark.parametrize("codegen", CODEGENS)
