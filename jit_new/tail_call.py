@@ -12,7 +12,7 @@ from model.interfaces import JitFault, MapRef, VerifiedProgram
 from model.profile import KernelProfile
 
 from jit_old.emit import Emitter, rel8
-from jit_old.tail_call import BPF_TAIL_CALL_CNT_PTR_STACK_OFF, emit_count_and_unwind
+from jit_old.tail_call import emit_count_and_unwind, emit_tail_call_cnt_check
 from jit_old.x86 import X86_JAE, X86_JE, emit_indirect_jump
 
 
@@ -32,7 +32,6 @@ def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: Verifi
                                 map_index: int, dyn_array: bool, callee_regs_used, stack_depth: int,
                                 ip: int, ctx) -> None:
     """Mirrors the patched emit_bpf_tail_call_indirect()."""
-    tcc_ptr_off = BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth)
     map_ = used_map(prog, map_index)
     start = p.pos
 
@@ -45,11 +44,7 @@ def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: Verifi
     offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
     p.emit2(X86_JAE, rel8(offset))  # jae <out>
 
-    # if ((*tcc_ptr)++ >= MAX_TAIL_CALL_CNT) goto out;
-    p.emit3_off32(0x48, 0x8B, 0x85, tcc_ptr_off)  # mov rax, qword ptr [rbp + <tcc_ptr_off>]
-    p.emit4(0x48, 0x83, 0x38, profile.max_tail_call_cnt)  # cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>
-    offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
-    p.emit2(X86_JAE, rel8(offset))  # jae <out>
+    emit_tail_call_cnt_check(p, profile, stack_depth, ctx.tail_call_indirect_label, start)
 
     # dyn_array ? prog = array->ptrs[index] : tgt = array->ptrs[max_entries + index];
     offset = profile.ptrs_off if dyn_array else static_ptrs_disp(profile, map_.max_entries)

@@ -20,6 +20,17 @@ def BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth: int) -> int:
     return -16 - round_up(stack_depth, 8)
 
 
+def emit_tail_call_cnt_check(p: Emitter, profile: KernelProfile, stack_depth: int, out_label: int,
+                             start: int) -> None:
+    """if ((*tcc_ptr)++ >= MAX_TAIL_CALL_CNT) goto out; -- the increment itself waits for
+    emit_count_and_unwind(), once the call is certain."""
+    tcc_ptr_off = BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth)
+    p.emit3_off32(0x48, 0x8B, 0x85, tcc_ptr_off)  # mov rax, qword ptr [rbp + <tcc_ptr_off>]
+    p.emit4(0x48, 0x83, 0x38, profile.max_tail_call_cnt)  # cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>
+    offset = out_label - (p.pos + 2 - start)
+    p.emit2(X86_JAE, rel8(offset))  # jae <out>
+
+
 def emit_count_and_unwind(p: Emitter, prog: VerifiedProgram, callee_regs_used, stack_depth: int) -> None:
     """The block every tail-call sequence emits once the call is certain: count it, then undo this
     program's frame down to rbp (pops: exception boundary = all regs and r12; arenas not modelled)."""
@@ -39,7 +50,6 @@ def emit_count_and_unwind(p: Emitter, prog: VerifiedProgram, callee_regs_used, s
 def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: VerifiedProgram,
                                 callee_regs_used, stack_depth: int, ip: int, ctx) -> None:
     """Mirrors emit_bpf_tail_call_indirect()."""
-    tcc_ptr_off = BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth)
     start = p.pos
 
     # if (index >= array->map.max_entries) goto out;
@@ -48,11 +58,7 @@ def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: Verifi
     offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
     p.emit2(X86_JBE, rel8(offset))  # jbe <out>
 
-    # if ((*tcc_ptr)++ >= MAX_TAIL_CALL_CNT) goto out;
-    p.emit3_off32(0x48, 0x8B, 0x85, tcc_ptr_off)  # mov rax, qword ptr [rbp + <tcc_ptr_off>]
-    p.emit4(0x48, 0x83, 0x38, profile.max_tail_call_cnt)  # cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>
-    offset = ctx.tail_call_indirect_label - (p.pos + 2 - start)
-    p.emit2(X86_JAE, rel8(offset))  # jae <out>
+    emit_tail_call_cnt_check(p, profile, stack_depth, ctx.tail_call_indirect_label, start)
 
     # prog = array->ptrs[index]; if (prog == NULL) goto out;
     p.emit4_off32(0x48, 0x8B, 0x8C, 0xD6, profile.ptrs_off)  # mov rcx, qword ptr [rsi + rdx*8 + <ptrs_off>]
@@ -75,14 +81,9 @@ def emit_bpf_tail_call_direct(p: Emitter, profile: KernelProfile, prog: Verified
                               poke: PokeDescriptor, ip: int, callee_regs_used, stack_depth: int,
                               ctx) -> None:
     """Mirrors emit_bpf_tail_call_direct(); fills the poke descriptor's addresses."""
-    tcc_ptr_off = BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth)
     start = p.pos
 
-    # if ((*tcc_ptr)++ >= MAX_TAIL_CALL_CNT) goto out;
-    p.emit3_off32(0x48, 0x8B, 0x85, tcc_ptr_off)  # mov rax, qword ptr [rbp + <tcc_ptr_off>]
-    p.emit4(0x48, 0x83, 0x38, profile.max_tail_call_cnt)  # cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>
-    offset = ctx.tail_call_direct_label - (p.pos + 2 - start)
-    p.emit2(X86_JAE, rel8(offset))  # jae <out>
+    emit_tail_call_cnt_check(p, profile, stack_depth, ctx.tail_call_direct_label, start)
 
     poke.tailcall_bypass = ip + (p.pos - start)
     poke.adj_off = profile.tail_call_offset
