@@ -21,8 +21,7 @@ from jit_old.insns import (emit_alu_imm, emit_cond_jmp_imm, emit_jmp, emit_ldx_d
                            emit_mov_imm64, emit_stx_dw)
 from jit_old.prologue import emit_prologue
 from jit_old.tail_call import emit_bpf_tail_call_direct, emit_bpf_tail_call_indirect
-from jit_old.x86 import (ALL_CALLEE_REGS_USED, emit_return, pop_callee_regs, pop_r12,
-                         push_callee_regs, push_r12)
+from jit_old.x86 import emit_return, pop_frame_regs, push_frame_regs
 
 MAX_PASSES = 20
 PADDING_PASSES = MAX_PASSES - 5
@@ -68,11 +67,7 @@ class X86Jit:
         p = Emitter()
 
         emit_prologue(p, profile, stack_depth, prog.tail_call_reachable, prog.is_subprog)
-        if prog.exception_boundary:
-            push_r12(p)
-            push_callee_regs(p, ALL_CALLEE_REGS_USED)
-        else:
-            push_callee_regs(p, callee_regs_used)
+        push_frame_regs(p, prog.exception_boundary, callee_regs_used)
         addrs[0] = p.pos
 
         seen_exit = False
@@ -103,11 +98,7 @@ class X86Jit:
                 else:
                     seen_exit = True
                     ctx.cleanup_addr = p.pos
-                    if prog.exception_boundary:
-                        pop_callee_regs(p, ALL_CALLEE_REGS_USED)
-                        pop_r12(p)
-                    else:
-                        pop_callee_regs(p, callee_regs_used)
+                    pop_frame_regs(p, prog.exception_boundary, callee_regs_used)
                     p.emit1(0xC9)  # leave
                     emit_return(p, profile)
             elif insn.is_cond_jump():

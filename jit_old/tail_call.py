@@ -12,8 +12,8 @@ from model.interfaces import PokeDescriptor, VerifiedProgram
 from model.profile import KernelProfile
 
 from jit_old.emit import Emitter, rel8
-from jit_old.x86 import (ALL_CALLEE_REGS_USED, X86_JAE, X86_JBE, X86_JE, X86_PATCH_SIZE,
-                         emit_indirect_jump, emit_jump, emit_nops, pop_callee_regs, pop_r12)
+from jit_old.x86 import (X86_JAE, X86_JBE, X86_JE, X86_PATCH_SIZE, emit_indirect_jump, emit_jump,
+                         emit_nops, pop_frame_regs)
 
 
 def BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth: int) -> int:
@@ -33,14 +33,10 @@ def emit_tail_call_cnt_check(p: Emitter, profile: KernelProfile, stack_depth: in
 
 def emit_count_and_unwind(p: Emitter, prog: VerifiedProgram, callee_regs_used, stack_depth: int) -> None:
     """The block every tail-call sequence emits once the call is certain: count it, then undo this
-    program's frame down to rbp (pops: exception boundary = all regs and r12; arenas not modelled)."""
+    program's frame down to rbp."""
     # Inc tail_call_cnt if the slot is populated.
     p.emit4(0x48, 0x83, 0x00, 0x01)  # add qword ptr [rax], 1
-    if prog.exception_boundary:
-        pop_callee_regs(p, ALL_CALLEE_REGS_USED)
-        pop_r12(p)
-    else:
-        pop_callee_regs(p, callee_regs_used)
+    pop_frame_regs(p, prog.exception_boundary, callee_regs_used)
     p.emit1(0x58)  # pop rax
     p.emit1(0x58)  # pop rax
     if stack_depth:

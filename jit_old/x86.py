@@ -94,6 +94,25 @@ def pop_callee_regs(p: Emitter, callee_regs_used) -> None:
         p.emit1(0x5B)  # pop rbx
 
 
+def push_frame_regs(p: Emitter, exception_boundary: bool, callee_regs_used) -> None:
+    """do_jit()'s saves after the prologue: an exception boundary saves r12 and every callee-saved
+    register (the exception callback restores them); otherwise only the used ones (no arena)."""
+    if exception_boundary:
+        push_r12(p)
+        push_callee_regs(p, ALL_CALLEE_REGS_USED)
+    else:
+        push_callee_regs(p, callee_regs_used)
+
+
+def pop_frame_regs(p: Emitter, exception_boundary: bool, callee_regs_used) -> None:
+    """The matching restores, emitted by BPF_EXIT and before every tail call."""
+    if exception_boundary:
+        pop_callee_regs(p, ALL_CALLEE_REGS_USED)
+        pop_r12(p)
+    else:
+        pop_callee_regs(p, callee_regs_used)
+
+
 def emit_patch(p: Emitter, func: int, ip: int, opcode: int) -> None:
     """Mirrors emit_patch(): a 5-byte call/jmp rel32 from ip to func."""
     offset = func - (ip + X86_PATCH_SIZE)
