@@ -103,6 +103,70 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_observation(obs, world) -> str:
+    """One line: how the run ended, the programs it went through, the counter, anything unbalanced."""
+    from model.lower import FALL_THROUGH
+
+    if obs.load != "ok":
+        return f"not loaded ({obs.load})"
+    trace = obs.trace
+    if len(trace) > 6 and len(set(trace)) == 1:
+        path = f"{trace[0]} x{len(trace)}"
+    elif len(trace) > 8:
+        path = " > ".join(map(str, trace[:4])) + f" > ... ({len(trace)} entries) > " + " > ".join(map(str, trace[-2:]))
+    else:
+        path = " > ".join(map(str, trace))
+    parts = [f"trace {path}"]
+    if obs.fault is not None:
+        parts.insert(0, f"FAULT {obs.fault}")
+    elif obs.ret is not None and obs.ret - FALL_THROUGH in {p.id for p in world.programs}:
+        parts.append(f"fell through in prog {obs.ret - FALL_THROUGH}")
+    elif obs.ret is not None:
+        parts.append(f"returned {obs.ret:#x}")
+    parts.append(f"tail_call_cnt {obs.tail_call_cnt}")
+    if obs.callee_saved_clobbered:
+        parts.append("clobbered " + ",".join(obs.callee_saved_clobbered))
+    if obs.stack_delta not in (0, None):
+        parts.append(f"rsp off by {obs.stack_delta:+d}")
+    if obs.ctx_preserved is False:
+        parts.append("rdi (ctx) lost")
+    return "  ".join(parts)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from model.semantics import CountOrder
+    from fuzz.oracle import VOTERS, judge
+    from fuzz.worldfile import InputError, read_world
+
+    try:
+        world = read_world(args.world)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    j = judge(world, order=CountOrder(args.model_order))
+    v = j.verdict
+    if args.json:
+        json.dump({"world": args.world, "verdict": v.kind.value, "run": v.run, "field": v.field_name,
+                   "values": v.values, "signature": v.signature,
+                   "observations": {voter: [o.to_json() for o in obs] for voter, obs in j.observations.items()}},
+                  sys.stdout, indent=2)
+        print()
+    else:
+        print(f"world {args.world}: profile {world.profile.name}, {len(world.maps)} maps, "
+              f"{len(world.programs)} programs, {len(world.runs)} runs; model order {args.model_order}")
+        for i, run in enumerate(world.runs):
+            print(f"run {i}: entry prog {run.entry}" + (f", after {len(run.ops)} map ops" if run.ops else ""))
+            for voter in VOTERS:
+                print(f"  {voter:<8} {describe_observation(j.observations[voter][i], world)}")
+        if v.diverges:
+            print(f"verdict {v.kind.value} at run {v.run}: first difference in `{v.field_name}`")
+            for voter, value in v.values.items():
+                print(f"  {voter:<8} {json.dumps(value)}")
+            print(f"signature {v.signature}")
+        else:
+            print("verdict AGREE")
+    return 1 if v.diverges else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tcfuzz", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -122,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--whole", action="store_true", help="the whole image, not just the tail-call sites")
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.set_defaults(func=cmd_disasm)
+
+    r = sub.add_parser("run", help="run a world under legacy, patched and the reference model; print the verdict",
+                       description="Exit status: 0 the three agree, 1 they diverge, 2 unusable input.")
+    r.add_argument("world", help="world JSON file")
+    r.add_argument("--model-order", choices=["jit", "interpreter"], default="jit",
+                   help="reference counter order: increment after the NULL check (jit, the default) or before "
+                        "it (interpreter before its 2026 fix)")
+    r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.set_defaults(func=cmd_run)
     return ap
 
 

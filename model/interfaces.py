@@ -9,6 +9,7 @@ from __future__ import annotations
 import linecache
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol, Sequence
 
 from model.bpf import Insn
@@ -154,3 +155,83 @@ def asm_matches(comment: str, disassembly: str) -> bool:
         pos = m.end()
     pattern += re.escape(comment[pos:])
     return re.fullmatch(pattern, norm(disassembly)) is not None
+
+
+# --- What one run of a world shows, and what the oracle makes of three of them --------------------
+
+class FaultKind(str, Enum):
+    OUT_OF_ALLOCATION = "out_of_allocation"   # a data access inside a prog array's address slot, past its allocation
+    UNMAPPED = "unmapped"                     # a data access outside every allocation
+    WILD_JUMP = "wild_jump"                   # an instruction fetch outside every JIT image / kernel text
+    BAD_ENTRY = "bad_entry"                   # a tail call jumped to something other than bpf_func + X86_TAIL_CALL_OFFSET
+    ILLEGAL_INSN = "illegal_insn"             # ud2, int3, an undecodable byte
+    TIMEOUT = "timeout"                       # the instruction budget ran out (a loop)
+    POKE_BUSY = "poke_busy"                   # text poke found unexpected bytes: the kernel's BUG_ON(ret < 0)
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    address: int                              # the data address, jump target or faulting rip
+    where: str = ""                           # "prog 1 site 0 +0x1a: mov rcx, ..." when it is in emitted code
+
+    def __str__(self) -> str:
+        return f"{self.kind.value} at {self.address:#x}" + (f" ({self.where})" if self.where else "")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The observable outcome of one run, as the oracle compares it (field order = comparison order).
+
+    Deliberately absent (intended differences): scratch registers other than rax (rcx holds the
+    target either way but computed differently), the prog array's memory (the patched codegen's is
+    twice as large, carrying the cached targets), and which fields of struct bpf_array/bpf_prog were
+    read (the patched static path reads neither max_entries nor bpf_func).
+    """
+
+    load: str = "ok"                          # "ok", or why the program set was not loaded (verifier/JIT)
+    fault: Fault | None = None
+    trace: tuple[int, ...] = ()               # programs entered, in order, the entry program first
+    ret: int | None = None                    # rax at return to the caller: FALL_THROUGH + id of the program that fell through
+    tail_call_cnt: int | None = None          # the counter slot of the entry frame after the run
+    runs: tuple[tuple[int, int], ...] = ()    # (program id, times its glue ran) from ctx memory
+    callee_saved_clobbered: tuple[str, ...] = ()   # rbx, rbp, r12-r15 that differ after return
+    stack_delta: int | None = 0               # rsp after return minus rsp before the call (0 = balanced)
+    ctx_preserved: bool | None = True         # rdi still points to ctx when the program returns
+
+    @classmethod
+    def not_loaded(cls, load: str) -> "Observation":
+        return cls(load=load, stack_delta=None, ctx_preserved=None)
+
+    FIELDS = ("load", "fault", "trace", "ret", "tail_call_cnt", "runs", "callee_saved_clobbered", "stack_delta",
+              "ctx_preserved")
+
+    def to_json(self) -> dict:
+        d = {name: getattr(self, name) for name in self.FIELDS}
+        d["fault"] = None if self.fault is None else {"kind": self.fault.kind.value, "address": self.fault.address,
+                                                        "where": self.fault.where}
+        d["trace"] = list(self.trace)
+        d["runs"] = {str(p): n for p, n in self.runs}
+        d["callee_saved_clobbered"] = list(self.callee_saved_clobbered)
+        return d
+
+
+class VerdictKind(str, Enum):
+    AGREE = "AGREE"
+    NEW_DIVERGES = "NEW_DIVERGES"                       # legacy = model != patched
+    OLD_DIVERGES = "OLD_DIVERGES"                       # patched = model != legacy
+    JITS_AGREE_MODEL_DIFFERS = "JITS_AGREE_MODEL_DIFFERS"
+    ALL_DIFFER = "ALL_DIFFER"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: VerdictKind
+    run: int | None = None                    # index of the first run where the voters part
+    field_name: str | None = None             # the first Observation field that differs
+    values: dict = field(default_factory=dict)   # voter name -> that field's value, as JSON
+    signature: str = ""                       # stable dedup key: verdict, field, coarse shape of the difference
+
+    @property
+    def diverges(self) -> bool:
+        return self.kind is not VerdictKind.AGREE

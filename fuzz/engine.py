@@ -1,0 +1,158 @@
+"""One reusable Unicorn machine with the guest layout of model/layout.py.
+
+Unicorn 2.1.4 rules this module follows (../shared/reference/emulator-measurements.md):
+  * fixed regions are mapped once, largest first (the ram_addr ordering bug), lazily mapped pages
+    are the smallest size, so the order stays non-increasing;
+  * every host write to code is followed by ctl_remove_cache() (stale translations otherwise);
+  * runs stop on a `hlt` at HARNESS_RETURN and are bounded by `count`, never by `timeout`;
+  * faults are caught and the engine reused as is.
+
+Allocations (prog arrays, other maps) are registered with their exact [start, end). A data access
+to an unmapped page inside one maps that page on the spot (so a 2**32-1-entry array costs only the
+pages touched); an access outside every allocation — including the tail of the last page past the
+end — stops the run with a fault.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
+                     UC_MEM_FETCH_UNMAPPED, UC_MODE_64, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc)
+
+from model.interfaces import FaultKind
+from model.layout import (ARRAY_BASE, ARRAY_SLOT, CTX_BASE, CTX_SIZE, IMAGE_SLOT, JIT_BASE, KTEXT_BASE,
+                          MAX_PROGS, PAGE, PROG_BASE, STACK_BASE, STACK_SIZE)
+
+JIT_SIZE = IMAGE_SLOT * MAX_PROGS
+KTEXT_SIZE = PAGE
+PROG_SIZE = PAGE
+INT3_FILL = b"\xcc"            # the kernel fills JIT image holes with int3 (jit_fill_hole)
+
+# (base, size, perms), mapped in this order: largest first.
+FIXED_REGIONS = sorted([
+    (JIT_BASE, JIT_SIZE, UC_PROT_READ | UC_PROT_EXEC),
+    (STACK_BASE, STACK_SIZE, UC_PROT_READ | UC_PROT_WRITE),
+    (KTEXT_BASE, KTEXT_SIZE, UC_PROT_READ | UC_PROT_EXEC),
+    (PROG_BASE, PROG_SIZE, UC_PROT_READ | UC_PROT_WRITE),
+    (CTX_BASE, CTX_SIZE, UC_PROT_READ | UC_PROT_WRITE),
+], key=lambda r: -r[1])
+
+
+@dataclass
+class Allocation:
+    """A kernel object's memory [start, end); `page(addr)` supplies a page's initial bytes."""
+
+    name: str
+    start: int
+    end: int
+    page: Callable[[int], bytes]
+
+    def __contains__(self, addr: int) -> bool:
+        return self.start <= addr < self.end
+
+
+@dataclass
+class MemFault:
+    kind: FaultKind
+    address: int
+
+
+class Engine:
+    """A Unicorn instance plus the bookkeeping for lazily mapped allocations and per-world hooks."""
+
+    def __init__(self) -> None:
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc.ctl_set_tcg_buffer_size(32 << 20)
+        for base, size, perms in FIXED_REGIONS:
+            self.uc.mem_map(base, size, perms)
+        self.allocations: list[Allocation] = []
+        self.lazy_pages: set[int] = set()
+        self.world_hooks: list[int] = []
+        self.fault: MemFault | None = None
+        self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        self.uc.mem_write(JIT_BASE, INT3_FILL * JIT_SIZE)
+        self.uc.mem_write(KTEXT_BASE, INT3_FILL * KTEXT_SIZE)
+
+    # --- per world -------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the previous world: its code, allocations, lazy pages and hooks."""
+        for h in self.world_hooks:
+            self.uc.hook_del(h)
+        self.world_hooks.clear()
+        for page in sorted(self.lazy_pages):
+            self.uc.mem_unmap(page, PAGE)
+        self.lazy_pages.clear()
+        self.allocations.clear()
+        self.uc.mem_write(JIT_BASE, INT3_FILL * JIT_SIZE)
+        self.uc.mem_write(KTEXT_BASE, INT3_FILL * KTEXT_SIZE)
+        self.uc.mem_write(PROG_BASE, bytes(PROG_SIZE))
+        self.uc.ctl_remove_cache(JIT_BASE, JIT_BASE + JIT_SIZE)
+        self.uc.ctl_remove_cache(KTEXT_BASE, KTEXT_BASE + KTEXT_SIZE)
+
+    def write_code(self, addr: int, code: bytes) -> None:
+        self.uc.mem_write(addr, code)
+        self.uc.ctl_remove_cache(addr, addr + len(code))
+
+    def add_allocation(self, alloc: Allocation) -> None:
+        """Register an allocation; the bytes past its end in its last page are guarded by a hook."""
+        if not ARRAY_BASE <= alloc.start < alloc.end:
+            raise ValueError(f"{alloc.name}: allocations live above ARRAY_BASE")
+        self.allocations.append(alloc)
+        tail_end = -(-alloc.end // PAGE) * PAGE
+        if tail_end > alloc.end:
+            self.world_hooks.append(self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_tail,
+                                                     None, alloc.end, tail_end - 1))
+
+    def write_data(self, addr: int, data: bytes) -> None:
+        """Write into an allocation, through its page only if that page is already mapped (an
+        unmapped page gets its bytes from the allocation's `page` callback when first touched)."""
+        pos = 0
+        while pos < len(data):
+            page = (addr + pos) & ~(PAGE - 1)
+            chunk = min(len(data) - pos, page + PAGE - (addr + pos))
+            if page in self.lazy_pages:
+                self.uc.mem_write(addr + pos, data[pos:pos + chunk])
+            pos += chunk
+
+    def hook_code(self, addr: int, callback) -> None:
+        self.world_hooks.append(self.uc.hook_add(UC_HOOK_CODE, callback, None, addr, addr))
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def classify(self, addr: int) -> FaultKind:
+        if ARRAY_BASE <= addr and any(a.start - a.start % ARRAY_SLOT <= addr < a.start - a.start % ARRAY_SLOT
+                                      + ARRAY_SLOT for a in self.allocations):
+            return FaultKind.OUT_OF_ALLOCATION
+        return FaultKind.UNMAPPED
+
+    def _on_unmapped(self, uc, access, addr, size, value, user_data) -> bool:
+        if access == UC_MEM_FETCH_UNMAPPED:
+            return False                       # a wild jump: classified from the UcError
+        for alloc in self.allocations:
+            if addr in alloc:
+                page = addr & ~(PAGE - 1)
+                uc.mem_map(page, PAGE, UC_PROT_READ | UC_PROT_WRITE)
+                uc.mem_write(page, alloc.page(page))
+                self.lazy_pages.add(page)
+                return True
+        if self.fault is None:
+            self.fault = MemFault(self.classify(addr), addr)
+        return False
+
+    def _on_tail(self, uc, access, addr, size, value, user_data) -> None:
+        if self.fault is None:
+            self.fault = MemFault(FaultKind.OUT_OF_ALLOCATION, addr)
+        uc.emu_stop()
+
+
+_ENGINE: Engine | None = None
+
+
+def shared_engine() -> Engine:
+    """The process's engine: created once, reset per world (never one per case)."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = Engine()
+    return _ENGINE

@@ -1,0 +1,257 @@
+"""Run a world under one codegen on the shared Unicorn engine and observe each run.
+
+    world --lower--> BPF --codegen.fixup--> VerifiedProgram --codegen.jit--> JitImage
+          --load--> guest memory (images, bpf_prog structs, prog arrays, direct-call pokes)
+          --per run: map ops (text pokes), ctx, call the entry program--> Observation
+
+The harness calls the entry program like the kernel does (`call bpf_func` with rdi = ctx) with a
+return address pointing at a `hlt`. Every instruction that can leave a program for another one —
+each `jmp rcx`, the retpoline thunk, each direct-call poke site — carries a code hook recording the
+destination, which must be some program's bpf_func + X86_TAIL_CALL_OFFSET.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from unicorn import UcError
+from unicorn.unicorn_const import (UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_PROT,
+                                   UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED)
+from unicorn.x86_const import (UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
+                               UC_X86_REG_RAX, UC_X86_REG_RBP, UC_X86_REG_RBX, UC_X86_REG_RCX,
+                               UC_X86_REG_RDI, UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI,
+                               UC_X86_REG_RSP)
+
+from model.bpf import round_up
+from model.interfaces import (Codegen, Fault, FaultKind, JitError, JitFault, JitImage, Observation,
+                              VerifiedProgram, VerifierReject)
+from model.layout import (CTX_BASE, CTX_SIZE, ENTRY_RSP, HARNESS_RETURN, IMAGE_SLOT, STACK_BASE,
+                          STACK_SIZE, array_base, ctx_run_count, ctx_site, image_base, indirect_thunk,
+                          prog_struct)
+from model.lower import lower_program, used_maps
+from model.sample import tail_call_sites
+from model.world import MapOp, RunSpec, World
+
+from fuzz.engine import Engine, shared_engine
+from fuzz.kernel import (PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup)
+
+INSN_BUDGET = 200_000          # a full 33-call chain of 8-site programs runs well under 20k instructions
+
+# __x86_indirect_thunk_rcx (arch/x86/lib/retpoline.S): call 1f; 2: pause; lfence; jmp 2b; 1: mov [rsp], rcx; ret
+RETPOLINE_RCX = bytes.fromhex("e807000000" "f390" "0faee8" "ebf9" "48890c24" "c3")
+
+CALLEE_SAVED = {"rbx": UC_X86_REG_RBX, "rbp": UC_X86_REG_RBP, "r12": UC_X86_REG_R12,
+                "r13": UC_X86_REG_R13, "r14": UC_X86_REG_R14, "r15": UC_X86_REG_R15}
+SENTINEL = {name: 0x5E5E_0000_0000_0000 | (i << 8) for i, name in enumerate(CALLEE_SAVED)}
+SCRATCH_AT_ENTRY = 0xC1C1_C1C1_C1C1_C1C1   # rax/rcx/rdx/rsi at entry: the prologue must not rely on them
+
+
+@dataclass
+class Loaded:
+    """One codegen's view of a world once loaded into the engine."""
+
+    world: World
+    codegen: Codegen
+    engine: Engine
+    load: str = "ok"
+    load_detail: str = ""
+    images: dict[int, JitImage] = field(default_factory=dict)
+    arrays: dict[int, ProgArray] = field(default_factory=dict)
+    dead: Fault | None = None              # the kernel hit BUG_ON in a text poke: nothing runs after that
+
+    @property
+    def bpf_func(self) -> dict[int, int]:
+        return {pid: img.base for pid, img in self.images.items()}
+
+    def describe(self, addr: int) -> str:
+        """`prog 1 +0x4a (site 0): mov rcx, ...` for an address in an image, else ''."""
+        for pid, img in self.images.items():
+            if img.base <= addr < img.base + IMAGE_SLOT:
+                off = addr - img.base
+                site = next((f" (site {k})" for k, (lo, hi) in enumerate(tail_call_sites(img)) if lo <= off < hi), "")
+                asm = next((ins.asm for ins in img.instrs if ins.offset <= off < ins.offset + len(ins.data)), "")
+                exact = any(ins.offset == off for ins in img.instrs)
+                return f"prog {pid} +{off:#x}{site}: " + (asm if exact else f"inside `{asm}`" if asm else "past the code")
+        if indirect_thunk() <= addr < indirect_thunk() + len(RETPOLINE_RCX):
+            return "__x86_indirect_thunk_rcx"
+        return ""
+
+
+def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded:
+    engine = engine or shared_engine()
+    engine.reset()
+    ld = Loaded(world, codegen, engine)
+    profile = world.profile
+    maps = used_maps(world)
+    try:
+        for prog in world.programs:
+            fixed, poke_tab = codegen.fixup(lower_program(world, prog), prog.env, maps, profile)
+            vp = VerifiedProgram(fixed, prog.stack_depth, tail_call_reachable=True, is_subprog=False,
+                                 exception_boundary=prog.exception_boundary, used_maps=maps, poke_tab=poke_tab)
+            image = codegen.jit(vp, profile, image_base(prog.id))
+            if len(image.code) > IMAGE_SLOT:
+                raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
+            ld.images[prog.id] = image
+    except JitFault as e:
+        ld.load, ld.load_detail = "jit_fault", str(e)
+    except JitError as e:
+        ld.load, ld.load_detail = "jit_error", str(e)
+    except VerifierReject as e:
+        ld.load, ld.load_detail = "rejected", str(e)
+    if ld.load != "ok":
+        return ld
+
+    for pid, image in ld.images.items():
+        engine.write_code(image.base, image.code)
+        engine.uc.mem_write(prog_struct(pid) + profile.bpf_func_off, struct.pack("<Q", image.base))
+    engine.write_code(indirect_thunk(), RETPOLINE_RCX)
+    engine.write_code(HARNESS_RETURN, b"\xf4")                 # hlt
+
+    for spec in world.maps:                                   # created, then filled, before any load
+        array = ld.arrays[spec.id] = ProgArray(engine, spec, profile, codegen.cached_targets)
+        for key, pid in sorted(spec.slots.items()):
+            array.xchg(key, pid)
+            array.update_cache(key, ld.bpf_func[pid])
+    try:
+        for image in ld.images.values():
+            bpf_tail_call_direct_fixup(engine, image.pokes, ld.arrays, ld.bpf_func)
+    except PokeBusy as e:
+        ld.dead = Fault(FaultKind.POKE_BUSY, 0, str(e))
+    return ld
+
+
+def map_op(ld: Loaded, op: MapOp) -> None:
+    """bpf_fd_array_map_update_elem() / fd_array_map_delete_elem(): xchg, then prog_array_map_poke_run()."""
+    array = ld.arrays[op.map]
+    if op.index >= array.spec.max_entries:
+        return                                                # -E2BIG
+    old = array.xchg(op.index, op.prog)
+    new_func = ld.bpf_func[op.prog] if op.prog is not None else None
+    old_func = ld.bpf_func[old] if old is not None else None
+    array.update_cache(op.index, new_func)                   # patch 1/4: before the pokes
+    for image in ld.images.values():
+        for poke in image.pokes:
+            if poke.map.map_id == op.map and poke.key == op.index:
+                bpf_arch_poke_desc_update(ld.engine, poke, new_func, old_func)
+
+
+class _Run:
+    """Per-run state the code hooks write into."""
+
+    def __init__(self, ld: Loaded, entry: int) -> None:
+        self.ld = ld
+        self.trace = [entry]
+        self.fault: Fault | None = None
+        tc_off = ld.world.profile.tail_call_offset
+        self.entries = {img.base + tc_off: pid for pid, img in ld.images.items()}
+
+    def landed(self, uc, src: int, dest: int) -> None:
+        if dest in self.entries:
+            self.trace.append(self.entries[dest])
+            return
+        where = self.ld.describe(src)
+        target = self.ld.describe(dest)
+        kind = FaultKind.BAD_ENTRY if target else FaultKind.WILD_JUMP
+        self.fault = Fault(kind, dest, f"{where} -> {target or hex(dest)}")
+        uc.emu_stop()
+
+    def on_indirect(self, uc, address, size, user_data) -> None:
+        self.landed(uc, address, uc.reg_read(UC_X86_REG_RCX))
+
+    def on_direct(self, uc, address, size, user_data) -> None:
+        insn = bytes(uc.mem_read(address, 5))
+        if insn[0] == 0xE9:
+            self.landed(uc, address, address + 5 + struct.unpack("<i", insn[1:])[0])
+
+
+def install_hooks(ld: Loaded, run: _Run) -> None:
+    ld.engine.hook_code(indirect_thunk(), run.on_indirect)
+    for image in ld.images.values():
+        for ins in image.instrs:
+            if ins.data == b"\xff\xe1":                      # jmp rcx
+                ld.engine.hook_code(image.base + ins.offset, run.on_indirect)
+        for poke in image.pokes:
+            ld.engine.hook_code(poke.tailcall_target, run.on_direct)
+
+
+def write_ctx(ld: Loaded, run: RunSpec) -> None:
+    ctx = bytearray(CTX_SIZE)
+    for prog in ld.world.programs:
+        for j in range(len(prog.sites)):
+            struct.pack_into("<QQ", ctx, ctx_site(prog.id, j), run.input_for(prog.id, j).key,
+                             array_base(ld.world.site_map(run, prog.id, j).id))
+    ld.engine.uc.mem_write(CTX_BASE, bytes(ctx))
+
+
+def classify_uc_error(ld: Loaded, err: UcError, rip: int) -> Fault:
+    mem = ld.engine.fault
+    if err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED) and mem is not None:
+        return Fault(mem.kind, mem.address, ld.describe(rip))
+    if err.errno in (UC_ERR_READ_PROT, UC_ERR_WRITE_PROT):
+        return Fault(FaultKind.UNMAPPED, rip, ld.describe(rip))
+    if err.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_FETCH_PROT):
+        return Fault(FaultKind.WILD_JUMP, rip, "")
+    return Fault(FaultKind.ILLEGAL_INSN, rip, ld.describe(rip) or str(err))
+
+
+def execute_run(ld: Loaded, run: RunSpec) -> Observation:
+    uc = ld.engine.uc
+    if ld.load != "ok":
+        return Observation.not_loaded(ld.load)
+    try:
+        for op in run.ops:
+            if ld.dead is None:
+                map_op(ld, op)
+    except PokeBusy as e:
+        ld.dead = Fault(FaultKind.POKE_BUSY, 0, str(e))
+    if ld.dead is not None:
+        return Observation(fault=ld.dead, ret=None, stack_delta=None, ctx_preserved=None)
+
+    state = _Run(ld, run.entry)
+    hooks_before = len(ld.engine.world_hooks)
+    install_hooks(ld, state)
+    write_ctx(ld, run)
+    uc.mem_write(STACK_BASE, bytes(STACK_SIZE))
+    uc.mem_write(ENTRY_RSP - 8, struct.pack("<Q", HARNESS_RETURN))
+    for reg in (UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RSI):
+        uc.reg_write(reg, SCRATCH_AT_ENTRY)
+    for name, reg in CALLEE_SAVED.items():
+        uc.reg_write(reg, SENTINEL[name])
+    uc.reg_write(UC_X86_REG_RDI, CTX_BASE)
+    uc.reg_write(UC_X86_REG_RSP, ENTRY_RSP - 8)
+    ld.engine.fault = None
+    try:
+        uc.emu_start(ld.images[run.entry].base, 0, count=INSN_BUDGET)
+        fault = state.fault
+        if fault is None and ld.engine.fault is not None:        # the allocation-tail guard stopped it
+            rip = uc.reg_read(UC_X86_REG_RIP)
+            fault = Fault(ld.engine.fault.kind, ld.engine.fault.address, ld.describe(rip))
+        if fault is None and uc.reg_read(UC_X86_REG_RIP) != HARNESS_RETURN + 1:
+            rip = uc.reg_read(UC_X86_REG_RIP)
+            fault = Fault(FaultKind.TIMEOUT, rip, ld.describe(rip))
+    except UcError as err:
+        fault = state.fault or classify_uc_error(ld, err, uc.reg_read(UC_X86_REG_RIP))
+    finally:
+        for h in ld.engine.world_hooks[hooks_before:]:
+            uc.hook_del(h)
+        del ld.engine.world_hooks[hooks_before:]
+
+    entry = ld.world.program(run.entry)
+    counter_addr = ENTRY_RSP - 8 - 8 - round_up(entry.stack_depth, 8) - 8
+    counts = tuple((p.id, struct.unpack("<Q", uc.mem_read(CTX_BASE + ctx_run_count(p.id), 8))[0])
+                   for p in sorted(ld.world.programs, key=lambda p: p.id))
+    tail_call_cnt = struct.unpack("<Q", uc.mem_read(counter_addr, 8))[0]
+    if fault is not None:
+        return Observation(fault=fault, trace=tuple(state.trace), ret=None, tail_call_cnt=tail_call_cnt,
+                           runs=counts, callee_saved_clobbered=(), stack_delta=None, ctx_preserved=None)
+    clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
+    return Observation(trace=tuple(state.trace), ret=uc.reg_read(UC_X86_REG_RAX), tail_call_cnt=tail_call_cnt,
+                       runs=counts, callee_saved_clobbered=clobbered,
+                       stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
+                       ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE)
+
+
+def execute(world: World, codegen: Codegen, engine: Engine | None = None) -> list[Observation]:
+    """Load the world under `codegen` and observe every run, in order."""
+    ld = load(world, codegen, engine)
+    return [execute_run(ld, run) for run in world.runs]

@@ -1,0 +1,130 @@
+"""The kernel's run-time side of a world, in guest memory: prog arrays (kernel/bpf/arraymap.c, plus
+patch 1/4's cached-target half), bpf_prog structs, and the text poking of direct tail calls
+(bpf_tail_call_direct_fixup(), bpf_arch_poke_desc_update(), __bpf_arch_text_poke() of
+arch/x86/net/bpf_jit_comp.c).
+
+struct bpf_array as the JIT sees it (offsets from the profile):
+
+    +0                      struct bpf_map ... u32 max_entries at max_entries_off ...
+    +ptrs_off - 16          u32 elem_size (8), u32 index_mask
+    +ptrs_off - 8           struct bpf_array_aux *aux        (points at nothing mapped)
+    +ptrs_off               struct bpf_prog *ptrs[alloc_entries]
+    +ptrs_off + 8*alloc     void *cached[alloc_entries]      patched codegen only (patch 1/4): the
+                                                              cache of slot i is ptrs[map.max_entries + i]
+"""
+from __future__ import annotations
+
+import struct
+
+from model.interfaces import PokeDescriptor
+from model.layout import PAGE, array_base, prog_struct
+from model.profile import KernelProfile
+from model.world import MapSpec
+
+from fuzz.engine import Allocation, Engine
+
+NOP5 = bytes.fromhex("0f1f440000")      # x86_nops[5]
+ARRAY_AUX_POISON = 0xA0A0_0000_0000     # array->aux: never dereferenced by a tail call
+
+
+class PokeBusy(Exception):
+    """__bpf_arch_text_poke() found neither the old nor the new instruction: BUG_ON(ret < 0)."""
+
+
+class ProgArray:
+    """One map's struct bpf_array in guest memory, with slots as the JIT reads them."""
+
+    def __init__(self, engine: Engine, spec: MapSpec, profile: KernelProfile, cached_targets: bool) -> None:
+        self.engine, self.spec, self.profile = engine, spec, profile
+        self.cached_targets = cached_targets and spec.kind == "prog_array"
+        self.base = array_base(spec.id)
+        entries = spec.alloc_entries if spec.kind == "prog_array" else 0
+        size = profile.ptrs_off + 8 * entries * (2 if self.cached_targets else 1)
+        self.words: dict[int, int] = {}        # byte offset -> u64, the non-zero ptrs[] words
+        self.progs: dict[int, int] = {}        # slot -> program id
+        self.alloc = Allocation(f"map {spec.id}", self.base, self.base + size, self.page_bytes)
+        engine.add_allocation(self.alloc)
+
+    def header(self) -> bytes:
+        h = bytearray(self.profile.ptrs_off)
+        struct.pack_into("<I", h, self.profile.max_entries_off, self.spec.max_entries)
+        if self.spec.kind == "prog_array":
+            struct.pack_into("<IIQ", h, self.profile.ptrs_off - 16, 8, self.spec.index_mask, ARRAY_AUX_POISON)
+        return bytes(h)
+
+    def page_bytes(self, page: int) -> bytes:
+        out = bytearray(PAGE)
+        head = self.header()
+        lo = page - self.base
+        if lo < len(head):
+            out[:len(head) - lo] = head[lo:lo + PAGE]
+        for off, value in self.words.items():
+            if lo <= off < lo + PAGE:
+                struct.pack_into("<Q", out, off - lo, value)
+        return bytes(out[:self.alloc.end - page] if self.alloc.end - page < PAGE else out)
+
+    def _set_word(self, index: int, value: int) -> None:
+        off = self.profile.ptrs_off + 8 * index
+        if value:
+            self.words[off] = value
+        else:
+            self.words.pop(off, None)
+        self.engine.write_data(self.base + off, struct.pack("<Q", value))
+
+    def xchg(self, key: int, prog: int | None) -> int | None:
+        """xchg(array->ptrs + key, new) and, patched, bpf_tail_call_target_update() of patch 1/4."""
+        old = self.progs.pop(key, None)
+        if prog is not None:
+            self.progs[key] = prog
+        self._set_word(key, prog_struct(prog) if prog is not None else 0)
+        return old
+
+    def update_cache(self, key: int, bpf_func: int | None) -> None:
+        """xchg(array->ptrs + array->map.max_entries + key, new ? new->bpf_func + offset : 0)."""
+        if self.cached_targets:
+            self._set_word(self.spec.max_entries + key,
+                           bpf_func + self.profile.tail_call_offset if bpf_func is not None else 0)
+
+
+def emit_patch_insn(ip: int, target: int | None) -> bytes:
+    """The 5 bytes __bpf_arch_text_poke() compares and writes: `jmp target` or nop5 for NULL."""
+    if target is None:
+        return NOP5
+    return b"\xe9" + struct.pack("<i", target - (ip + 5))
+
+
+def text_poke(engine: Engine, ip: int, old_addr: int | None, new_addr: int | None) -> int:
+    """__bpf_arch_text_poke(ip, BPF_MOD_JUMP, BPF_MOD_JUMP, old_addr, new_addr): -EBUSY is raised."""
+    old_insn, new_insn = emit_patch_insn(ip, old_addr), emit_patch_insn(ip, new_addr)
+    current = bytes(engine.uc.mem_read(ip, 5))
+    if current != old_insn:
+        raise PokeBusy(f"text poke at {ip:#x}: found {current.hex()}, expected {old_insn.hex()}")
+    if current != new_insn:
+        engine.write_code(ip, new_insn)
+        return 0
+    return 1
+
+
+def bpf_arch_poke_desc_update(engine: Engine, poke: PokeDescriptor, new_func: int | None,
+                              old_func: int | None) -> None:
+    """Mirrors bpf_arch_poke_desc_update(poke, new, old) with bpf_func values for the programs."""
+    old_addr = old_func + poke.adj_off if old_func is not None else None
+    new_addr = new_func + poke.adj_off if new_func is not None else None
+    old_bypass_addr = None if old_func is not None else poke.bypass_addr
+    if new_func is not None:
+        text_poke(engine, poke.tailcall_target, old_addr, new_addr)
+        if old_func is None:
+            text_poke(engine, poke.tailcall_bypass, poke.bypass_addr, None)
+    else:
+        text_poke(engine, poke.tailcall_bypass, old_bypass_addr, poke.bypass_addr)
+        text_poke(engine, poke.tailcall_target, old_addr, None)
+
+
+def bpf_tail_call_direct_fixup(engine: Engine, pokes: list[PokeDescriptor], arrays: dict[int, ProgArray],
+                               bpf_func: dict[int, int]) -> None:
+    """Mirrors bpf_tail_call_direct_fixup(): at the end of the JIT, patch sites whose slot is filled."""
+    for poke in pokes:
+        target = arrays[poke.map.map_id].progs.get(poke.key)
+        if target is not None:
+            text_poke(engine, poke.tailcall_target, None, bpf_func[target] + poke.adj_off)
+            text_poke(engine, poke.tailcall_bypass, poke.bypass_addr, None)
