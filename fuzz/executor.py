@@ -25,8 +25,8 @@ from unicorn.x86_const import (UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, U
 from model.bpf import round_up
 from model.interfaces import (Codegen, Fault, FaultKind, JitError, JitFault, JitImage, Observation,
                               VerifiedProgram, VerifierReject)
-from model.layout import (CTX_BASE, CTX_SIZE, ENTRY_RSP, HARNESS_RETURN, IMAGE_SLOT, STACK_BASE,
-                          STACK_SIZE, array_base, ctx_run_count, ctx_site, image_base, indirect_thunk,
+from model.layout import (CTX_BASE, CTX_SIZE, ENTRY_RSP, HARNESS_RETURN, IMAGE_SLOT, MAX_PROGS,
+                          PROG_BASE, PROG_STRUCT_SIZE, STACK_BASE, STACK_SIZE, array_base, ctx_run_count, ctx_site, image_base, indirect_thunk,
                           prog_struct)
 from model.lower import lower_program, used_maps
 from model.sample import tail_call_sites
@@ -74,6 +74,11 @@ class Loaded:
                 return f"prog {pid} +{off:#x}{site}: " + (asm if exact else f"inside `{asm}`" if asm else "past the code")
         if indirect_thunk() <= addr < indirect_thunk() + len(RETPOLINE_RCX):
             return "__x86_indirect_thunk_rcx"
+        if PROG_BASE <= addr < prog_struct(MAX_PROGS):
+            return f"struct bpf_prog {(addr - PROG_BASE) // PROG_STRUCT_SIZE} +{(addr - PROG_BASE) % PROG_STRUCT_SIZE:#x}"
+        for map_id, array in self.arrays.items():
+            if array.alloc.start <= addr < array.alloc.end:
+                return f"struct bpf_array {map_id} +{addr - array.alloc.start:#x}"
         return ""
 
 
@@ -151,7 +156,8 @@ class _Run:
             return
         where = self.ld.describe(src)
         target = self.ld.describe(dest)
-        kind = FaultKind.BAD_ENTRY if target else FaultKind.WILD_JUMP
+        in_code = target.startswith("prog ") or target.startswith("__x86")
+        kind = FaultKind.BAD_ENTRY if in_code else FaultKind.WILD_JUMP
         self.fault = Fault(kind, dest, f"{where} -> {target or hex(dest)}")
         uc.emu_stop()
 
@@ -236,8 +242,11 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
             uc.hook_del(h)
         del ld.engine.world_hooks[hooks_before:]
 
-    entry = ld.world.program(run.entry)
-    counter_addr = ENTRY_RSP - 8 - 8 - round_up(entry.stack_depth, 8) - 8
+    # A tail callee of a main program gets the count by value in rax and pushes its own slot
+    # (emit_prologue_tail_call()), so the final count is in the last program's frame; rbp is the
+    # entry frame's throughout the chain.
+    last = ld.world.program(state.trace[-1])
+    counter_addr = ENTRY_RSP - 8 - 8 - round_up(last.stack_depth, 8) - 8
     counts = tuple((p.id, struct.unpack("<Q", uc.mem_read(CTX_BASE + ctx_run_count(p.id), 8))[0])
                    for p in sorted(ld.world.programs, key=lambda p: p.id))
     tail_call_cnt = struct.unpack("<Q", uc.mem_read(counter_addr, 8))[0]

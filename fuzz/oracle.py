@@ -59,7 +59,8 @@ def shape(field: str, odd: Observation, ref: Observation) -> str:
     if field == "fault":
         if odd.fault is None:
             return f"none vs {ref.fault.kind.value}"
-        where = re.sub(r"0x[0-9a-f]+", "<addr>", _LOCATION.sub("", odd.fault.where))
+        where = _LOCATION.sub("", odd.fault.where)
+        where = re.sub(r"0x[0-9a-f]+", "<addr>", re.sub(r"\b(prog|struct bpf_prog|struct bpf_array) \d+", r"\1", where))
         return f"{odd.fault.kind.value}@{where}" if where else odd.fault.kind.value
     a, b = getattr(odd, field), getattr(ref, field)
     if field == "trace":
@@ -77,7 +78,7 @@ def value_json(obs: Observation, field: str):
 
 def decide(obs: dict[str, list[Observation]]) -> Verdict:
     legacy, patched, model = (obs[v] for v in VOTERS)
-    for run, (lo, no, mo) in enumerate(zip(legacy, patched, model)):
+    for run, (lo, no, mo) in enumerate(zip(legacy, patched, model, strict=True)):
         lm, nm, ln = same(lo, mo), same(no, mo), same(lo, no)
         if lm and nm:
             continue
@@ -90,7 +91,7 @@ def decide(obs: dict[str, list[Observation]]) -> Verdict:
         else:
             kind, odd, ref = VerdictKind.ALL_DIFFER, no, lo
         field = first_difference(odd, ref)
-        values = {v: value_json(o, field) for v, o in zip(VOTERS, (lo, no, mo))}
+        values = {v: value_json(o, field) for v, o in zip(VOTERS, (lo, no, mo), strict=True)}
         return Verdict(kind, run, field, values, f"{kind.value}/{field}/{shape(field, odd, ref)}")
     return Verdict(VerdictKind.AGREE)
 

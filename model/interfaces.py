@@ -193,7 +193,7 @@ class Observation:
     fault: Fault | None = None
     trace: tuple[int, ...] = ()               # programs entered, in order, the entry program first
     ret: int | None = None                    # rax at return to the caller: FALL_THROUGH + id of the program that fell through
-    tail_call_cnt: int | None = None          # the counter slot of the entry frame after the run
+    tail_call_cnt: int | None = None          # the tail-call counter slot of the last program's frame
     runs: tuple[tuple[int, int], ...] = ()    # (program id, times its glue ran) from ctx memory
     callee_saved_clobbered: tuple[str, ...] = ()   # rbx, rbp, r12-r15 that differ after return
     stack_delta: int | None = 0               # rsp after return minus rsp before the call (0 = balanced)

@@ -24,3 +24,20 @@ def site_bytes(image, n=0):
 @pytest.fixture(scope="session")
 def cs():
     return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+
+def world(maps, programs, runs, profile="default"):
+    """A World from the same JSON a world file holds (so every test also exercises the reader)."""
+    from model.world import SCHEMA, World
+
+    return World.from_json({"schema": SCHEMA, "profile": profile, "maps": maps, "programs": programs,
+                            "runs": runs})
+
+
+def static_world(max_entries=4, slots=None, keys=(0,), n_progs=2, unpriv=False, profile="default", **prog0):
+    """Program 0 has one static site over map 0 with a run-time key; programs 1.. have no sites.
+    One run per key."""
+    progs = [{"id": 0, "sites": [{"maps": [0]}], **prog0}] + [{"id": i} for i in range(1, n_progs)]
+    return world([{"id": 0, "max_entries": max_entries, "unpriv": unpriv,
+                   "slots": {str(k): v for k, v in (slots or {}).items()}}],
+                 progs, [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": k}]} for k in keys], profile)
