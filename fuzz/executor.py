@@ -26,11 +26,11 @@ from model.bpf import round_up
 from model.interfaces import (Codegen, Fault, FaultKind, JitError, JitFault, JitImage, Observation,
                               VerifiedProgram, VerifierReject)
 from model.layout import (CTX_BASE, CTX_SIZE, ENTRY_RSP, HARNESS_RETURN, IMAGE_SLOT, MAX_PROGS,
-                          PROG_BASE, PROG_STRUCT_SIZE, STACK_BASE, STACK_SIZE, array_base, ctx_run_count, ctx_site, image_base, indirect_thunk,
+                          PROG_BASE, PROG_STRUCT_SIZE, STACK_BASE, STACK_SIZE, SUBPROG_OFFSET, array_base, ctx_run_count, ctx_site, indirect_thunk,
                           prog_struct)
 from model.lower import lower_program, used_maps
 from model.sample import tail_call_sites
-from model.world import MapOp, RunSpec, World
+from model.world import MapOp, ProgramSpec, RunSpec, World
 
 from fuzz.engine import Engine, shared_engine
 from fuzz.kernel import (PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup)
@@ -55,7 +55,8 @@ class Loaded:
     engine: Engine
     load: str = "ok"
     load_detail: str = ""
-    images: dict[int, JitImage] = field(default_factory=dict)
+    images: dict[int, JitImage] = field(default_factory=dict)          # program id -> main function's image
+    functions: list[tuple[str, JitImage]] = field(default_factory=list)   # ("prog 1" / "prog 1 subprog", image)
     arrays: dict[int, ProgArray] = field(default_factory=dict)
     dead: Fault | None = None              # the kernel hit BUG_ON in a text poke: nothing runs after that
 
@@ -65,13 +66,13 @@ class Loaded:
 
     def describe(self, addr: int) -> str:
         """`prog 1 +0x4a (site 0): mov rcx, ...` for an address in an image, else ''."""
-        for pid, img in self.images.items():
+        for name, img in sorted(self.functions, key=lambda f: -f[1].base):
             if img.base <= addr < img.base + IMAGE_SLOT:
                 off = addr - img.base
                 site = next((f" (site {k})" for k, (lo, hi) in enumerate(tail_call_sites(img)) if lo <= off < hi), "")
                 asm = next((ins.asm for ins in img.instrs if ins.offset <= off < ins.offset + len(ins.data)), "")
                 exact = any(ins.offset == off for ins in img.instrs)
-                return f"prog {pid} +{off:#x}{site}: " + (asm if exact else f"inside `{asm}`" if asm else "past the code")
+                return f"{name} +{off:#x}{site}: " + (asm if exact else f"inside `{asm}`" if asm else "past the code")
         if indirect_thunk() <= addr < indirect_thunk() + len(RETPOLINE_RCX):
             return "__x86_indirect_thunk_rcx"
         if PROG_BASE <= addr < prog_struct(MAX_PROGS):
@@ -90,13 +91,16 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
     maps = used_maps(world)
     try:
         for prog in world.programs:
-            fixed, poke_tab = codegen.fixup(lower_program(world, prog), prog.env, maps, profile)
-            vp = VerifiedProgram(fixed, prog.stack_depth, tail_call_reachable=True, is_subprog=False,
-                                 exception_boundary=prog.exception_boundary, used_maps=maps, poke_tab=poke_tab)
-            image = codegen.jit(vp, profile, image_base(prog.id))
-            if len(image.code) > IMAGE_SLOT:
-                raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
-            ld.images[prog.id] = image
+            for fn in lower_program(world, prog):
+                fixed, poke_tab = codegen.fixup(fn.insns, prog.env, maps, profile)
+                vp = VerifiedProgram(fixed, fn.stack_depth, tail_call_reachable=True, is_subprog=fn.is_subprog,
+                                     exception_boundary=fn.exception_boundary, used_maps=maps, poke_tab=poke_tab)
+                image = codegen.jit(vp, profile, fn.base)
+                if len(image.code) > SUBPROG_OFFSET:
+                    raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
+                ld.functions.append((f"prog {prog.id} subprog" if fn.is_subprog else f"prog {prog.id}", image))
+                if not fn.is_subprog:
+                    ld.images[prog.id] = image
     except JitFault as e:
         ld.load, ld.load_detail = "jit_fault", str(e)
     except JitError as e:
@@ -106,8 +110,9 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
     if ld.load != "ok":
         return ld
 
-    for pid, image in ld.images.items():
+    for _, image in ld.functions:
         engine.write_code(image.base, image.code)
+    for pid, image in ld.images.items():
         engine.uc.mem_write(prog_struct(pid) + profile.bpf_func_off, struct.pack("<Q", image.base))
     engine.write_code(indirect_thunk(), RETPOLINE_RCX)
     engine.write_code(HARNESS_RETURN, b"\xf4")                 # hlt
@@ -118,7 +123,7 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
             array.xchg(key, pid)
             array.update_cache(key, ld.bpf_func[pid])
     try:
-        for image in ld.images.values():
+        for _, image in ld.functions:
             bpf_tail_call_direct_fixup(engine, image.pokes, ld.arrays, ld.bpf_func)
     except PokeBusy as e:
         ld.dead = Fault(FaultKind.POKE_BUSY, 0, str(e))
@@ -134,7 +139,7 @@ def map_op(ld: Loaded, op: MapOp) -> None:
     new_func = ld.bpf_func[op.prog] if op.prog is not None else None
     old_func = ld.bpf_func[old] if old is not None else None
     array.update_cache(op.index, new_func)                   # patch 1/4: before the pokes
-    for image in ld.images.values():
+    for _, image in ld.functions:
         for poke in image.pokes:
             if poke.map.map_id == op.map and poke.key == op.index:
                 bpf_arch_poke_desc_update(ld.engine, poke, new_func, old_func)
@@ -172,7 +177,7 @@ class _Run:
 
 def install_hooks(ld: Loaded, run: _Run) -> None:
     ld.engine.hook_code(indirect_thunk(), run.on_indirect)
-    for image in ld.images.values():
+    for _, image in ld.functions:
         for ins in image.instrs:
             if ins.data == b"\xff\xe1":                      # jmp rcx
                 ld.engine.hook_code(image.base + ins.offset, run.on_indirect)
@@ -198,6 +203,17 @@ def classify_uc_error(ld: Loaded, err: UcError, rip: int) -> Fault:
     if err.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_FETCH_PROT):
         return Fault(FaultKind.WILD_JUMP, rip, "")
     return Fault(FaultKind.ILLEGAL_INSN, rip, ld.describe(rip) or str(err))
+
+
+def counter_home(world: World, trace: list[int]) -> ProgramSpec:
+    """Whose frame holds the tail-call counter at the end of a chain (emit_prologue_tail_call()).
+
+    A tail callee of a main program gets the count by value in rax and pushes a slot of its own, so
+    the count moves along the chain. A subprogram gets a pointer to its main program's slot, and so
+    does every tail callee of a subprogram, so once a chain passes through a `subprog` program the
+    count stays in that program's slot. Every one of these frames hangs off the entry frame's rbp.
+    """
+    return next((world.program(p) for p in trace if world.program(p).subprog), world.program(trace[-1]))
 
 
 def execute_run(ld: Loaded, run: RunSpec) -> Observation:
@@ -242,11 +258,7 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
             uc.hook_del(h)
         del ld.engine.world_hooks[hooks_before:]
 
-    # A tail callee of a main program gets the count by value in rax and pushes its own slot
-    # (emit_prologue_tail_call()), so the final count is in the last program's frame; rbp is the
-    # entry frame's throughout the chain.
-    last = ld.world.program(state.trace[-1])
-    counter_addr = ENTRY_RSP - 8 - 8 - round_up(last.stack_depth, 8) - 8
+    counter_addr = ENTRY_RSP - 8 - 8 - round_up(counter_home(ld.world, state.trace).stack_depth, 8) - 8
     counts = tuple((p.id, struct.unpack("<Q", uc.mem_read(CTX_BASE + ctx_run_count(p.id), 8))[0])
                    for p in sorted(ld.world.programs, key=lambda p: p.id))
     tail_call_cnt = struct.unpack("<Q", uc.mem_read(counter_addr, 8))[0]

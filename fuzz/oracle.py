@@ -51,7 +51,7 @@ def first_difference(a: Observation, b: Observation) -> str:
     return next(f for f in Observation.FIELDS if comparable(a, f) != comparable(b, f))
 
 
-_LOCATION = re.compile(r"prog \d+ \+0x[0-9a-f]+(?: \(site \d+\))?: ?")
+_LOCATION = re.compile(r"prog \d+(?: subprog)? \+0x[0-9a-f]+(?: \(site \d+\))?: ?")
 
 
 def shape(field: str, odd: Observation, ref: Observation) -> str:

@@ -6,7 +6,7 @@ from model.bpf import (BPF_ADD, BPF_ALU64, BPF_AND, BPF_JGE, BPF_JMP, R0, Insn, 
 from model.interfaces import JitError
 
 from jit_old.emit import Emitter, is_imm8, is_simm32
-from jit_old.x86 import (X86_JAE, add_1mod, add_1reg, add_2mod, add_2reg, is_ereg)
+from jit_old.x86 import (X86_JAE, X86_PATCH_SIZE, add_1mod, add_1reg, add_2mod, add_2reg, is_ereg)
 
 _ALU_K = {BPF_ADD: (0xC0, 0x05), BPF_AND: (0xE0, 0x25)}     # b3 (modrm base), b2 (rax short form)
 _JMP_COND = {BPF_JGE: X86_JAE}
@@ -103,3 +103,11 @@ def emit_jmp(p: Emitter, jmp_offset: int) -> None:
         p.emit1_off32(0xE9, jmp_offset)  # jmp <target>
     else:
         raise JitError(f"jmp gen bug {jmp_offset:#x}")
+
+
+def emit_call(p: Emitter, func: int, ip: int) -> None:
+    """Mirrors emit_call(): emit_patch(..., 0xE8), a rel32 call from ip."""
+    offset = func - (ip + X86_PATCH_SIZE)
+    if not is_simm32(offset):
+        raise JitError(f"Target call {func:#x} is out of range from {ip:#x}")
+    p.emit1_off32(0xE8, offset)  # call <func>

@@ -10,17 +10,19 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from model.bpf import (BPF_ALU, BPF_ALU64, BPF_DW, BPF_EXIT, BPF_IMM, BPF_JMP, BPF_LD,
-                       BPF_LDX, BPF_MEM, BPF_MOV, BPF_STX, BPF_TAIL_CALL, BPF_K, R6, R7, R8, R9,
-                       Insn)
+from model.bpf import (BPF_ALU, BPF_ALU64, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_JMP, BPF_K,
+                       BPF_LD, BPF_LDX, BPF_MEM, BPF_MOV, BPF_PSEUDO_CALL, BPF_STX, BPF_TAIL_CALL, R6,
+                       R7, R8, R9, Insn)
+from model.layout import BPF_CALL_BASE
 from model.interfaces import JitError, JitFault, JitImage, PokeDescriptor, VerifiedProgram
 from model.profile import KernelProfile
 
 from jit_old.emit import Emitter
-from jit_old.insns import (emit_alu_imm, emit_cond_jmp_imm, emit_jmp, emit_ldx_dw, emit_mov_imm32,
-                           emit_mov_imm64, emit_stx_dw)
+from jit_old.insns import (emit_alu_imm, emit_call, emit_cond_jmp_imm, emit_jmp, emit_ldx_dw,
+                           emit_mov_imm32, emit_mov_imm64, emit_stx_dw)
 from jit_old.prologue import emit_prologue
-from jit_old.tail_call import emit_bpf_tail_call_direct, emit_bpf_tail_call_indirect
+from jit_old.tail_call import (BPF_TAIL_CALL_CNT_PTR_STACK_OFF, emit_bpf_tail_call_direct,
+                               emit_bpf_tail_call_indirect)
 from jit_old.x86 import emit_return, pop_frame_regs, push_frame_regs
 
 MAX_PASSES = 20
@@ -90,6 +92,14 @@ class X86Jit:
                 emit_stx_dw(p, insn.dst, insn.src, insn.off)
             elif insn.cls in (BPF_ALU, BPF_ALU64) and insn.code & 0x08 == BPF_K:
                 emit_alu_imm(p, insn)
+            elif code == BPF_JMP | BPF_CALL and insn.src == BPF_PSEUDO_CALL:
+                # bpf-to-bpf call: hand the callee the tail-call counter pointer in rax
+                if prog.tail_call_reachable:
+                    p.emit3_off32(0x48, 0x8B, 0x85, BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth))  # mov rax, qword ptr [rbp + <tcc_ptr_off>]
+                    ip += 7
+                if not insn.imm:
+                    raise JitError("bpf_jit: bpf-to-bpf call with imm 0 (-EINVAL)")
+                emit_call(p, BPF_CALL_BASE + insn.imm, ip)
             elif code == BPF_JMP | BPF_TAIL_CALL:
                 self.emit_tail_call(p, prog, insn, ip, callee_regs_used, stack_depth, ctx)
             elif code == BPF_JMP | BPF_EXIT:

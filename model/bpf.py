@@ -20,6 +20,7 @@ BPF_ADD, BPF_AND, BPF_MOV = 0x00, 0x50, 0xB0
 # JMP operations
 BPF_JGE, BPF_CALL, BPF_EXIT = 0x30, 0x80, 0x90
 BPF_TAIL_CALL = 0xF0                     # include/linux/filter.h: internal opcode set by the verifier
+BPF_PSEUDO_CALL = 1                      # src_reg of a bpf-to-bpf call
 BPF_FUNC_tail_call = 12
 
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
@@ -114,6 +115,11 @@ def BPF_JMP_IMM(op: int, dst: int, imm: int, off: int) -> Insn:
 def BPF_EMIT_CALL_TAIL_CALL(aux: Any) -> Insn:
     """`call bpf_tail_call` as the verifier sees it, with its insn_aux_data state attached."""
     return Insn(BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_tail_call, aux)
+
+
+def BPF_CALL_SUBPROG(imm: int) -> Insn:
+    """A bpf-to-bpf call after jit_subprogs(): __bpf_call_base + imm is the callee's bpf_func."""
+    return Insn(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_CALL, 0, imm)
 
 
 def BPF_EXIT_INSN() -> Insn:

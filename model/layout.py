@@ -17,8 +17,9 @@ for its own.
                      | stack, grows down          | STACK_SIZE; the harness "call" pushes at ENTRY_RSP
                      +----------------------------+
     0x0000_0100_0000 +----------------------------+ JIT_BASE
-                     | JIT image of program 0     | IMAGE_SLOT bytes per program,
-                     | JIT image of program 1     | bpf_func = image base (no CFI preamble)
+                     | JIT image of program 0     | IMAGE_SLOT bytes per program, bpf_func = image
+                     |   its subprogram, if any   |   base (no CFI preamble); a subprogram's image
+                     | JIT image of program 1     |   at SUBPROG_OFFSET in the same slot
                      | ...                        |
                      +----------------------------+
     0x0010_0000_0000 +----------------------------+ ARRAY_BASE
@@ -32,6 +33,7 @@ INDIRECT_THUNK_ARRAY = KTEXT_BASE              # &__x86_indirect_thunk_array[0]
 RCX = 1                                        # reg2hex[BPF_REG_4]
 
 HARNESS_RETURN = KTEXT_BASE + 0x800
+BPF_CALL_BASE = KTEXT_BASE + 0xC00             # stands for __bpf_call_base: bpf-to-bpf call imm is relative to it
 
 MAX_PROGS = 16                                 # programs per world: one image slot and bpf_prog struct each
 MAX_SITES = 8                                  # tail-call sites per program: one ctx input record each
@@ -59,8 +61,15 @@ def indirect_thunk(reg: int = RCX) -> int:
     return INDIRECT_THUNK_ARRAY + RETPOLINE_THUNK_SIZE * reg
 
 
+SUBPROG_OFFSET = IMAGE_SLOT // 2
+
+
 def image_base(slot: int) -> int:
     return JIT_BASE + IMAGE_SLOT * slot
+
+
+def subprog_base(slot: int) -> int:
+    return image_base(slot) + SUBPROG_OFFSET
 
 
 def prog_struct(prog_id: int) -> int:

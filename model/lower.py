@@ -3,8 +3,8 @@ insn_aux_data the verifier would have recorded (record_func_map(), record_func_k
 
 Glue (identical bytes under every codegen, since the series does not touch these insns):
 
-    r6..r9 = marker                      one per callee-saved register the program uses
     r0 = ctx->run_count[id]; r0 += 1; ctx->run_count[id] = r0
+    r6..r9 = marker                      one per callee-saved register the program uses
     per site:
       r2 = &array                        ld_imm64 (static); ctx->site[id][j].map (poisoned)
       r3 = key                           constant; ctx->site[id][j].key (run-time, all 64 bits)
@@ -12,15 +12,21 @@ Glue (identical bytes under every codegen, since the series does not touch these
     r0 = FALL_THROUGH + id
     exit
 
+A program marked `subprog` is two functions, JITed separately as jit_subprogs() does: the main one
+bumps the run counter, calls the subprogram and returns its r0; the subprogram holds the marker
+registers, the sites and the fall-through.
+
 r1 (ctx) is read again after a tail call falls through. The verifier would not allow that (a helper
 call clobbers r1-r5); the x86 sequences leave rdi alone, and the executor checks that they do.
 """
 from __future__ import annotations
 
-from model.bpf import (BPF_ADD, BPF_ALU64_IMM, BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN, BPF_LD_IMM64,
-                       BPF_LDX_MEM_DW, BPF_MOV64_IMM, BPF_STX_MEM_DW, R0, R1, R2, R3, Insn)
+from dataclasses import dataclass
+
+from model.bpf import (BPF_ADD, BPF_ALU64_IMM, BPF_CALL_SUBPROG, BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN,
+                       BPF_LD_IMM64, BPF_LDX_MEM_DW, BPF_MOV64_IMM, BPF_STX_MEM_DW, R0, R1, R2, R3, Insn)
 from model.interfaces import MapRef, TailCallAux
-from model.layout import array_base, ctx_run_count, ctx_site
+from model.layout import BPF_CALL_BASE, array_base, ctx_run_count, ctx_site, image_base, subprog_base
 from model.world import MapSpec, ProgramSpec, SiteSpec, World
 
 FALL_THROUGH = 0x7A110000      # + program id: the value a program returns when every site fell through
@@ -53,10 +59,25 @@ def load_key(key: int) -> list[Insn]:
     return list(BPF_LD_IMM64(R3, key))
 
 
-def lower_program(world: World, prog: ProgramSpec) -> list[Insn]:
-    insns: list[Insn] = [BPF_MOV64_IMM(reg, 0x1000 * reg) for reg in sorted(prog.callee_regs)]
+@dataclass(frozen=True)
+class Function:
+    """One bpf_prog the JIT compiles: a program, or the subprogram of a `subprog` program."""
+
+    prog: int
+    insns: list[Insn]
+    base: int                      # image address
+    is_subprog: bool
+    stack_depth: int
+    exception_boundary: bool
+
+
+def run_count_bump(prog: ProgramSpec) -> list[Insn]:
     count = ctx_run_count(prog.id)
-    insns += [BPF_LDX_MEM_DW(R0, R1, count), BPF_ALU64_IMM(BPF_ADD, R0, 1), BPF_STX_MEM_DW(R1, R0, count)]
+    return [BPF_LDX_MEM_DW(R0, R1, count), BPF_ALU64_IMM(BPF_ADD, R0, 1), BPF_STX_MEM_DW(R1, R0, count)]
+
+
+def sites_and_fall_through(world: World, prog: ProgramSpec) -> list[Insn]:
+    insns: list[Insn] = [BPF_MOV64_IMM(reg, 0x1000 * reg) for reg in sorted(prog.callee_regs)]
     for j, site in enumerate(prog.sites):
         inputs = ctx_site(prog.id, j)
         if len(site.maps) > 1:
@@ -68,5 +89,16 @@ def lower_program(world: World, prog: ProgramSpec) -> list[Insn]:
         else:
             insns.extend(load_key(site.key))
         insns.append(BPF_EMIT_CALL_TAIL_CALL(site_aux(world, site)))
-    insns += [BPF_MOV64_IMM(R0, FALL_THROUGH + prog.id), BPF_EXIT_INSN()]
-    return insns
+    return insns + [BPF_MOV64_IMM(R0, FALL_THROUGH + prog.id), BPF_EXIT_INSN()]
+
+
+def lower_program(world: World, prog: ProgramSpec) -> list[Function]:
+    """The functions of a program, main first."""
+    base = image_base(prog.id)
+    if not prog.subprog:
+        return [Function(prog.id, run_count_bump(prog) + sites_and_fall_through(world, prog), base, False,
+                         prog.stack_depth, prog.exception_boundary)]
+    main = run_count_bump(prog) + [BPF_CALL_SUBPROG(subprog_base(prog.id) - BPF_CALL_BASE), BPF_EXIT_INSN()]
+    return [Function(prog.id, main, base, False, prog.stack_depth, prog.exception_boundary),
+            Function(prog.id, sites_and_fall_through(world, prog), subprog_base(prog.id), True, prog.stack_depth,
+                     False)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.bpf import CALLEE_SAVED, MAX_BPF_STACK
+from model.bpf import CALLEE_SAVED, MAX_BPF_STACK, round_up
 from model.interfaces import VerifierEnv
 from model.layout import MAX_PROGS, MAX_SITES
 from model.profile import KernelProfile, ProfileError, preset
@@ -73,6 +73,7 @@ class ProgramSpec:
     stack_depth: int = 0
     callee_regs: tuple[int, ...] = ()        # subset of r6..r9 the glue writes
     exception_boundary: bool = False
+    subprog: bool = False                    # the sites (and callee_regs) live in a bpf-to-bpf subprogram
     env: VerifierEnv = VerifierEnv()
 
 
@@ -136,7 +137,7 @@ class World:
             "maps": [{"id": m.id, "kind": m.kind, "max_entries": m.max_entries, "unpriv": m.unpriv,
                       "slots": {str(k): v for k, v in sorted(m.slots.items())}} for m in self.maps],
             "programs": [{"id": p.id, "stack_depth": p.stack_depth, "callee_regs": list(p.callee_regs),
-                          "exception_boundary": p.exception_boundary,
+                          "exception_boundary": p.exception_boundary, "subprog": p.subprog,
                           "env": {"bpf_capable": p.env.bpf_capable, "blinding_requested": p.env.blinding_requested,
                                   "jit_requested": p.env.jit_requested},
                           "sites": [{"maps": list(s.maps), "key": s.key} for s in p.sites]}
@@ -188,6 +189,10 @@ def validate(w: World) -> None:
             raise WorldError(f"{where}.stack_depth: {p.stack_depth} outside 0..{MAX_BPF_STACK}")
         if not set(p.callee_regs) <= set(CALLEE_SAVED) or len(set(p.callee_regs)) != len(p.callee_regs):
             raise WorldError(f"{where}.callee_regs: {list(p.callee_regs)} is not a subset of r6..r9")
+        frames_before = round_up(max(p.stack_depth, 1), 32)       # check_max_stack_depth_subprog()
+        if p.subprog and frames_before >= 256:
+            raise WorldError(f"{where}.stack_depth: {p.stack_depth}: tail_calls are not allowed when call stack "
+                             f"of previous frames is {frames_before} bytes. Too large")
         if len(p.sites) > MAX_SITES:
             raise WorldError(f"{where}.sites: {len(p.sites)} sites; at most {MAX_SITES}")
         for j, s in enumerate(p.sites):
@@ -294,7 +299,8 @@ class _Reader:
                        kind, self.bool_(d.get("unpriv", False), f"{where}.unpriv"), slots)
 
     def program(self, d: Any, where: str) -> ProgramSpec:
-        d = self.obj(d, where, {"id"}, {"sites", "stack_depth", "callee_regs", "exception_boundary", "env"})
+        d = self.obj(d, where, {"id"}, {"sites", "stack_depth", "callee_regs", "exception_boundary", "subprog",
+                                        "env"})
         env_d = self.obj(d.get("env", {}), f"{where}.env", set(),
                          {"bpf_capable", "blinding_requested", "jit_requested"})
         env = VerifierEnv(**{k: self.bool_(v, f"{where}.env.{k}") for k, v in env_d.items()})
@@ -306,7 +312,8 @@ class _Reader:
         regs = tuple(self.int_(r, f"{where}.callee_regs") for r in self.list_(d.get("callee_regs", []), f"{where}.callee_regs"))
         return ProgramSpec(self.int_(d["id"], f"{where}.id"), tuple(sites),
                            self.int_(d.get("stack_depth", 0), f"{where}.stack_depth"), regs,
-                           self.bool_(d.get("exception_boundary", False), f"{where}.exception_boundary"), env)
+                           self.bool_(d.get("exception_boundary", False), f"{where}.exception_boundary"),
+                           self.bool_(d.get("subprog", False), f"{where}.subprog"), env)
 
     def run(self, d: Any, where: str) -> RunSpec:
         d = self.obj(d, where, {"entry"}, {"ops", "ctx"})

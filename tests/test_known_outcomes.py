@@ -169,3 +169,38 @@ def test_engine_reuse_matches_a_fresh_engine():
     for w in worlds + worlds[::-1]:
         for codegen in (jit_old.CODEGEN, jit_new.CODEGEN):
             assert execute(w, codegen, shared) == execute(w, codegen, Engine())
+
+
+@pytest.mark.parametrize("profile", ["default", "ibt", "retpoline"])
+def test_tail_calls_from_subprograms_share_one_counter(profile):
+    """The kernel's tailcall_bpf2bpf_hierarchy shape: program 0's subprogram tail-calls program 1,
+    whose main body tail-calls program 0 again. Subprograms pass the counter by pointer, so the
+    chain still stops after 33 calls, and every frame the subprogram calls leave is unwound."""
+    maps = [{"id": 0, "max_entries": 2, "slots": {"0": 1, "1": 0}}]
+    progs = [{"id": 0, "subprog": True, "stack_depth": 40, "callee_regs": [6, 7], "sites": [{"maps": [0], "key": 0}]},
+             {"id": 1, "stack_depth": 200, "callee_regs": [9], "sites": [{"maps": [0]}]}]
+    ctx = [{"prog": 1, "site": 0, "key": 1}]
+    w = world(maps, progs, [{"entry": 0, "ctx": ctx}, {"entry": 1, "ctx": ctx}], profile)
+    from_sub, from_main = agreed(w)
+    assert from_sub.trace == (0, 1) * 17 and from_sub.tail_call_cnt == 33 and from_sub.ret == FALL_THROUGH + 1
+    assert from_main.trace == (1, 0) * 17 and from_main.tail_call_cnt == 33
+    for obs in (from_sub, from_main):
+        assert obs.stack_delta == 0 and obs.ctx_preserved and obs.callee_saved_clobbered == ()
+
+
+def test_subprogram_images_carry_the_counter_pointer_into_the_call(cs):
+    from model.interfaces import asm_matches
+
+    w = world([{"id": 0, "max_entries": 1}], [{"id": 0, "subprog": True, "stack_depth": 24,
+                                               "sites": [{"maps": [0], "key": 0}]}], [{"entry": 0}])
+    ld = load(w, jit_old.CODEGEN)
+    names = [name for name, _ in ld.functions]
+    assert names == ["prog 0", "prog 0 subprog"]
+    main, sub = (img for _, img in ld.functions)
+    listing = [(f"{i.mnemonic} {i.op_str}".strip(), ins.asm) for ins in main.instrs
+               for i in cs.disasm(ins.data, main.base + ins.offset)]
+    assert ("mov rax, qword ptr [rbp - 0x28]", "mov rax, qword ptr [rbp + <tcc_ptr_off>]") in listing
+    assert any(text == f"call {sub.base:#x}" for text, _ in listing)
+    for text, comment in listing:
+        assert asm_matches(comment, text), (comment, text)
+    assert sub.code[:16].hex().startswith("0f1f440000" + "0f1f00" + "55" + "4889e5")   # no xor rax, rax

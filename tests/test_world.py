@@ -83,3 +83,11 @@ def test_too_many_maps_for_used_maps():
                                                (2**31 + 1, 2**32 - 1), (2**32 - 1, 2**32 - 1)])
 def test_index_mask_is_the_kernels(max_entries, mask):
     assert index_mask(max_entries) == mask
+
+
+def test_subprogram_frame_limit_is_the_verifiers():
+    ok = world([{"id": 0, "max_entries": 1}], [{"id": 0, "subprog": True, "stack_depth": 224}], [{"entry": 0}])
+    assert ok.programs[0].subprog
+    with pytest.raises(WorldError, match="programs.0..stack_depth: 225: tail_calls are not allowed when call "
+                                         "stack of previous frames is 256 bytes. Too large"):
+        world([{"id": 0, "max_entries": 1}], [{"id": 0, "subprog": True, "stack_depth": 225}], [{"entry": 0}])
