@@ -21,6 +21,7 @@ from model.bpf import (BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN, BPF_JGE, BPF_JMP,
 from model.interfaces import MapRef, TailCallAux, VerifiedProgram, VerifierEnv
 from model.layout import array_base
 from model.profile import KernelProfile
+from model.world import index_mask
 
 FALL_THROUGH = 0x7A11
 CTX_KEY_OFF = 0
@@ -31,11 +32,6 @@ class SiteKind(str, enum.Enum):
     STATIC = "static"      # one map, run-time key: indirect, new codegen bakes max_entries in
     DYNAMIC = "dynamic"    # two maps reach the site (poisoned map pointer): indirect, run-time loads
     DIRECT = "direct"      # one map, constant key, privileged: poke-patched direct jump
-
-
-def index_mask(max_entries: int) -> int:
-    """array_map_alloc(): (1ULL << fls_long(max_entries - 1)) - 1, truncated to u32."""
-    return ((1 << (max_entries - 1).bit_length()) - 1) & 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
