@@ -204,3 +204,13 @@ def test_subprogram_images_carry_the_counter_pointer_into_the_call(cs):
     for text, comment in listing:
         assert asm_matches(comment, text), (comment, text)
     assert sub.code[:16].hex().startswith("0f1f440000" + "0f1f00" + "55" + "4889e5")   # no xor rax, rax
+
+
+def test_poke_table_overflow_is_rejected_by_every_voter():
+    profile = {"name": "tiny-poke-tab", "poke_tab_max": 1}
+    progs = [{"id": 0, "sites": [{"maps": [0], "key": 0}, {"maps": [0], "key": 1}]}]
+    w = world([{"id": 0, "max_entries": 2, "slots": {"0": 0}}], progs, [{"entry": 0}], profile)
+    j = judge(w)
+    assert j.verdict.kind is VerdictKind.AGREE
+    assert {obs[0].load for obs in j.observations.values()} == {"rejected"}
+    assert load(w, jit_new.CODEGEN).load_detail == "adding tail call poke descriptor failed"
