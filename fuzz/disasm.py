@@ -23,6 +23,7 @@ class Line:
     data: bytes
     text: str            # capstone `mnemonic op_str`, jump targets symbolised
     asm: str             # the emitter's comment for this instruction
+    marked: bool = False # where the execution under this codegen parted from the reference
 
     def to_json(self) -> dict:
         return {"offset": self.offset, "bytes": self.data.hex(" "), "insn": self.text, "emitter": self.asm}
@@ -63,9 +64,16 @@ def listing(codegen: Codegen, cfg: SampleConfig, profile: KernelProfile, whole: 
         image = codegen.jit(prog, profile, image_base(0))
     except (VerifierReject, JitError) as e:
         return Listing(codegen.name, [], [], [], error=f"{type(e).__name__}: {e}")
+    return image_listing(codegen.name, image, [(0, len(image.code))] if whole else None)
+
+
+def image_listing(name: str, image: JitImage, ranges: list[tuple[int, int]] | None = None,
+                  marks: frozenset[int] = frozenset()) -> Listing:
+    """Capstone listing of `ranges` of an image (default: its tail-call sites); instructions at the
+    image offsets in `marks` are flagged `=>`."""
     sites = tail_call_sites(image)
     imms = [insn.imm for insn in image.insns if insn.code == BPF_JMP | BPF_TAIL_CALL]
-    ranges = [(0, len(image.code))] if whole else sites
+    ranges = sites if ranges is None else ranges
     asm_at = {ins.offset: ins.asm for ins in image.instrs}
     lines = []
     for start, end in ranges:
@@ -74,14 +82,14 @@ def listing(codegen: Codegen, cfg: SampleConfig, profile: KernelProfile, whole: 
             if insn.mnemonic in _JUMPS and insn.op_str.startswith("0x"):
                 text = f"{insn.mnemonic} {_symbolise(image, sites, int(insn.op_str, 16))}"
             off = insn.address - image.base
-            lines.append(Line(off, bytes(insn.bytes), text, asm_at.get(off, "")))
-    return Listing(codegen.name, imms, sites, lines, ranges=ranges)
+            lines.append(Line(off, bytes(insn.bytes), text, asm_at.get(off, ""), off in marks))
+    return Listing(name, imms, sites, lines, ranges=ranges)
 
 
 def _cell(line: Line | None, width: int) -> str:
     if line is None:
         return " " * width
-    return f"{line.offset:4x}:  {line.data.hex(' '):<24} {line.text}"[:width].ljust(width)
+    return f"{'=>' if line.marked else '  '}{line.offset:4x}:  {line.data.hex(' '):<24} {line.text}"[:width].ljust(width)
 
 
 def render_side_by_side(old: Listing, new: Listing, width: int = 72) -> str:

@@ -83,24 +83,30 @@ class Loaded:
         return ""
 
 
+def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
+    """Every function of every program through `codegen`'s fix-up and JIT: [(name, image)], main
+    functions first within a program. Raises VerifierReject / JitError / JitFault."""
+    maps = used_maps(world)
+    functions = []
+    for prog in world.programs:
+        for fn in lower_program(world, prog):
+            fixed, poke_tab = codegen.fixup(fn.insns, prog.env, maps, world.profile)
+            vp = VerifiedProgram(fixed, fn.stack_depth, tail_call_reachable=True, is_subprog=fn.is_subprog,
+                                 exception_boundary=fn.exception_boundary, used_maps=maps, poke_tab=poke_tab)
+            image = codegen.jit(vp, world.profile, fn.base)
+            if len(image.code) > SUBPROG_OFFSET:
+                raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
+            functions.append((f"prog {prog.id} subprog" if fn.is_subprog else f"prog {prog.id}", image))
+    return functions
+
+
 def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded:
     engine = engine or shared_engine()
     engine.reset()
     ld = Loaded(world, codegen, engine)
     profile = world.profile
-    maps = used_maps(world)
     try:
-        for prog in world.programs:
-            for fn in lower_program(world, prog):
-                fixed, poke_tab = codegen.fixup(fn.insns, prog.env, maps, profile)
-                vp = VerifiedProgram(fixed, fn.stack_depth, tail_call_reachable=True, is_subprog=fn.is_subprog,
-                                     exception_boundary=fn.exception_boundary, used_maps=maps, poke_tab=poke_tab)
-                image = codegen.jit(vp, profile, fn.base)
-                if len(image.code) > SUBPROG_OFFSET:
-                    raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
-                ld.functions.append((f"prog {prog.id} subprog" if fn.is_subprog else f"prog {prog.id}", image))
-                if not fn.is_subprog:
-                    ld.images[prog.id] = image
+        ld.functions = compile_world(world, codegen)
     except JitFault as e:
         ld.load, ld.load_detail = "jit_fault", str(e)
     except JitError as e:
@@ -109,6 +115,7 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
         ld.load, ld.load_detail = "rejected", str(e)
     if ld.load != "ok":
         return ld
+    ld.images = {int(name.split()[1]): image for name, image in ld.functions if not name.endswith("subprog")}
 
     for _, image in ld.functions:
         engine.write_code(image.base, image.code)
@@ -163,7 +170,7 @@ class _Run:
         target = self.ld.describe(dest)
         in_code = target.startswith("prog ") or target.startswith("__x86")
         kind = FaultKind.BAD_ENTRY if in_code else FaultKind.WILD_JUMP
-        self.fault = Fault(kind, dest, f"{where} -> {target or hex(dest)}")
+        self.fault = Fault(kind, dest, f"{where} -> {target or hex(dest)}", src)
         uc.emu_stop()
 
     def on_indirect(self, uc, address, size, user_data) -> None:
@@ -197,12 +204,12 @@ def write_ctx(ld: Loaded, run: RunSpec) -> None:
 def classify_uc_error(ld: Loaded, err: UcError, rip: int) -> Fault:
     mem = ld.engine.fault
     if err.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED) and mem is not None:
-        return Fault(mem.kind, mem.address, ld.describe(rip))
+        return Fault(mem.kind, mem.address, ld.describe(rip), rip)
     if err.errno in (UC_ERR_READ_PROT, UC_ERR_WRITE_PROT):
-        return Fault(FaultKind.UNMAPPED, rip, ld.describe(rip))
+        return Fault(FaultKind.UNMAPPED, rip, ld.describe(rip), rip)
     if err.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_FETCH_PROT):
-        return Fault(FaultKind.WILD_JUMP, rip, "")
-    return Fault(FaultKind.ILLEGAL_INSN, rip, ld.describe(rip) or str(err))
+        return Fault(FaultKind.WILD_JUMP, rip, "", None)
+    return Fault(FaultKind.ILLEGAL_INSN, rip, ld.describe(rip) or str(err), rip)
 
 
 def counter_home(world: World, trace: list[int]) -> ProgramSpec:
@@ -247,10 +254,10 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
         fault = state.fault
         if fault is None and ld.engine.fault is not None:        # the allocation-tail guard stopped it
             rip = uc.reg_read(UC_X86_REG_RIP)
-            fault = Fault(ld.engine.fault.kind, ld.engine.fault.address, ld.describe(rip))
+            fault = Fault(ld.engine.fault.kind, ld.engine.fault.address, ld.describe(rip), rip)
         if fault is None and uc.reg_read(UC_X86_REG_RIP) != HARNESS_RETURN + 1:
             rip = uc.reg_read(UC_X86_REG_RIP)
-            fault = Fault(FaultKind.TIMEOUT, rip, ld.describe(rip))
+            fault = Fault(FaultKind.TIMEOUT, rip, ld.describe(rip), rip)
     except UcError as err:
         fault = state.fault or classify_uc_error(ld, err, uc.reg_read(UC_X86_REG_RIP))
     finally:

@@ -173,7 +173,8 @@ class FaultKind(str, Enum):
 class Fault:
     kind: FaultKind
     address: int                              # the data address, jump target or faulting rip
-    where: str = ""                           # "prog 1 site 0 +0x1a: mov rcx, ..." when it is in emitted code
+    where: str = ""                           # "prog 1 +0x1a (site 0): mov rcx, ..." when it is in emitted code
+    pc: int | None = None                     # the instruction that faulted or jumped (not compared)
 
     def __str__(self) -> str:
         return f"{self.kind.value} at {self.address:#x}" + (f" ({self.where})" if self.where else "")
@@ -209,7 +210,7 @@ class Observation:
     def to_json(self) -> dict:
         d = {name: getattr(self, name) for name in self.FIELDS}
         d["fault"] = None if self.fault is None else {"kind": self.fault.kind.value, "address": self.fault.address,
-                                                        "where": self.fault.where}
+                                                        "where": self.fault.where, "pc": self.fault.pc}
         d["trace"] = list(self.trace)
         d["runs"] = {str(p): n for p, n in self.runs}
         d["callee_saved_clobbered"] = list(self.callee_saved_clobbered)
