@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from model.bpf import R6, R7, R8, R9
 from model.profile import PRESETS, JumpVariant, ProfileError, preset
@@ -136,10 +137,10 @@ def describe_observation(obs, world) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from model.semantics import CountOrder
     from fuzz.oracle import VOTERS, judge
-    from fuzz.worldfile import InputError, read_world
+    from fuzz.artifacts import InputError, read_document
 
     try:
-        world = read_world(args.world)
+        world = read_document(args.world).world
     except InputError as e:
         raise UsageError(str(e)) from None
     j = judge(world, order=CountOrder(args.model_order))
@@ -165,6 +166,93 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             print("verdict AGREE")
     return 1 if v.diverges else 0
+
+
+def _document(path: str):
+    from fuzz.artifacts import InputError, read_document
+
+    try:
+        return read_document(path)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+
+
+def _codegens() -> dict:
+    import jit_new
+    import jit_old
+
+    return {"legacy": jit_old.CODEGEN, "patched": jit_new.CODEGEN}
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    from fuzz.artifacts import verdict_json
+    from fuzz.oracle import judge
+    from fuzz.triage import repro_report
+
+    doc = _document(args.file)
+    j = judge(doc.world)
+    if args.json:
+        json.dump({"file": args.file, **verdict_json(j.verdict),
+                   "observations": {v: [o.to_json() for o in obs] for v, obs in j.observations.items()}},
+                  sys.stdout, indent=2)
+        print()
+    else:
+        print(repro_report(j, _codegens()))
+    return 1 if j.verdict.diverges else 0
+
+
+def cmd_minimize(args: argparse.Namespace) -> int:
+    from fuzz.artifacts import InputError
+    from fuzz.triage import minimize_file, size
+
+    before = _document(args.file).world
+    try:
+        out, final, small, tried = minimize_file(Path(args.file))
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    print(f"{out}: {final.verdict.signature}")
+    print(f"size {size(before)} -> {size(small)} after judging {tried} smaller worlds")
+    return 0
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    from fuzz.triage import triage_dir
+
+    if not Path(args.dir).is_dir():
+        raise UsageError(f"{args.dir}: not a directory")
+    buckets, skipped = triage_dir(Path(args.dir), do_minimize=not args.no_minimize)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if args.json:
+        json.dump([{"signature": b.signature, "count": len(b.files), "files": [str(f) for f in b.files],
+                    "representative": str(b.representative) if b.representative else None} for b in buckets],
+                  sys.stdout, indent=2)
+        print()
+    else:
+        print(f"{sum(len(b.files) for b in buckets)} diverging inputs, {len(buckets)} unique signatures")
+        for b in buckets:
+            print(f"{len(b.files):5d}  {b.signature}")
+            print(f"       representative: {b.representative or b.files[0]}")
+    return 1 if buckets else 0
+
+
+def cmd_corpus_add(args: argparse.Namespace) -> int:
+    from fuzz.artifacts import atomic_write, corpus_doc, dump
+    from fuzz.oracle import judge
+
+    doc = _document(args.file)
+    purpose = args.purpose or (doc.data.get("purpose") if doc.kind == "corpus" else None) or \
+        f"added from {Path(args.file).name}"
+    v = judge(doc.world).verdict
+    name = args.name or Path(args.file).name.removesuffix(".json").removesuffix(".min") + ".json"
+    out = Path(args.corpus) / args.group / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write(out, dump(corpus_doc(doc.world, v, purpose)))
+    except FileExistsError as e:
+        raise UsageError(str(e)) from None
+    print(f"{out}: expects {v.kind.value}" + (f" {v.signature}" if v.diverges else ""))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +283,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "it (interpreter before its 2026 fix)")
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("repro", help="re-run a world, artifact or corpus entry; show where the runs part",
+                        description="Exit status: 0 it no longer diverges, 1 it still does, 2 unusable input.")
+    rp.add_argument("file")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=cmd_repro)
+
+    m = sub.add_parser("minimize", help="shrink a diverging world, keeping its signature; writes <name>.min.json")
+    m.add_argument("file")
+    m.set_defaults(func=cmd_minimize)
+
+    t = sub.add_parser("triage", help="unique signatures in a directory of findings, with counts and a "
+                                      "minimized representative each (exit 1 if any diverges)")
+    t.add_argument("dir")
+    t.add_argument("--no-minimize", action="store_true", help="list only; write nothing")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_triage)
+
+    c = sub.add_parser("corpus", help="manage the regression corpus")
+    csub = c.add_subparsers(dest="corpus_command", required=True)
+    ca = csub.add_parser("add", help="turn a world/artifact into a corpus entry expecting its current verdict")
+    ca.add_argument("file")
+    ca.add_argument("--group", default="findings", help="subdirectory of the corpus (default: findings)")
+    ca.add_argument("--purpose", help="one line: what the entry guards")
+    ca.add_argument("--name", help="file name (default: the input's)")
+    ca.add_argument("--corpus", default="corpus", help="corpus root (default: ./corpus)")
+    ca.set_defaults(func=cmd_corpus_add)
     return ap
 
 

@@ -49,12 +49,12 @@ def test_json_output(capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "is a directory, not a world file"),
+    (None, "is a directory, not a file"),
     ("", "empty file"),
     ('{"schema": "tcfuzz-world/1",', "invalid JSON at line 1 column 29: Expecting property name enclosed in double quotes"),
     ('{"schema": "tcfuzz-world/2", "profile": "default", "maps": [], "programs": [], "runs": []}',
-     "schema: 'tcfuzz-world/2' is not 'tcfuzz-world/1'"),
-    ('[]', "world: expected an object, got list"),
+     "schema: 'tcfuzz-world/2' is not one of tcfuzz-world/1, tcfuzz-artifact/1, tcfuzz-corpus/1"),
+    ('[]', "expected a JSON object, got list"),
 ])
 def test_unusable_input_is_one_line_and_exit_2(capsys, tmp_path, content, message):
     path = tmp_path

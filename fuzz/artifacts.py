@@ -1,0 +1,183 @@
+"""Files tcfuzz writes and reads: crash artifacts (raw input + JSON sidecar) and corpus entries.
+
+Three JSON document kinds share one reader, told apart by `schema`:
+
+    tcfuzz-world/1      a bare world (model/world.py)
+    tcfuzz-artifact/1   a finding: the world, the verdict, its signature and first differing field,
+                        the seed, tool versions, codegens and model order
+    tcfuzz-corpus/1     a regression entry: purpose, the expected verdict (and signature), the world
+
+Every write is atomic (a temporary file in the same directory, fsync, rename), so a killed run
+leaves either the old state or the whole new file, never part of one; and nothing existing is
+overwritten unless the caller says so.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from model.interfaces import Verdict, VerdictKind
+from model.world import SCHEMA as WORLD_SCHEMA, World, WorldError
+
+
+
+class InputError(Exception):
+    """An unusable input file; the message starts with the path and names the field."""
+
+ARTIFACT_SCHEMA = "tcfuzz-artifact/1"
+CORPUS_SCHEMA = "tcfuzz-corpus/1"
+
+
+def versions() -> dict[str, str]:
+    def dist(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+    return {"tcfuzz": dist("tcfuzz"), "unicorn": dist("unicorn"), "capstone": dist("capstone"),
+            "python": platform.python_version()}
+
+
+def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> Path:
+    """Write `data` to `path` all at once. Refuses to replace an existing file unless `overwrite`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists; not overwriting it")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)            # fails if `path` appeared meanwhile; never clobbers
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def dump(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def verdict_json(v: Verdict) -> dict:
+    return {"verdict": v.kind.value, "run": v.run, "field": v.field_name, "values": v.values,
+            "signature": v.signature}
+
+
+def artifact_doc(world: World, verdict: Verdict, seed: int | None = None, raw_name: str | None = None,
+                 codegens: dict[str, str] | None = None, model_order: str = "jit") -> dict:
+    return {"schema": ARTIFACT_SCHEMA, **verdict_json(verdict), "seed": seed, "input": raw_name,
+            "versions": versions(), "profile": world.profile.to_json(),
+            "codegens": codegens or {"old": "jit_old:CODEGEN", "new": "jit_new:CODEGEN"},
+            "model_order": model_order, "world": world.to_json()}
+
+
+def write_artifact(directory: Path, world: World, verdict: Verdict, raw: bytes | None = None,
+                   seed: int | None = None, prefix: str = "crash-", **kw) -> Path:
+    """`<prefix><sha1>` (the raw input, if any) and `<prefix><sha1>.json` (the sidecar). The sha1 is
+    of the raw input, or of the world's canonical JSON. An existing artifact with the same name is the
+    same finding and is left as it is."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = raw if raw is not None else json.dumps(world.to_json(), sort_keys=True).encode()
+    name = f"{prefix}{hashlib.sha1(key).hexdigest()}"
+    sidecar = directory / f"{name}.json"
+    if sidecar.exists():
+        return sidecar
+    if raw is not None and not (directory / name).exists():
+        atomic_write(directory / name, raw)
+    atomic_write(sidecar, dump(artifact_doc(world, verdict, seed, name if raw is not None else None, **kw)))
+    return sidecar
+
+
+@dataclass
+class Document:
+    """Any JSON file tcfuzz reads, with the world it holds."""
+
+    path: Path
+    kind: str                  # "world", "artifact", "corpus"
+    world: World
+    data: dict[str, Any]
+
+    @property
+    def expected(self) -> tuple[VerdictKind, str | None] | None:
+        if self.kind != "corpus":
+            return None
+        exp = self.data["expect"]
+        return VerdictKind(exp["verdict"]), exp.get("signature")
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a file")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+    if not raw.strip():
+        raise InputError(f"{path}: empty file")
+    try:
+        return json.loads(raw.decode())
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 JSON") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def _fields(data: dict, path: Path, kind: str, required: set[str], optional: set[str]) -> None:
+    unknown = sorted(set(data) - required - optional)
+    if unknown:
+        raise InputError(f"{path}: {kind}: unknown field {unknown[0]!r}")
+    missing = sorted(required - set(data))
+    if missing:
+        raise InputError(f"{path}: {kind}: missing field {missing[0]!r}")
+
+
+def read_document(path: Path) -> Document:
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema")
+    try:
+        if schema == WORLD_SCHEMA:
+            return Document(path, "world", World.from_json(data), data)
+        if schema == ARTIFACT_SCHEMA:
+            _fields(data, path, "artifact", {"schema", "world", "verdict", "signature"},
+                    {"run", "field", "values", "seed", "input", "versions", "profile", "codegens", "model_order"})
+            return Document(path, "artifact", World.from_json(data["world"]), data)
+        if schema == CORPUS_SCHEMA:
+            _fields(data, path, "corpus entry", {"schema", "purpose", "expect", "world"}, set())
+            exp = data["expect"]
+            if not isinstance(exp, dict) or exp.get("verdict") not in {k.value for k in VerdictKind}:
+                raise InputError(f"{path}: expect.verdict: one of {', '.join(k.value for k in VerdictKind)}")
+            _fields(exp, path, "expect", {"verdict"}, {"signature"})
+            return Document(path, "corpus", World.from_json(data["world"]), data)
+    except WorldError as e:
+        msg = str(e)
+        if schema != WORLD_SCHEMA:
+            msg = msg if msg.startswith("world:") else f"world.{msg}"
+        raise InputError(f"{path}: {msg}") from None
+    known = ", ".join((WORLD_SCHEMA, ARTIFACT_SCHEMA, CORPUS_SCHEMA))
+    raise InputError(f"{path}: schema: {schema!r} is not one of {known}")
+
+
+def corpus_doc(world: World, verdict: Verdict, purpose: str) -> dict:
+    expect = {"verdict": verdict.kind.value}
+    if verdict.diverges:
+        expect["signature"] = verdict.signature
+    return {"schema": CORPUS_SCHEMA, "purpose": purpose, "expect": expect, "world": world.to_json()}

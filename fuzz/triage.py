@@ -1,0 +1,256 @@
+"""Triage of one finding or a directory of them: repro report, minimization, dedup by signature."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable, Iterator
+
+from model.interfaces import Codegen, Observation
+from model.profile import PRESETS
+from model.sample import tail_call_sites
+from model.world import World, WorldError
+
+from fuzz.artifacts import InputError, artifact_doc, atomic_write, dump, read_document
+from fuzz.disasm import image_listing, render_side_by_side
+from fuzz.executor import compile_world
+from fuzz.oracle import VOTERS, Judgement, judge
+
+
+# --- repro -------------------------------------------------------------------------------------------
+
+def odd_voter(j: Judgement) -> str:
+    """The voter whose run parted from the others (patched unless the legacy JIT is the odd one)."""
+    return "legacy" if j.verdict.kind.value in ("OLD_DIVERGES", "JITS_AGREE_MODEL_DIFFERS") else "patched"
+
+
+def parting_site(j: Judgement, codegens: dict[str, Codegen]) -> tuple[str, int | None, int | None]:
+    """(function name, site index, pc offset in that function) where the odd voter's run parted."""
+    voter = odd_voter(j)
+    obs = j.observations[voter][j.verdict.run]
+    functions = compile_world(j.world, codegens[voter])
+    pc = obs.fault.pc if obs.fault is not None else None
+    for name, image in functions:
+        if pc is not None and image.base <= pc < image.base + len(image.code):
+            off = pc - image.base
+            starts = [k for k, (lo, _hi) in enumerate(tail_call_sites(image)) if lo <= off]
+            return name, (starts[-1] if starts else None), off
+    last = obs.trace[-1] if obs.trace else j.world.runs[j.verdict.run].entry
+    names = [name for name, _ in functions if name.split()[1] == str(last)]
+    return names[-1], None, None
+
+
+def side_by_side(j: Judgement, codegens: dict[str, Codegen]) -> str:
+    name, site, off = parting_site(j, codegens)
+    voter = odd_voter(j)
+    listings = []
+    for v in ("legacy", "patched"):
+        image = dict(compile_world(j.world, codegens[v]))[name]
+        sites = tail_call_sites(image)
+        ranges = [sites[site]] if site is not None else sites
+        if off is not None and v == voter and not any(lo <= off < hi for lo, hi in ranges):
+            ranges = ranges + [(off, min(off + 16, len(image.code)))]
+        marks = frozenset([off]) if v == voter and off is not None else frozenset()
+        listings.append(image_listing(f"{v}", image, ranges, marks))
+    where = f"{name}, site {site}" if site is not None else f"{name}, all sites"
+    return f"tail-call sequences of {where} (=> where the {voter} run parted)\n" + render_side_by_side(*listings)
+
+
+def field_table(obs: dict[str, Observation]) -> str:
+    rows = [f"{'field':<24}" + "".join(f"{v:<34}" for v in VOTERS)]
+    for field in Observation.FIELDS:
+        values = [json.dumps(o.to_json()[field]) for o in obs.values()]
+        mark = "*" if len(set(values)) > 1 else " "
+        rows.append(f"{mark}{field:<23}" + "".join(f"{val[:32]:<34}" for val in values))
+    return "\n".join(rows)
+
+
+def repro_report(j: Judgement, codegens: dict[str, Codegen]) -> str:
+    from fuzz.cli import describe_observation
+
+    v = j.verdict
+    out = [f"verdict {v.kind.value}"]
+    if not v.diverges:
+        out.append("the three voters agree on every run: this input no longer diverges")
+        return "\n".join(out)
+    out[0] += f" at run {v.run}: first difference in `{v.field_name}`"
+    out.append(f"signature {v.signature}")
+    out.append("")
+    out.append(f"run {v.run}: entry prog {j.world.runs[v.run].entry}")
+    run_obs = {voter: j.observations[voter][v.run] for voter in VOTERS}
+    for voter, o in run_obs.items():
+        out.append(f"  {voter:<8} {describe_observation(o, j.world)}")
+    out.append("")
+    out.append(field_table(run_obs))
+    if run_obs["legacy"].load == run_obs["patched"].load == "ok":
+        out.append("")
+        out.append(side_by_side(j, codegens))
+    return "\n".join(out)
+
+
+# --- minimize ----------------------------------------------------------------------------------------
+
+def size(w: World) -> tuple:
+    """A well-founded measure: every accepted minimization step makes it strictly smaller."""
+    structure = (len(w.runs) + sum(len(r.ops) + len(r.ctx) for r in w.runs) + len(w.programs)
+                 + sum(len(p.sites) + len(p.callee_regs) for p in w.programs) + len(w.maps)
+                 + sum(len(m.slots) for m in w.maps))
+    flags = sum(p.exception_boundary + p.subprog + (not p.env.bpf_capable) + p.env.blinding_requested
+                + (not p.env.jit_requested) for p in w.programs) + sum(m.unpriv for m in w.maps)
+    numbers = (sum(m.max_entries for m in w.maps) + sum(p.stack_depth for p in w.programs)
+               + sum(s.key or 0 for p in w.programs for s in p.sites) + sum(c.key for r in w.runs for c in r.ctx))
+    return structure, flags, w.profile != PRESETS["default"], numbers
+
+
+def _smaller_ints(n: int) -> list[int]:
+    return sorted({c for c in (0, 1, n & 0xFFFFFFFF, n >> 1, n - 1) if 0 <= c < n})
+
+
+def _without_program(w: World, pid: int) -> World:
+    maps = tuple(dataclasses.replace(m, slots={k: v for k, v in m.slots.items() if v != pid}) for m in w.maps)
+    runs = tuple(dataclasses.replace(r, ops=tuple(o for o in r.ops if o.prog != pid),
+                                     ctx=tuple(c for c in r.ctx if c.prog != pid)) for r in w.runs)
+    return World(w.profile, maps, tuple(p for p in w.programs if p.id != pid), runs)
+
+
+def _without_site(w: World, pid: int, j: int) -> World:
+    progs = tuple(dataclasses.replace(p, sites=p.sites[:j] + p.sites[j + 1:]) if p.id == pid else p
+                  for p in w.programs)
+    runs = tuple(dataclasses.replace(r, ctx=tuple(
+        c if c.prog != pid or c.site < j else dataclasses.replace(c, site=c.site - 1)
+        for c in r.ctx if not (c.prog == pid and c.site == j))) for r in w.runs)
+    return World(w.profile, w.maps, progs, runs)
+
+
+def _replace_in(items: tuple, i: int, new) -> tuple:
+    return items[:i] + (new,) + items[i + 1:]
+
+
+def candidates(w: World) -> Iterator[Callable[[], World]]:
+    """Smaller variants of `w`, biggest cuts first; each is built lazily (and may be invalid)."""
+    R = dataclasses.replace
+    for i in range(len(w.runs)):
+        if len(w.runs) > 1:
+            yield lambda i=i: R(w, runs=w.runs[:i] + w.runs[i + 1:])
+    for p in w.programs:
+        if all(r.entry != p.id for r in w.runs):
+            yield lambda p=p: _without_program(w, p.id)
+    for m in w.maps:
+        yield lambda m=m: R(w, maps=tuple(x for x in w.maps if x.id != m.id))
+    for p in w.programs:
+        for j in range(len(p.sites)):
+            yield lambda p=p, j=j: _without_site(w, p.id, j)
+    for i, r in enumerate(w.runs):
+        for k in range(len(r.ops)):
+            yield lambda i=i, r=r, k=k: R(w, runs=_replace_in(w.runs, i, R(r, ops=r.ops[:k] + r.ops[k + 1:])))
+        for k in range(len(r.ctx)):
+            yield lambda i=i, r=r, k=k: R(w, runs=_replace_in(w.runs, i, R(r, ctx=r.ctx[:k] + r.ctx[k + 1:])))
+    for i, m in enumerate(w.maps):
+        for key in m.slots:
+            yield lambda i=i, m=m, key=key: R(w, maps=_replace_in(w.maps, i, R(m, slots={
+                k: v for k, v in m.slots.items() if k != key})))
+    for i, p in enumerate(w.programs):
+        for change in ({"callee_regs": ()}, {"exception_boundary": False}, {"subprog": False},
+                       {"env": type(p.env)()}, {"stack_depth": 0}):
+            if any(getattr(p, k) != v for k, v in change.items()):
+                yield lambda i=i, p=p, change=change: R(w, programs=_replace_in(w.programs, i, R(p, **change)))
+    if w.profile != PRESETS["default"]:
+        yield lambda: R(w, profile=PRESETS["default"])
+    for i, m in enumerate(w.maps):
+        if m.unpriv:
+            yield lambda i=i, m=m: R(w, maps=_replace_in(w.maps, i, R(m, unpriv=False)))
+        for n in _smaller_ints(m.max_entries):
+            yield lambda i=i, m=m, n=n: R(w, maps=_replace_in(w.maps, i, R(m, max_entries=n)))
+    for i, p in enumerate(w.programs):
+        for n in _smaller_ints(p.stack_depth):
+            yield lambda i=i, p=p, n=n: R(w, programs=_replace_in(w.programs, i, R(p, stack_depth=n)))
+        for j, s in enumerate(p.sites):
+            for n in _smaller_ints(s.key or 0):
+                yield lambda i=i, p=p, j=j, s=s, n=n: R(w, programs=_replace_in(
+                    w.programs, i, R(p, sites=_replace_in(p.sites, j, R(s, key=n)))))
+    for i, r in enumerate(w.runs):
+        for k, c in enumerate(r.ctx):
+            for n in _smaller_ints(c.key):
+                yield lambda i=i, r=r, k=k, c=c, n=n: R(w, runs=_replace_in(
+                    w.runs, i, R(r, ctx=_replace_in(r.ctx, k, R(c, key=n)))))
+
+
+def minimize(world: World, signature: str, keeps: Callable[[World], bool] | None = None,
+             max_steps: int = 5000) -> tuple[World, int]:
+    """Greedy reduction: take the first smaller variant that keeps `signature`, repeat until none
+    does. Returns the minimal world and the number of worlds judged."""
+    keeps = keeps or (lambda w: judge(w).verdict.signature == signature)
+    tried = 0
+    current = world
+    progress = True
+    while progress and tried < max_steps:
+        progress = False
+        for make in candidates(current):
+            try:
+                smaller = make()
+            except (WorldError, StopIteration):
+                continue
+            if size(smaller) >= size(current):
+                continue
+            tried += 1
+            if keeps(smaller):
+                current, progress = smaller, True
+                break
+    return current, tried
+
+
+def free_path(path: Path) -> Path:
+    """`path`, or `stem-1.suffix`, `stem-2.suffix`, ... whichever does not exist yet."""
+    n = 0
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def minimize_file(path: Path) -> tuple[Path, Judgement, World, int]:
+    """Minimize the world in `path`, keeping its signature; write `<stem>.min.json` beside it."""
+    doc = read_document(path)
+    j = judge(doc.world)
+    if not j.verdict.diverges:
+        raise InputError(f"{path}: the world does not diverge; nothing to minimize")
+    small, tried = minimize(doc.world, j.verdict.signature)
+    final = judge(small)
+    seed = doc.data.get("seed") if doc.kind == "artifact" else None
+    base = path.name[:-len(".json")] if path.name.endswith(".json") else path.name
+    out = free_path(path.with_name(f"{base}.min.json"))
+    atomic_write(out, dump(artifact_doc(small, final.verdict, seed)))
+    return out, final, small, tried
+
+
+# --- triage of a directory ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Bucket:
+    signature: str
+    files: list[Path]
+    representative: Path | None = None
+
+
+def triage_dir(directory: Path, do_minimize: bool = True) -> tuple[list[Bucket], list[str]]:
+    """Judge every JSON document under `directory`; group the diverging ones by signature."""
+    buckets: dict[str, Bucket] = {}
+    skipped = []
+    for path in sorted(Path(directory).rglob("*.json")):
+        if path.name.endswith(".min.json") or ".min-" in path.name:
+            continue
+        try:
+            world = read_document(path).world
+        except InputError as e:
+            skipped.append(str(e))
+            continue
+        v = judge(world).verdict
+        if v.diverges:
+            buckets.setdefault(v.signature, Bucket(v.signature, [])).files.append(path)
+    out = sorted(buckets.values(), key=lambda b: (-len(b.files), b.signature))
+    if do_minimize:
+        for b in out:
+            smallest = min(b.files, key=lambda p: size(read_document(p).world))
+            b.representative = minimize_file(smallest)[0]
+    return out, skipped
