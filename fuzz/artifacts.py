@@ -108,7 +108,7 @@ class Document:
     """Any JSON file tcfuzz reads, with the world it holds."""
 
     path: Path
-    kind: str                  # "world", "artifact", "corpus"
+    kind: str                  # "world", "artifact", "corpus", or "raw" (a fuzzer input)
     world: World
     data: dict[str, Any]
 
@@ -148,7 +148,17 @@ def _fields(data: dict, path: Path, kind: str, required: set[str], optional: set
 
 
 def read_document(path: Path) -> Document:
+    """A `.json` file is one of the three JSON kinds (strict); any other file is a raw fuzzer input,
+    which every byte string is: it decodes to a world (fuzz/generate.py)."""
     path = Path(path)
+    if path.suffix != ".json" and not path.is_dir():
+        from fuzz.generate import decode
+
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"{path}: {e.strerror}") from None
+        return Document(path, "raw", decode(raw), {"input": path.name, "bytes": len(raw)})
     data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")

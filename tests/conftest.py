@@ -43,3 +43,20 @@ def static_world(max_entries=4, slots=None, keys=(0,), n_progs=2, unpriv=False, 
     return world([{"id": 0, "max_entries": max_entries, "unpriv": unpriv,
                    "slots": {str(k): v for k, v in (slots or {}).items()}}],
                  progs, [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": k}]} for k in keys], profile)
+
+
+def _hypothesis_profiles():
+    """`dev` for local exploration, `ci` (the default: derandomized, bounded), `nightly` (long).
+    Select with TCFUZZ_HYPOTHESIS=dev|ci|nightly."""
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile("ci", derandomize=True, max_examples=150, database=None, print_blob=True, **common)
+    settings.register_profile("dev", max_examples=500, **common)
+    settings.register_profile("nightly", max_examples=50_000, print_blob=True, **common)
+    settings.load_profile(os.environ.get("TCFUZZ_HYPOTHESIS", "ci"))
+
+
+_hypothesis_profiles()

@@ -173,3 +173,15 @@ def test_corpus_add_expects_the_current_verdict_and_never_overwrites(capsys, tmp
     before = entry.read_bytes()
     status, _, err = cli(capsys, *args)
     assert status == 2 and "exists; not overwriting it" in err and entry.read_bytes() == before
+
+
+def test_repro_of_a_raw_fuzzer_input_decodes_it(capsys, tmp_path):
+    from fuzz.generate import decode
+
+    raw = tmp_path / "crash-abc"
+    raw.write_bytes(bytes(range(1, 60)))
+    status, out, _ = cli(capsys, "repro", raw, "--json")
+    d = json.loads(out)
+    assert status == (1 if d["verdict"] != "AGREE" else 0)
+    assert read_document(raw).kind == "raw" and read_document(raw).world == decode(bytes(range(1, 60)))
+    assert cli(capsys, "repro", tmp_path / "crash-missing")[0] == 2

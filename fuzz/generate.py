@@ -1,0 +1,155 @@
+"""One world generator, two sources of choices: libFuzzer bytes and Hypothesis draws.
+
+`build_world(src)` makes every decision through a `Source` (an integer in a range, a pick from a
+list, a coin). `ByteSource` reads them from any byte string the way libFuzzer's
+FuzzedDataProvider does, returning the smallest choice once the bytes run out, so every input
+decodes to a valid world and every crash file replays. `DrawSource` asks Hypothesis instead, so
+the same generator shrinks well. Choices are ordered simplest first: a short or zero input, and a
+shrunk example, are small worlds.
+
+The generator aims at the edges: max_entries near 1, 2^31 and 2^32-1; indices at max_entries-1,
+max_entries, max_entries+1 and with high bits set; chains long enough to meet the 33 limit; empty
+and filled slots; static, poisoned and direct sites; a prog array late in used_maps; odd stack
+depths; callee-saved subsets; unpriv maps; every profile preset; map operations between runs.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence, TypeVar
+
+from model.bpf import CALLEE_SAVED
+from model.profile import PRESETS
+from model.world import (U32_MAX, MapOp, MapSpec, ProgramSpec, RunSpec, SiteInput, SiteSpec, World,
+                         index_mask)
+from model.interfaces import VerifierEnv
+
+T = TypeVar("T")
+
+PROFILES = [PRESETS[name] for name in ("default", "ibt", "retpoline", "no-security", "lfence", "sls", "ibt-sls")]
+MAX_ENTRIES_EDGES = [4, 1, 2, 3, 5, 8, 33, 2**31 - 1, 2**31, 2**31 + 1, 2**32 - 1, 2**32 - 2, 2**30, 2**29 - 1]
+STACK_DEPTHS = [0, 8, 1, 17, 64, 100, 224, 256, 500, 512]
+HIGH_BITS = [0, 1 << 32, 0xFFFFFFFF_00000000, 1 << 63, 0x5A5A5A5A_00000000]
+
+
+class Source(Protocol):
+    def int(self, lo: int, hi: int) -> int: ...
+
+
+def pick(src: Source, items: Sequence[T]) -> T:
+    return items[src.int(0, len(items) - 1)]
+
+
+def coin(src: Source, one_in: int = 2) -> bool:
+    """True with probability 1/one_in (False is the simple choice)."""
+    return src.int(0, one_in - 1) == one_in - 1
+
+
+class ByteSource:
+    """FuzzedDataProvider-style: each choice takes just enough bytes; exhausted input reads as zeros."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def int(self, lo: int, hi: int) -> int:
+        span = hi - lo
+        if span <= 0:
+            return lo
+        value = 0
+        for _ in range((span.bit_length() + 7) // 8):
+            byte = self.data[self.pos] if self.pos < len(self.data) else 0
+            self.pos += 1
+            value = (value << 8) | byte
+        return lo + value % (span + 1)
+
+
+class DrawSource:
+    def __init__(self, draw) -> None:
+        from hypothesis import strategies as st
+
+        self.draw, self.st = draw, st
+
+    def int(self, lo: int, hi: int) -> int:
+        return self.draw(self.st.integers(lo, hi))
+
+
+def index_near(src: Source, max_entries: int) -> int:
+    """An index where the bound checks bite: 0, max-1, max, max+1, or anything in u32."""
+    choice = src.int(0, 5)
+    if choice == 4:
+        return src.int(0, min(max_entries + 2, U32_MAX))
+    if choice == 5:
+        return src.int(0, U32_MAX)
+    return [0, max_entries - 1, max_entries, max_entries + 1][choice] & U32_MAX
+
+
+def build_world(src: Source) -> World:
+    profile = pick(src, PROFILES)
+    n_progs = src.int(1, 4)
+    n_arrays = src.int(1, 3)
+    n_fillers = pick(src, [0, 0, 1, 2, profile.max_used_maps - n_arrays])
+    maps: list[MapSpec] = [MapSpec(100 + i, 1, kind="filler") for i in range(n_fillers)]
+    arrays = []
+    for a in range(n_arrays):
+        max_entries = src.int(1, U32_MAX) if coin(src, 8) else pick(src, MAX_ENTRIES_EDGES)
+        unpriv = coin(src, 4) and index_mask(max_entries) < U32_MAX
+        slots = {}
+        for _ in range(src.int(0, 3)):
+            index = index_near(src, max_entries)
+            if index < max_entries:
+                slots[index] = src.int(0, n_progs - 1)
+        arrays.append(MapSpec(a, max_entries, unpriv=unpriv, slots=slots))
+    maps = arrays + maps if coin(src) else maps + arrays           # prog arrays early or late in used_maps
+
+    programs = []
+    for pid in range(n_progs):
+        sites = []
+        for _ in range(src.int(0, 3) if pid else src.int(1, 3)):
+            first = pick(src, arrays)
+            others = [a for a in arrays if a is not first and not a.unpriv]
+            if others and not first.unpriv and coin(src, 3):
+                site_maps = (first.id, pick(src, others).id)              # poisoned
+            else:
+                site_maps = (first.id,)
+            key = index_near(src, first.max_entries) if coin(src, 3) else None
+            sites.append(SiteSpec(site_maps, key))
+        subprog = coin(src, 6)
+        stack = pick(src, STACK_DEPTHS)
+        programs.append(ProgramSpec(
+            pid, tuple(sites), min(stack, 224) if subprog else stack,
+            tuple(r for r in CALLEE_SAVED if coin(src, 3)), exception_boundary=coin(src, 8), subprog=subprog,
+            env=VerifierEnv(bpf_capable=not coin(src, 8), blinding_requested=coin(src, 8))))
+
+    runs = []
+    for _ in range(src.int(1, 3)):
+        ops = []
+        for _ in range(src.int(0, 2) if runs else src.int(0, 1)):
+            array = pick(src, arrays)
+            index = index_near(src, array.max_entries)
+            if coin(src, 3):
+                ops.append(MapOp("delete", array.id, index))
+            else:
+                ops.append(MapOp("update", array.id, index, src.int(0, n_progs - 1)))
+        ctx = []
+        for p in programs:
+            for j, site in enumerate(p.sites):
+                if site.key is None or len(site.maps) > 1:
+                    chosen = pick(src, site.maps)
+                    base = index_near(src, next(a for a in arrays if a.id == chosen).max_entries)
+                    ctx.append(SiteInput(p.id, j, base | pick(src, HIGH_BITS), chosen if len(site.maps) > 1 else None))
+        runs.append(RunSpec(src.int(0, n_progs - 1), tuple(ops), tuple(ctx)))
+    return World(profile, tuple(maps), tuple(programs), tuple(runs))
+
+
+def decode(data: bytes) -> World:
+    """Any byte string -> a valid world (the libFuzzer/Atheris input format)."""
+    return build_world(ByteSource(data))
+
+
+def worlds():
+    """The Hypothesis strategy for worlds."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def _worlds(draw):
+        return build_world(DrawSource(draw))
+    return _worlds()
