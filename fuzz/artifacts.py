@@ -45,8 +45,9 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> Path:
-    """Write `data` to `path` all at once. Refuses to replace an existing file unless `overwrite`."""
+def atomic_write(path: Path, data: bytes, overwrite: bool = False, durable: bool = True) -> Path:
+    """Write `data` to `path` all at once. Refuses to replace an existing file unless `overwrite`;
+    `durable` fsyncs before the rename (findings are; progress stats need not be)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists; not overwriting it")
@@ -55,7 +56,8 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:

@@ -255,6 +255,21 @@ def cmd_corpus_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from fuzz.fuzzcmd import run
+    from fuzz.plugins import PluginError, load_codegen
+
+    for spec in (args.old, args.new):
+        try:
+            load_codegen(spec)
+        except PluginError as e:
+            raise UsageError(str(e)) from None
+    extra = [a for a in args.libfuzzer if a != "--"]
+    return run(Path(args.corpus), Path(args.artifacts), args.max_time, args.runs, args.seed, args.jobs, args.fork,
+               extra, args.old, args.new, args.ignore_known,
+               Path(args.summary) if args.summary else None, Path(args.junit) if args.junit else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tcfuzz", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -300,6 +315,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-minimize", action="store_true", help="list only; write nothing")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_triage)
+
+    f = sub.add_parser("fuzz", help="the nightly run: libFuzzer through Atheris, artifacts, summary, JUnit",
+                       description="Exit status: 1 iff a divergence was found (with --ignore-known: one without a "
+                                   "known cause), 2 for bad arguments. libFuzzer flags go after `--`.")
+    f.add_argument("--corpus", default="fuzz-corpus", help="libFuzzer corpus directory (default: fuzz-corpus)")
+    f.add_argument("--artifacts", default="fuzz-artifacts", help="artifact directory (-artifact_prefix)")
+    f.add_argument("--max-time", type=_int, help="seconds (-max_total_time)")
+    f.add_argument("--runs", type=_int, help="inputs (-runs)")
+    f.add_argument("--seed", type=_int, default=1, help="libFuzzer -seed, recorded in every artifact")
+    f.add_argument("--jobs", type=_int, help="libFuzzer -jobs")
+    f.add_argument("--fork", type=_int, help="libFuzzer -fork")
+    f.add_argument("--old", default="jit_old:CODEGEN", help="module:object of the reference codegen")
+    f.add_argument("--new", default="jit_new:CODEGEN", help="module:object of the codegen under test")
+    f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
+    f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
+    f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
+    f.add_argument("libfuzzer", nargs=argparse.REMAINDER, help="-- then libFuzzer flags")
+    f.set_defaults(func=cmd_fuzz)
 
     c = sub.add_parser("corpus", help="manage the regression corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)

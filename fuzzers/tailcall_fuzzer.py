@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""libFuzzer entry point (Atheris): `./fuzzers/tailcall_fuzzer.py [libFuzzer flags] [corpus dirs]`.
+
+Executable with a shebang so that libFuzzer's -fork/-jobs can re-execute it. tcfuzz's own packages
+are instrumented for coverage; unicorn and capstone are not (their coverage is noise and costs 2x).
+Used by `tcfuzz fuzz` and by the ClusterFuzzLite build (.clusterfuzzlite/build.sh).
+"""
+import sys
+
+import atheris
+
+with atheris.instrument_imports(include=["model", "jit_old", "jit_new", "fuzz"]):
+    from fuzz.target import main
+
+if __name__ == "__main__":
+    main(sys.argv)

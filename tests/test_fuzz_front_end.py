@@ -1,0 +1,55 @@
+"""`tcfuzz fuzz` through the real path: the executable Atheris target under libFuzzer, a bounded run."""
+import json
+from pathlib import Path
+
+import pytest
+
+from fuzz.artifacts import read_document
+from fuzz.cli import main
+from fuzz.oracle import judge
+from fuzz.plugins import load_codegen
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def mutant_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+
+
+def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, capsys, mutant_on_path):
+    art = tmp_path / "art"
+    status = main(["fuzz", "--corpus", str(tmp_path / "corpus"), "--artifacts", str(art), "--runs", "400",
+                   "--seed", "7", "--new", "mutants:BOUND_CHECK_JA", "--ignore-known",
+                   "--", "-len_control=0", "-print_final_stats=0"])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    summary = json.loads((art / "summary.json").read_text())
+    assert summary["cases"] == 400 and summary["seed"] == 7 and summary["codegens"]["new"] == "mutants:BOUND_CHECK_JA"
+    unexplained = {s: e for s, e in summary["signatures"].items() if not e["known_causes"]}
+    assert unexplained, summary["signatures"]
+    mutant = load_codegen("mutants:BOUND_CHECK_JA")
+    for sig, e in summary["signatures"].items():
+        sidecar = Path(e["artifacts"][0])
+        doc = read_document(sidecar)
+        assert doc.kind == "artifact" and doc.data["signature"] == sig and doc.data["seed"] == 7
+        assert doc.data["codegens"]["new"] == "mutants:BOUND_CHECK_JA"
+        raw = sidecar.with_suffix("")
+        assert raw.exists() and doc.data["input"] == raw.name
+        assert judge(read_document(raw).world, new=mutant).verdict.signature == sig     # the raw input replays
+    assert not list(art.glob("*.tmp")) and not list(art.glob(".*.tmp"))
+    junit = (art / "junit.xml").read_text()
+    assert junit.startswith('<?xml') and f'failures="{len(summary["signatures"])}"' in junit
+    assert "NEW" in out and "summary " in out
+
+
+def test_bad_codegen_spec_is_a_usage_error(capsys, tmp_path):
+    status = main(["fuzz", "--artifacts", str(tmp_path), "--new", "nowhere:THING", "--runs", "1"])
+    assert status == 2 and "codegen 'nowhere:THING': cannot import nowhere" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_target_script_is_executable_for_fork_and_jobs():
+    script = TESTS.parent / "fuzzers" / "tailcall_fuzzer.py"
+    assert script.stat().st_mode & 0o111 and script.read_text().startswith("#!/usr/bin/env python3\n")
