@@ -270,6 +270,23 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                Path(args.summary) if args.summary else None, Path(args.junit) if args.junit else None)
 
 
+def cmd_limits(args: argparse.Namespace) -> int:
+    from fuzz.limits import hunt, render
+
+    profile = profile_from_args(args)
+    changes = {k: v for k, v in (("max_used_maps", args.max_used_maps), ("poke_tab_max", args.poke_tab_max))
+               if v is not None}
+    if changes:
+        profile = profile.replace(name=f"{profile.name}+limits", **changes)
+    report = hunt(profile, run_demos=not args.no_demo)
+    if args.json:
+        json.dump({"profile": profile.to_json(), **report.to_json()}, sys.stdout, indent=2)
+        print()
+    else:
+        print(render(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tcfuzz", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -333,6 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
     f.add_argument("libfuzzer", nargs=argparse.REMAINDER, help="-- then libFuzzer flags")
     f.set_defaults(func=cmd_fuzz)
+
+    li = sub.add_parser("limits", help="where the patch's packed imm fields and static disp32 overflow")
+    _add_profile_args(li)
+    li.add_argument("--max-used-maps", type=_int, help="raise MAX_USED_MAPS (default 64)")
+    li.add_argument("--poke-tab-max", type=_int, help="raise the poke table limit (default 1024)")
+    li.add_argument("--no-demo", action="store_true", help="skip the worlds run under Unicorn")
+    li.add_argument("--json", action="store_true")
+    li.set_defaults(func=cmd_limits)
 
     c = sub.add_parser("corpus", help="manage the regression corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)
