@@ -143,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         world = read_document(args.world).world
     except InputError as e:
         raise UsageError(str(e)) from None
-    j = judge(world, order=CountOrder(args.model_order))
+    j = judge(world, order=CountOrder(args.model_order), **codegens_from_args(args))
     v = j.verdict
     if args.json:
         json.dump({"world": args.world, "verdict": v.kind.value, "run": v.run, "field": v.field_name,
@@ -177,11 +177,20 @@ def _document(path: str):
         raise UsageError(str(e)) from None
 
 
-def _codegens() -> dict:
-    import jit_new
-    import jit_old
+def _add_codegen_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("codegens (module:object implementing model.interfaces.Codegen)")
+    g.add_argument("--old", default="jit_old:CODEGEN", help="the reference codegen (default: the legacy JIT)")
+    g.add_argument("--new", default="jit_new:CODEGEN", help="the codegen under test (default: the 2026 patch)")
 
-    return {"legacy": jit_old.CODEGEN, "patched": jit_new.CODEGEN}
+
+def codegens_from_args(args: argparse.Namespace) -> dict:
+    """{"old": Codegen, "new": Codegen} for judge()."""
+    from fuzz.plugins import PluginError, load_codegen
+
+    try:
+        return {"old": load_codegen(args.old), "new": load_codegen(args.new)}
+    except PluginError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
@@ -189,15 +198,16 @@ def cmd_repro(args: argparse.Namespace) -> int:
     from fuzz.oracle import judge
     from fuzz.triage import repro_report
 
+    voters = codegens_from_args(args)
     doc = _document(args.file)
-    j = judge(doc.world)
+    j = judge(doc.world, **voters)
     if args.json:
         json.dump({"file": args.file, **verdict_json(j.verdict),
                    "observations": {v: [o.to_json() for o in obs] for v, obs in j.observations.items()}},
                   sys.stdout, indent=2)
         print()
     else:
-        print(repro_report(j, _codegens()))
+        print(repro_report(j, {"legacy": voters["old"], "patched": voters["new"]}))
     return 1 if j.verdict.diverges else 0
 
 
@@ -205,9 +215,11 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     from fuzz.artifacts import InputError
     from fuzz.triage import minimize_file, size
 
+    voters = codegens_from_args(args)
     before = _document(args.file).world
     try:
-        out, final, small, tried = minimize_file(Path(args.file))
+        out, final, small, tried = minimize_file(Path(args.file), **voters,
+                                                 codegens={"old": args.old, "new": args.new})
     except InputError as e:
         raise UsageError(str(e)) from None
     print(f"{out}: {final.verdict.signature}")
@@ -220,7 +232,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
     if not Path(args.dir).is_dir():
         raise UsageError(f"{args.dir}: not a directory")
-    buckets, skipped = triage_dir(Path(args.dir), do_minimize=not args.no_minimize)
+    buckets, skipped = triage_dir(Path(args.dir), do_minimize=not args.no_minimize, **codegens_from_args(args))
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     if args.json:
@@ -240,10 +252,11 @@ def cmd_corpus_add(args: argparse.Namespace) -> int:
     from fuzz.artifacts import atomic_write, corpus_doc, dump
     from fuzz.oracle import judge
 
+    voters = codegens_from_args(args)
     doc = _document(args.file)
     purpose = args.purpose or (doc.data.get("purpose") if doc.kind == "corpus" else None) or \
         f"added from {Path(args.file).name}"
-    v = judge(doc.world).verdict
+    v = judge(doc.world, **voters).verdict
     name = args.name or Path(args.file).name.removesuffix(".json").removesuffix(".min") + ".json"
     out = Path(args.corpus) / args.group / name
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -257,13 +270,8 @@ def cmd_corpus_add(args: argparse.Namespace) -> int:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from fuzz.fuzzcmd import run
-    from fuzz.plugins import PluginError, load_codegen
 
-    for spec in (args.old, args.new):
-        try:
-            load_codegen(spec)
-        except PluginError as e:
-            raise UsageError(str(e)) from None
+    codegens_from_args(args)                      # fail early, with one line, on a bad spec
     extra = [a for a in args.libfuzzer if a != "--"]
     return run(Path(args.corpus), Path(args.artifacts), args.max_time, args.runs, args.seed, args.jobs, args.fork,
                extra, args.old, args.new, args.ignore_known,
@@ -278,7 +286,7 @@ def cmd_limits(args: argparse.Namespace) -> int:
                if v is not None}
     if changes:
         profile = profile.replace(name=f"{profile.name}+limits", **changes)
-    report = hunt(profile, run_demos=not args.no_demo)
+    report = hunt(profile, run_demos=not args.no_demo, **codegens_from_args(args))
     if args.json:
         json.dump({"profile": profile.to_json(), **report.to_json()}, sys.stdout, indent=2)
         print()
@@ -314,16 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference counter order: increment after the NULL check (jit, the default) or before "
                         "it (interpreter before its 2026 fix)")
     r.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_codegen_args(r)
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("repro", help="re-run a world, artifact or corpus entry; show where the runs part",
                         description="Exit status: 0 it no longer diverges, 1 it still does, 2 unusable input.")
     rp.add_argument("file")
     rp.add_argument("--json", action="store_true")
+    _add_codegen_args(rp)
     rp.set_defaults(func=cmd_repro)
 
     m = sub.add_parser("minimize", help="shrink a diverging world, keeping its signature; writes <name>.min.json")
     m.add_argument("file")
+    _add_codegen_args(m)
     m.set_defaults(func=cmd_minimize)
 
     t = sub.add_parser("triage", help="unique signatures in a directory of findings, with counts and a "
@@ -331,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("dir")
     t.add_argument("--no-minimize", action="store_true", help="list only; write nothing")
     t.add_argument("--json", action="store_true")
+    _add_codegen_args(t)
     t.set_defaults(func=cmd_triage)
 
     f = sub.add_parser("fuzz", help="the nightly run: libFuzzer through Atheris, artifacts, summary, JUnit",
@@ -343,8 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=_int, default=1, help="libFuzzer -seed, recorded in every artifact")
     f.add_argument("--jobs", type=_int, help="libFuzzer -jobs")
     f.add_argument("--fork", type=_int, help="libFuzzer -fork")
-    f.add_argument("--old", default="jit_old:CODEGEN", help="module:object of the reference codegen")
-    f.add_argument("--new", default="jit_new:CODEGEN", help="module:object of the codegen under test")
+    _add_codegen_args(f)
     f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
@@ -357,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--poke-tab-max", type=_int, help="raise the poke table limit (default 1024)")
     li.add_argument("--no-demo", action="store_true", help="skip the worlds run under Unicorn")
     li.add_argument("--json", action="store_true")
+    _add_codegen_args(li)
     li.set_defaults(func=cmd_limits)
 
     c = sub.add_parser("corpus", help="manage the regression corpus")
@@ -367,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--purpose", help="one line: what the entry guards")
     ca.add_argument("--name", help="file name (default: the input's)")
     ca.add_argument("--corpus", default="corpus", help="corpus root (default: ./corpus)")
+    _add_codegen_args(ca)
     ca.set_defaults(func=cmd_corpus_add)
     return ap
 

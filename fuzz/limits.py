@@ -50,9 +50,12 @@ class Report:
                 "imm": [b.__dict__ for b in self.breaks], "disp": self.disp}
 
 
-def round_trips(map_index: int, poisoned: bool, poke: int | None) -> bool:
-    imm = encode_tail_call_imm(map_index, poisoned, poke)
-    m, dyn, imm16 = decode_tail_call_imm(imm)
+PATCH_CODEC = (encode_tail_call_imm, decode_tail_call_imm)
+
+
+def round_trips(map_index: int, poisoned: bool, poke: int | None, codec=PATCH_CODEC) -> bool:
+    encode, decode = codec
+    m, dyn, imm16 = decode(encode(map_index, poisoned, poke))
     if poke is not None:
         return imm16 == poke + 1                      # direct: only the poke index is used
     return imm16 == 0 and dyn == poisoned and m == map_index
@@ -67,7 +70,7 @@ def domain(max_maps: int, max_pokes: int):
             yield m, False, p
 
 
-def first_breaks(max_maps: int, max_pokes: int) -> tuple[int | None, int | None, int, bool]:
+def first_breaks(max_maps: int, max_pokes: int, codec=PATCH_CODEC) -> tuple[int | None, int | None, int, bool]:
     """First failing map index (indirect sites) and poke index (direct sites), the round trips
     checked, and whether the whole product was enumerated."""
     total = max_maps * (2 + max_pokes)
@@ -76,7 +79,7 @@ def first_breaks(max_maps: int, max_pokes: int) -> tuple[int | None, int | None,
         checked = 0
         for m, poisoned, poke in domain(max_maps, max_pokes):
             checked += 1
-            if not round_trips(m, poisoned, poke):
+            if not round_trips(m, poisoned, poke, codec):
                 if poke is None and (first_map is None or m < first_map):
                     first_map = m
                 if poke is not None and (first_poke is None or poke < first_poke):
@@ -86,21 +89,21 @@ def first_breaks(max_maps: int, max_pokes: int) -> tuple[int | None, int | None,
     checked = 0
     for m in range(max_maps):
         checked += 2
-        if not (round_trips(m, False, None) and round_trips(m, True, None)):
+        if not (round_trips(m, False, None, codec) and round_trips(m, True, None, codec)):
             first_map = m
             break
     for p in range(max_pokes):
         for m in {0, min(255, max_maps - 1), max_maps - 1}:
             checked += 1
-            if not round_trips(m, False, p):
+            if not round_trips(m, False, p, codec):
                 first_poke = p if first_poke is None else min(first_poke, p)
         if first_poke is not None:
             break
     return first_map, first_poke, checked, False
 
 
-def describe_map_break(m: int) -> tuple[dict, str]:
-    got_map, dyn, imm16 = decode_tail_call_imm(encode_tail_call_imm(m, False, None))
+def describe_map_break(m: int, codec=PATCH_CODEC) -> tuple[dict, str]:
+    got_map, dyn, imm16 = codec[1](codec[0](m, False, None))
     decoded = {"map_index": got_map, "dynamic": dyn, "imm16": imm16}
     if imm16:
         return decoded, f"a direct call through poke_tab[{imm16 - 1}] instead of an indirect one"
@@ -110,8 +113,8 @@ def describe_map_break(m: int) -> tuple[dict, str]:
     return decoded, f"the static sequence with used_maps[{got_map}]'s max_entries baked in"
 
 
-def describe_poke_break(p: int) -> tuple[dict, str]:
-    got_map, dyn, imm16 = decode_tail_call_imm(encode_tail_call_imm(0, False, p))
+def describe_poke_break(p: int, codec=PATCH_CODEC) -> tuple[dict, str]:
+    got_map, dyn, imm16 = codec[1](codec[0](0, False, p))
     decoded = {"map_index": got_map, "dynamic": dyn, "imm16": imm16}
     if imm16 == 0:
         return decoded, "an indirect (static) sequence: the direct call silently becomes indirect"
@@ -120,7 +123,7 @@ def describe_poke_break(p: int) -> tuple[dict, str]:
     return decoded, f"the direct sequence with the wrong descriptor poke_tab[{imm16 - 1}]"
 
 
-def demo_map_break(profile: KernelProfile, m: int) -> dict:
+def demo_map_break(profile: KernelProfile, m: int, voters: dict) -> dict:
     """A world with the prog array at used_maps[m] (fillers before it), a static site calling slot 0."""
     if m + 1 > 2**14:
         return {"world": None, "why": f"used_maps[{m}] needs more maps than tcfuzz's address layout holds (16384)"}
@@ -133,21 +136,19 @@ def demo_map_break(profile: KernelProfile, m: int) -> dict:
                              "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
                              "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]},
                                       {"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 2}]}]})
-    v = judge(world).verdict
+    v = judge(world, **voters).verdict
     return {"world": world.to_json(), "verdict": v.kind.value, "signature": v.signature}
 
 
-def demo_poke_break(profile: KernelProfile, p: int) -> dict:
+def demo_poke_break(profile: KernelProfile, p: int, new, codec=PATCH_CODEC) -> dict:
     """The JIT itself on one direct site whose descriptor is poke_tab[p] of a table that size: a
     world with p + 1 direct sites would not fit an image slot, and the consequence is at JIT time."""
-    import jit_new
-
     target = MapRef(0, 2)
     tab = [PokeDescriptor(target, 0, 0) for _ in range(p + 1)]
-    insn = Insn(BPF_JMP | BPF_TAIL_CALL).with_imm(encode_tail_call_imm(0, False, p))
+    insn = Insn(BPF_JMP | BPF_TAIL_CALL).with_imm(codec[0](0, False, p))
     prog = VerifiedProgram([insn, BPF_EXIT_INSN()], used_maps=[target], poke_tab=tab)
     try:
-        jit_new.CODEGEN.jit(prog, profile.replace(poke_tab_max=p + 1), image_base(0))
+        new.jit(prog, profile.replace(poke_tab_max=p + 1), image_base(0))
     except JitError as e:
         return {"jit": f"{type(e).__name__}: {e}"}
     return {"jit": "compiled (no fault)"}
@@ -158,7 +159,7 @@ def first_disp_overflow(ptrs_off: int) -> int:
     return (INT_MAX - ptrs_off) // 8 + 1
 
 
-def demo_disp(profile: KernelProfile) -> dict:
+def demo_disp(profile: KernelProfile, voters: dict) -> dict:
     from fuzz.oracle import judge
     from jit_new.tail_call import static_ptrs_disp
 
@@ -168,7 +169,7 @@ def demo_disp(profile: KernelProfile) -> dict:
                              "maps": [{"id": 0, "max_entries": me, "slots": {"0": 1}}],
                              "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
                              "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]}]})
-    j = judge(world)
+    j = judge(world, **voters)
     fault = j.observations["patched"][0].fault
     return {"first_max_entries": me, "product": profile.ptrs_off + me * 8, "disp32": disp,
             "reads": f"[rsi + rdx*8 {'-' if disp < 0 else '+'} {abs(disp):#x}] instead of "
@@ -177,19 +178,27 @@ def demo_disp(profile: KernelProfile) -> dict:
             "patched_fault": str(fault) if fault else None, "world": world.to_json()}
 
 
-def hunt(profile: KernelProfile, run_demos: bool = True) -> Report:
+def hunt(profile: KernelProfile, run_demos: bool = True, old=None, new=None) -> Report:
+    """The imm codec is `new.imm_codec` (encode, decode) when the codegen has one, else patch 2/4's;
+    the demonstrations run `old` and `new`."""
+    import jit_new
+    import jit_old
+
+    old, new = old or jit_old.CODEGEN, new or jit_new.CODEGEN
+    codec = getattr(new, "imm_codec", None) or PATCH_CODEC
+    voters = {"old": old, "new": new}
     started = time.perf_counter()
-    first_map, first_poke, checked, exhaustive = first_breaks(profile.max_used_maps, profile.poke_tab_max)
+    first_map, first_poke, checked, exhaustive = first_breaks(profile.max_used_maps, profile.poke_tab_max, codec)
     breaks = []
     if first_map is not None:
-        decoded, consequence = describe_map_break(first_map)
+        decoded, consequence = describe_map_break(first_map, codec)
         breaks.append(Break("map_index", first_map, decoded, consequence,
-                            demo_map_break(profile, first_map) if run_demos else {}))
+                            demo_map_break(profile, first_map, voters) if run_demos else {}))
     if first_poke is not None:
-        decoded, consequence = describe_poke_break(first_poke)
+        decoded, consequence = describe_poke_break(first_poke, codec)
         breaks.append(Break("poke_index", first_poke, decoded, consequence,
-                            demo_poke_break(profile, first_poke) if run_demos else {}))
-    disp = demo_disp(profile) if run_demos else {"first_max_entries": first_disp_overflow(profile.ptrs_off)}
+                            demo_poke_break(profile, first_poke, new, codec) if run_demos else {}))
+    disp = demo_disp(profile, voters) if run_demos else {"first_max_entries": first_disp_overflow(profile.ptrs_off)}
     return Report(profile.max_used_maps, profile.poke_tab_max, checked, exhaustive, breaks, disp,
                   time.perf_counter() - started)
 

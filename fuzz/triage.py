@@ -176,10 +176,11 @@ def candidates(w: World) -> Iterator[Callable[[], World]]:
 
 
 def minimize(world: World, signature: str, keeps: Callable[[World], bool] | None = None,
-             max_steps: int = 5000) -> tuple[World, int]:
+             max_steps: int = 5000, old: Codegen | None = None, new: Codegen | None = None) -> tuple[World, int]:
     """Greedy reduction: take the first smaller variant that keeps `signature`, repeat until none
     does. Returns the minimal world and the number of worlds judged."""
-    keeps = keeps or (lambda w: judge(w).verdict.signature == signature)
+    voters = {k: v for k, v in (("old", old), ("new", new)) if v is not None}
+    keeps = keeps or (lambda w: judge(w, **voters).verdict.signature == signature)
     tried = 0
     current = world
     progress = True
@@ -209,18 +210,20 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
-def minimize_file(path: Path) -> tuple[Path, Judgement, World, int]:
+def minimize_file(path: Path, old: Codegen | None = None, new: Codegen | None = None,
+                  codegens: dict[str, str] | None = None) -> tuple[Path, Judgement, World, int]:
     """Minimize the world in `path`, keeping its signature; write `<stem>.min.json` beside it."""
+    voters = {k: v for k, v in (("old", old), ("new", new)) if v is not None}
     doc = read_document(path)
-    j = judge(doc.world)
+    j = judge(doc.world, **voters)
     if not j.verdict.diverges:
         raise InputError(f"{path}: the world does not diverge; nothing to minimize")
-    small, tried = minimize(doc.world, j.verdict.signature)
-    final = judge(small)
+    small, tried = minimize(doc.world, j.verdict.signature, old=old, new=new)
+    final = judge(small, **voters)
     seed = doc.data.get("seed") if doc.kind == "artifact" else None
     base = path.name[:-len(".json")] if path.name.endswith(".json") else path.name
     out = free_path(path.with_name(f"{base}.min.json"))
-    atomic_write(out, dump(artifact_doc(small, final.verdict, seed)))
+    atomic_write(out, dump(artifact_doc(small, final.verdict, seed, codegens=codegens)))
     return out, final, small, tried
 
 
@@ -233,8 +236,10 @@ class Bucket:
     representative: Path | None = None
 
 
-def triage_dir(directory: Path, do_minimize: bool = True) -> tuple[list[Bucket], list[str]]:
+def triage_dir(directory: Path, do_minimize: bool = True, old: Codegen | None = None,
+               new: Codegen | None = None) -> tuple[list[Bucket], list[str]]:
     """Judge every JSON document under `directory`; group the diverging ones by signature."""
+    voters = {k: v for k, v in (("old", old), ("new", new)) if v is not None}
     buckets: dict[str, Bucket] = {}
     skipped = []
     for path in sorted(Path(directory).rglob("*.json")):
@@ -245,12 +250,12 @@ def triage_dir(directory: Path, do_minimize: bool = True) -> tuple[list[Bucket],
         except InputError as e:
             skipped.append(str(e))
             continue
-        v = judge(world).verdict
+        v = judge(world, **voters).verdict
         if v.diverges:
             buckets.setdefault(v.signature, Bucket(v.signature, [])).files.append(path)
     out = sorted(buckets.values(), key=lambda b: (-len(b.files), b.signature))
     if do_minimize:
         for b in out:
             smallest = min(b.files, key=lambda p: size(read_document(p).world))
-            b.representative = minimize_file(smallest)[0]
+            b.representative = minimize_file(smallest, old, new)[0]
     return out, skipped

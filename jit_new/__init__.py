@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from jit_old import LegacyCodegen
 from jit_new import verifier
+from jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 from jit_new.jit import PatchedX86Jit
 
 
@@ -11,6 +12,7 @@ class PatchedCodegen(LegacyCodegen):
     cached_targets = True          # patch 1/4: ptrs[max_entries + i] = bpf_func + X86_TAIL_CALL_OFFSET
     jit_class = PatchedX86Jit
     fixup_tail_call = staticmethod(verifier.fixup_tail_call)
+    imm_codec = (encode_tail_call_imm, decode_tail_call_imm)    # (encode, decode), read by `tcfuzz limits`
 
 
 CODEGEN = PatchedCodegen()
