@@ -295,6 +295,24 @@ def cmd_limits(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from fuzz.mutants import CATALOGUE
+    from fuzz.selftest import render, run
+
+    names = list(CATALOGUE) if not args.only else [n.strip() for n in args.only.split(",")]
+    unknown = [n for n in names if n not in CATALOGUE]
+    if unknown:
+        raise UsageError(f"--only: unknown mutant {unknown[0]!r}; the catalogue: {', '.join(CATALOGUE)}")
+    kills = run(names, args.budget, args.seed, use_corpus=not args.no_corpus)
+    if args.json:
+        json.dump({"budget": args.budget, "seed": args.seed, "mutants": [k.to_json() for k in kills]},
+                  sys.stdout, indent=2)
+        print()
+    else:
+        print(render(kills))
+    return 0 if all(k.killed for k in kills) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tcfuzz", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -370,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--json", action="store_true")
     _add_codegen_args(li)
     li.set_defaults(func=cmd_limits)
+
+    mu = sub.add_parser("mutants", help="the oracle's self-test: fuzz each planted bug, report time to kill",
+                        description="Exit status: 0 every mutant killed, 1 one survived its budget.")
+    mu.add_argument("--budget", type=float, default=30.0, help="seconds per mutant (default 30)")
+    mu.add_argument("--seed", type=_int, default=1)
+    mu.add_argument("--only", help="comma-separated mutant names")
+    mu.add_argument("--no-corpus", action="store_true", help="generated worlds only (no regression corpus first)")
+    mu.add_argument("--json", action="store_true")
+    mu.set_defaults(func=cmd_mutants)
 
     c = sub.add_parser("corpus", help="manage the regression corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)

@@ -128,7 +128,7 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
         array = ld.arrays[spec.id] = ProgArray(engine, spec, profile, codegen.cached_targets)
         for key, pid in sorted(spec.slots.items()):
             array.xchg(key, pid)
-            array.update_cache(key, ld.bpf_func[pid])
+            array.update_cache(key, ld.bpf_func[pid], codegen)
     try:
         for _, image in ld.functions:
             bpf_tail_call_direct_fixup(engine, image.pokes, ld.arrays, ld.bpf_func)
@@ -145,7 +145,7 @@ def map_op(ld: Loaded, op: MapOp) -> None:
     old = array.xchg(op.index, op.prog)
     new_func = ld.bpf_func[op.prog] if op.prog is not None else None
     old_func = ld.bpf_func[old] if old is not None else None
-    array.update_cache(op.index, new_func)                   # patch 1/4: before the pokes
+    array.update_cache(op.index, new_func, ld.codegen)       # patch 1/4: before the pokes
     for _, image in ld.functions:
         for poke in image.pokes:
             if poke.map.map_id == op.map and poke.key == op.index:

@@ -79,11 +79,18 @@ class ProgArray:
         self._set_word(key, prog_struct(prog) if prog is not None else 0)
         return old
 
-    def update_cache(self, key: int, bpf_func: int | None) -> None:
-        """xchg(array->ptrs + array->map.max_entries + key, new ? new->bpf_func + offset : 0)."""
-        if self.cached_targets:
-            self._set_word(self.spec.max_entries + key,
-                           bpf_func + self.profile.tail_call_offset if bpf_func is not None else 0)
+    def update_cache(self, key: int, bpf_func: int | None, codegen=None) -> None:
+        """bpf_tail_call_target_update() of patch 1/4:
+        xchg(array->ptrs + array->map.max_entries + key, new ? new->bpf_func + offset : 0).
+        A codegen may replace the value with `cached_target(bpf_func, old, profile)` (mutants do)."""
+        if not self.cached_targets:
+            return
+        off = self.profile.ptrs_off + 8 * (self.spec.max_entries + key)
+        if codegen is not None and hasattr(codegen, "cached_target"):
+            value = codegen.cached_target(bpf_func, self.words.get(off, 0), self.profile)
+        else:
+            value = bpf_func + self.profile.tail_call_offset if bpf_func is not None else 0
+        self._set_word(self.spec.max_entries + key, value)
 
 
 def emit_patch_insn(ip: int, target: int | None) -> bytes:

@@ -2,8 +2,6 @@
 import json
 from pathlib import Path
 
-import pytest
-
 from fuzz.artifacts import read_document
 from fuzz.cli import main
 from fuzz.oracle import judge
@@ -12,29 +10,23 @@ from fuzz.plugins import load_codegen
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture
-def mutant_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))
-
-
-def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, capsys, mutant_on_path):
+def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, capsys):
     art = tmp_path / "art"
     status = main(["fuzz", "--corpus", str(tmp_path / "corpus"), "--artifacts", str(art), "--runs", "400",
-                   "--seed", "7", "--new", "mutants:BOUND_CHECK_JA", "--ignore-known",
+                   "--seed", "7", "--new", "fuzz.mutants:BOUND_CHECK_JA", "--ignore-known",
                    "--", "-len_control=0", "-print_final_stats=0"])
     out = capsys.readouterr().out
     assert status == 1, out
     summary = json.loads((art / "summary.json").read_text())
-    assert summary["cases"] == 400 and summary["seed"] == 7 and summary["codegens"]["new"] == "mutants:BOUND_CHECK_JA"
+    assert summary["cases"] == 400 and summary["seed"] == 7 and summary["codegens"]["new"] == "fuzz.mutants:BOUND_CHECK_JA"
     unexplained = {s: e for s, e in summary["signatures"].items() if not e["known_causes"]}
     assert unexplained, summary["signatures"]
-    mutant = load_codegen("mutants:BOUND_CHECK_JA")
+    mutant = load_codegen("fuzz.mutants:BOUND_CHECK_JA")
     for sig, e in summary["signatures"].items():
         sidecar = Path(e["artifacts"][0])
         doc = read_document(sidecar)
         assert doc.kind == "artifact" and doc.data["signature"] == sig and doc.data["seed"] == 7
-        assert doc.data["codegens"]["new"] == "mutants:BOUND_CHECK_JA"
+        assert doc.data["codegens"]["new"] == "fuzz.mutants:BOUND_CHECK_JA"
         raw = sidecar.with_suffix("")
         assert raw.exists() and doc.data["input"] == raw.name
         assert judge(read_document(raw).world, new=mutant).verdict.signature == sig     # the raw input replays

@@ -4,7 +4,6 @@ import pytest
 
 import jit_new
 import jit_old
-from jit_old.x86 import X86_JA
 from model.interfaces import FaultKind, VerdictKind
 from model.lower import FALL_THROUGH
 from model.profile import PRESETS
@@ -124,11 +123,12 @@ def test_static_and_dynamic_sites_in_one_program_diverge_under_the_patch():
     assert (v.kind, v.field_name) == (VerdictKind.NEW_DIVERGES, "fault")
 
 
-def test_broken_bound_check_is_reported_new_diverges(monkeypatch):
+def test_broken_bound_check_is_reported_new_diverges():
     """`jae` -> `ja` in the patched bound check: index == max_entries passes, and the load of
     ptrs[max_entries + index] runs past the end of the array."""
-    monkeypatch.setattr(jit_new.tail_call, "X86_JAE", X86_JA)
-    j = judge(static_world(max_entries=4, slots={0: 1}, keys=(0, 4)))
+    from fuzz.mutants import BOUND_CHECK_JA
+
+    j = judge(static_world(max_entries=4, slots={0: 1}, keys=(0, 4)), new=BOUND_CHECK_JA)
     v = j.verdict
     assert (v.kind, v.run, v.field_name) == (VerdictKind.NEW_DIVERGES, 1, "fault")
     fault = j.observations["patched"][1].fault
