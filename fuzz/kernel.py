@@ -38,8 +38,10 @@ class ProgArray:
         self.engine, self.spec, self.profile = engine, spec, profile
         self.cached_targets = cached_targets and spec.kind == "prog_array"
         self.base = array_base(spec.id)
-        entries = spec.alloc_entries if spec.kind == "prog_array" else 0
-        size = profile.ptrs_off + 8 * entries * (2 if self.cached_targets else 1)
+        if spec.kind == "prog_array":
+            size = profile.ptrs_off + 8 * spec.alloc_entries * (2 if self.cached_targets else 1)
+        else:
+            size = PAGE                        # some other map type: one page, so no tail guard is needed
         self.words: dict[int, int] = {}        # byte offset -> u64, the non-zero ptrs[] words
         self.progs: dict[int, int] = {}        # slot -> program id
         self.alloc = Allocation(f"map {spec.id}", self.base, self.base + size, self.page_bytes)

@@ -7,7 +7,7 @@ right offset if every sequence of that kind in the program has the same length.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 from dataclasses import dataclass
 
 from model.bpf import (BPF_ALU, BPF_ALU64, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_JMP, BPF_K,
@@ -123,7 +123,10 @@ class X86Jit:
 
     def bpf_int_jit_compile(self, prog: VerifiedProgram, image_base: int) -> JitImage:
         """Mirrors the pass loop: iterate until proglen is stable, then one more pass into the image."""
-        prog = copy.deepcopy(prog)          # the JIT writes poke descriptors; the input stays intact
+        # The JIT writes the poke descriptors' addresses; copy those (and the insn list) so the input
+        # stays intact. Insns, maps and aux records are frozen and shared.
+        prog = dataclasses.replace(prog, insns=list(prog.insns),
+                                   poke_tab=[dataclasses.replace(d) for d in prog.poke_tab])
         addrs = [64 * (i + 1) for i in range(len(prog.insns) + 1)]
         ctx = JitContext(cleanup_addr=addrs[-1])
         oldproglen = 0
