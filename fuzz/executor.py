@@ -248,9 +248,17 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
         uc.reg_write(reg, SENTINEL[name])
     uc.reg_write(UC_X86_REG_RDI, CTX_BASE)
     uc.reg_write(UC_X86_REG_RSP, ENTRY_RSP - 8)
+    start = ld.images[run.entry].base
+    if run.tail_call_cnt is not None:
+        # The caller's half of a tail call: its frame (push rbp; mov rbp, rsp) and the count in rax.
+        uc.mem_write(ENTRY_RSP - 16, struct.pack("<Q", SENTINEL["rbp"]))
+        uc.reg_write(UC_X86_REG_RSP, ENTRY_RSP - 16)
+        uc.reg_write(UC_X86_REG_RBP, ENTRY_RSP - 16)
+        uc.reg_write(UC_X86_REG_RAX, run.tail_call_cnt)
+        start += ld.world.profile.tail_call_offset
     ld.engine.fault = None
     try:
-        uc.emu_start(ld.images[run.entry].base, 0, count=INSN_BUDGET)
+        uc.emu_start(start, 0, count=INSN_BUDGET)
         fault = state.fault
         if fault is None and ld.engine.fault is not None:        # the allocation-tail guard stopped it
             rip = uc.reg_read(UC_X86_REG_RIP)

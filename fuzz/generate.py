@@ -10,7 +10,8 @@ shrunk example, are small worlds.
 The generator aims at the edges: max_entries near 1, 2^31 and 2^32-1; indices at max_entries-1,
 max_entries, max_entries+1 and with high bits set; chains long enough to meet the 33 limit; empty
 and filled slots; static, poisoned and direct sites; a prog array late in used_maps; odd stack
-depths; callee-saved subsets; unpriv maps; every profile preset; map operations between runs.
+depths; callee-saved subsets; unpriv maps; every profile preset; map operations between runs; runs
+entered as a tail callee with a count near 33.
 """
 from __future__ import annotations
 
@@ -136,7 +137,9 @@ def build_world(src: Source) -> World:
                     chosen = pick(src, site.maps)
                     base = index_near(src, next(a for a in arrays if a.id == chosen).max_entries)
                     ctx.append(SiteInput(p.id, j, base | pick(src, HIGH_BITS), chosen if len(site.maps) > 1 else None))
-        runs.append(RunSpec(src.int(0, n_progs - 1), tuple(ops), tuple(ctx)))
+        entry = src.int(0, n_progs - 1)
+        count = pick(src, [None, None, None, 0, 31, 32, 33])       # as a tail callee, near the limit
+        runs.append(RunSpec(entry, tuple(ops), tuple(ctx), count))
     return World(profile, tuple(maps), tuple(programs), tuple(runs))
 
 

@@ -66,7 +66,7 @@ def tail_call_index(world: World, run: RunSpec, prog_id: int, j: int) -> int | N
 
 def run_once(world: World, run: RunSpec, slots: dict[int, dict[int, int]], order: CountOrder) -> Observation:
     limit = world.profile.max_tail_call_cnt
-    cnt = 0
+    cnt = run.tail_call_cnt or 0
     prog = run.entry
     trace = [prog]
     while True:

@@ -8,7 +8,8 @@ by map operations (bpf_map_update_elem / bpf_map_delete_elem from user space).
       profile   KernelProfile
       maps      [MapSpec]          used_maps[] order, shared by every program
       programs  [ProgramSpec]      each with [SiteSpec]
-      runs      [RunSpec]          ops, then one call of the entry program with its ctx inputs
+      runs      [RunSpec]          ops, then one call of the entry program with its ctx inputs (or
+                                   an entry as a tail callee with a given count)
 
 Slots listed in `MapSpec.slots` are filled before the programs are JITed (so direct sites go through
 bpf_tail_call_direct_fixup()); `RunSpec.ops` go through the map update path (prog_array_map_poke_run()).
@@ -100,6 +101,8 @@ class RunSpec:
     entry: int
     ops: tuple[MapOp, ...] = ()
     ctx: tuple[SiteInput, ...] = ()
+    tail_call_cnt: int | None = None         # enter as the tail callee of a main program with this count
+                                             # (rax = count, at bpf_func + X86_TAIL_CALL_OFFSET); None: a call
 
     def input_for(self, prog: int, site: int) -> SiteInput:
         for item in self.ctx:
@@ -142,7 +145,7 @@ class World:
                                   "jit_requested": p.env.jit_requested},
                           "sites": [{"maps": list(s.maps), "key": s.key} for s in p.sites]}
                          for p in self.programs],
-            "runs": [{"entry": r.entry,
+            "runs": [{"entry": r.entry, **({"tail_call_cnt": r.tail_call_cnt} if r.tail_call_cnt is not None else {}),
                       "ops": [{"op": o.op, "map": o.map, "index": o.index, "prog": o.prog} for o in r.ops],
                       "ctx": [{"prog": c.prog, "site": c.site, "key": c.key, "map": c.map} for c in r.ctx]}
                      for r in self.runs],
@@ -214,6 +217,9 @@ def validate(w: World) -> None:
         where = f"runs[{i}]"
         if r.entry not in prog_ids:
             raise WorldError(f"{where}.entry: no program with id {r.entry}")
+        if r.tail_call_cnt is not None and not 0 <= r.tail_call_cnt <= prof.max_tail_call_cnt:
+            raise WorldError(f"{where}.tail_call_cnt: {r.tail_call_cnt} outside 0..{prof.max_tail_call_cnt} "
+                             f"(a count passed by value never exceeds MAX_TAIL_CALL_CNT)")
         if len(r.ops) > MAX_OPS:
             raise WorldError(f"{where}.ops: at most {MAX_OPS} operations")
         for j, o in enumerate(r.ops):
@@ -316,7 +322,7 @@ class _Reader:
                            self.bool_(d.get("subprog", False), f"{where}.subprog"), env)
 
     def run(self, d: Any, where: str) -> RunSpec:
-        d = self.obj(d, where, {"entry"}, {"ops", "ctx"})
+        d = self.obj(d, where, {"entry"}, {"ops", "ctx", "tail_call_cnt"})
         ops = []
         for j, o in enumerate(self.list_(d.get("ops", []), f"{where}.ops")):
             o = self.obj(o, f"{where}.ops[{j}]", {"op", "map", "index"}, {"prog"})
@@ -332,4 +338,5 @@ class _Reader:
                                  self.int_(c["site"], f"{where}.ctx[{j}].site"),
                                  self.int_(c.get("key", 0), f"{where}.ctx[{j}].key"),
                                  self.opt_int(c.get("map"), f"{where}.ctx[{j}].map")))
-        return RunSpec(self.int_(d["entry"], f"{where}.entry"), tuple(ops), tuple(ctx))
+        return RunSpec(self.int_(d["entry"], f"{where}.entry"), tuple(ops), tuple(ctx),
+                       self.opt_int(d.get("tail_call_cnt"), f"{where}.tail_call_cnt"))

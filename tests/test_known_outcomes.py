@@ -214,3 +214,16 @@ def test_poke_table_overflow_is_rejected_by_every_voter():
     assert j.verdict.kind is VerdictKind.AGREE
     assert {obs[0].load for obs in j.observations.values()} == {"rejected"}
     assert load(w, jit_new.CODEGEN).load_detail == "adding tail call poke descriptor failed"
+
+
+@pytest.mark.parametrize("profile", ["default", "ibt"])
+@pytest.mark.parametrize("count, calls", [(0, 33), (1, 32), (32, 1), (33, 0)])
+def test_entry_as_a_tail_callee_with_a_count(profile, count, calls):
+    """A run may start as the tail callee of a main program that has made `count` calls: the
+    self-call chain then makes only 33 - count more, and the stack still balances."""
+    w = world([{"id": 0, "max_entries": 1, "slots": {"0": 0}}],
+              [{"id": 0, "stack_depth": 40, "callee_regs": [6], "sites": [{"maps": [0], "key": 0}]}],
+              [{"entry": 0, "tail_call_cnt": count}], profile)
+    (obs,) = agreed(w)
+    assert obs.trace == (0,) * (1 + calls) and obs.tail_call_cnt == 33
+    assert obs.stack_delta == 0 and obs.callee_saved_clobbered == ()
