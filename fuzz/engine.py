@@ -21,11 +21,11 @@ from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_UN
                      UC_MEM_FETCH_UNMAPPED, UC_MODE_64, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc)
 
 from model.interfaces import FaultKind
-from model.layout import (ARRAY_BASE, ARRAY_SLOT, CTX_BASE, CTX_SIZE, IMAGE_SLOT, JIT_BASE, KTEXT_BASE,
+from model.layout import (ARRAY_BASE, ARRAY_SLOT, BATCH_BASE, BATCH_SIZE, CTX_BASE, CTX_SIZE, IMAGE_SLOT, JIT_BASE, KTEXT_BASE,
                           MAX_PROGS, PAGE, PROG_BASE, STACK_BASE, STACK_SIZE)
 
 JIT_SIZE = IMAGE_SLOT * MAX_PROGS
-KTEXT_SIZE = PAGE
+KTEXT_SIZE = 2 * PAGE                  # thunks, harness return; the batch driver in the second page
 PROG_SIZE = PAGE
 INT3_FILL = b"\xcc"            # the kernel fills JIT image holes with int3 (jit_fill_hole)
 
@@ -33,6 +33,7 @@ INT3_FILL = b"\xcc"            # the kernel fills JIT image holes with int3 (jit
 FIXED_REGIONS = sorted([
     (JIT_BASE, JIT_SIZE, UC_PROT_READ | UC_PROT_EXEC),
     (STACK_BASE, STACK_SIZE, UC_PROT_READ | UC_PROT_WRITE),
+    (BATCH_BASE, BATCH_SIZE, UC_PROT_READ | UC_PROT_WRITE),
     (KTEXT_BASE, KTEXT_SIZE, UC_PROT_READ | UC_PROT_EXEC),
     (PROG_BASE, PROG_SIZE, UC_PROT_READ | UC_PROT_WRITE),
     (CTX_BASE, CTX_SIZE, UC_PROT_READ | UC_PROT_WRITE),

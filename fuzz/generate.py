@@ -156,3 +156,25 @@ def worlds():
     def _worlds(draw):
         return build_world(DrawSource(draw))
     return _worlds()
+
+
+def to_batchable(world: World) -> World:
+    """The nearest world the batched path covers (fuzz/batch.py): its first run without map
+    operations, the entry program cut to one site, and the slots that site can reach pointing at the
+    entry program itself or at programs without sites."""
+    import dataclasses
+
+    run = dataclasses.replace(world.runs[0], ops=())
+    entry = world.program(run.entry)
+    site = entry.sites[0] if entry.sites else SiteSpec((next(m.id for m in world.maps if m.kind == "prog_array"),))
+    programs = tuple(dataclasses.replace(p, sites=(site,)) if p.id == entry.id else p for p in world.programs)
+    leafy = {p.id for p in programs if not p.sites or p.id == entry.id}
+    maps = tuple(dataclasses.replace(m, slots={k: (v if v in leafy else entry.id) for k, v in m.slots.items()})
+                 if m.id in site.maps else m for m in world.maps)
+    ctx = tuple(c for c in run.ctx if c.prog != entry.id or c.site == 0)
+    return World(world.profile, maps, programs, (dataclasses.replace(run, ctx=ctx),))
+
+
+def batch_worlds():
+    """Hypothesis strategy: worlds the batched path covers."""
+    return worlds().map(to_batchable)

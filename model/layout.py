@@ -15,6 +15,9 @@ for its own.
                      | {u64 key, u64 map} [16][8] | CTX_SITES: per (program, site) run-time inputs
     0x0000_0040_0000 +----------------------------+ STACK_BASE (rw-)
                      | stack, grows down          | STACK_SIZE; the harness "call" pushes at ENTRY_RSP
+    0x0000_0050_0000 +----------------------------+ BATCH_BASE (rw-)
+                     | batch driver state, cases, | BATCH_SIZE; the batch driver itself is kernel
+                     | results                    | text at KTEXT_BASE + 0x1000
                      +----------------------------+
     0x0000_0100_0000 +----------------------------+ JIT_BASE
                      | JIT image of program 0     | IMAGE_SLOT bytes per program, bpf_func = image
@@ -51,6 +54,9 @@ STACK_SIZE = 0x1_0000
 ENTRY_RSP = STACK_BASE + STACK_SIZE - 0x100    # rsp before the harness pushes its return address
 
 PAGE = 0x1000
+
+BATCH_BASE = 0x0050_0000
+BATCH_SIZE = 0x40_0000
 
 JIT_BASE = 0x0100_0000
 IMAGE_SLOT = 0x1_0000

@@ -1,0 +1,376 @@
+"""Batched execution: one loaded world, many inputs per `emu_start` (the hot path of issue 6).
+
+An in-guest driver (emitted per world, at DRIVER in kernel text) walks a case table in guest memory.
+Per case it copies the run-time inputs into ctx, puts sentinels in the callee-saved registers,
+builds the harness frame (a call, or the caller's half of a tail call with the count in rax),
+jumps to the entry program, and from the landing point stores the outcome into a result table:
+
+    case   = [input_0, ..., input_k-1, count]          u64 each; count = NORMAL_CALL for a plain call
+    result = [rax, rsp, rbx, rbp, r12, r13, r14, r15, run_count[p] for each program,
+              the counter slot of each program's frame]
+
+A fault stops `emu_start`; Python marks that case, advances the driver's state and restarts it.
+No code hooks are installed, so a batch sees less than a per-case run (no trace, no entry check):
+it is the fast filter, and every case it flags is re-run through the per-case executor, which
+gives the verdict, the signature and the artifact.
+
+The reference model is evaluated for the whole batch at once with numpy (`model_batch`), for the
+worlds it covers: one run, no map operations, an entry program with one site whose slots hold the
+entry program itself or programs without sites.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from unicorn import UcError
+from unicorn.x86_const import UC_X86_REG_RIP
+
+from model.bpf import round_up
+from model.interfaces import Codegen
+from model.layout import (BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site)
+from model.lower import FALL_THROUGH, site_aux
+from model.world import World
+
+from jit_old.emit import Emitter
+from fuzz.engine import Engine, shared_engine
+from fuzz.executor import SENTINEL, Loaded, load
+
+DRIVER = KTEXT_BASE + 0x1000
+STATE = BATCH_BASE                       # u64 case pointer, result pointer, cases left
+CASES = BATCH_BASE + 0x1000
+RESULTS = BATCH_BASE + 0x20_0000
+TABLE_SIZE = 0x1F_F000
+NORMAL_CALL = 2**64 - 1
+INSNS_PER_CASE = 4000                    # budget per case; a 34-deep chain of 1-site programs needs ~2000
+REGS = ("rax", "rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")
+FAULT = 2**64 - 2                        # rax value Python writes for a case that faulted
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where each case's values go: ctx offsets (keys, map pointers), in case-record order."""
+
+    ctx_offsets: tuple[int, ...]
+    columns: tuple[tuple[int, int, str], ...]   # (program, site, "key" | "map") of each ctx offset
+    programs: tuple[int, ...]            # program ids, sorted
+    frames: tuple[int, ...]              # round_up(stack_depth, 8) of each program, same order
+
+    def column(self, prog: int, site: int, what: str) -> int:
+        return self.columns.index((prog, site, what))
+
+    @property
+    def case_size(self) -> int:
+        return 8 * (len(self.ctx_offsets) + 1)
+
+    @property
+    def result_size(self) -> int:
+        return 8 * (len(REGS) + 2 * len(self.programs))
+
+
+def inputs_of(world: World) -> Inputs:
+    offsets, columns = [], []
+    for prog in sorted(world.programs, key=lambda p: p.id):
+        for j, site in enumerate(prog.sites):
+            if site.key is None:
+                offsets.append(ctx_site(prog.id, j))
+                columns.append((prog.id, j, "key"))
+            if len(site.maps) > 1:
+                offsets.append(ctx_site(prog.id, j) + 8)
+                columns.append((prog.id, j, "map"))
+    progs = tuple(sorted(p.id for p in world.programs))
+    return Inputs(tuple(offsets), tuple(columns), progs,
+                  tuple(round_up(world.program(p).stack_depth, 8) for p in progs))
+
+
+def random_cases(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n case records for `world`, aimed at the edges: keys at 0, max_entries-1, max_entries,
+    max_entries+1 or anywhere in u32, often with high bits; every map of a poisoned site; plain calls
+    and tail-callee entries with counts, half of them near 33."""
+    inputs = inputs_of(world)
+    cols = []
+    for prog, j, what in inputs.columns:
+        site = world.program(prog).sites[j]
+        if what == "map":
+            cols.append(np.array([array_base(m) for m in site.maps], dtype=np.uint64)[
+                rng.integers(0, len(site.maps), n)])
+            continue
+        me = np.uint64(max(world.map(m).max_entries for m in site.maps))
+        edges = np.array([0, me - np.uint64(1), me, me + np.uint64(1)], dtype=np.uint64) & np.uint64(0xFFFFFFFF)
+        keys = np.where(rng.random(n) < 0.6, edges[rng.integers(0, 4, n)],
+                        rng.integers(0, 2**32, n, dtype=np.uint64))
+        high = np.where(rng.random(n) < 0.3, rng.integers(0, 2**32, n, dtype=np.uint64) << np.uint64(32), 0)
+        cols.append(keys | high.astype(np.uint64))
+    counts = np.where(rng.random(n) < 0.5, rng.integers(28, 34, n), rng.integers(0, 34, n)).astype(np.uint64)
+    cols.append(np.where(rng.random(n) < 0.4, np.uint64(NORMAL_CALL), counts))
+    return np.stack(cols, axis=1).astype(np.uint64)
+
+
+def rip_disp(p: Emitter, target: int, insn_len: int) -> int:
+    return target - (DRIVER + p.pos + insn_len)
+
+
+def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int) -> bytes:
+    """The driver loop for one world (the same for every codegen: it only needs bpf_func)."""
+    p = Emitter()
+    frame_top = ENTRY_RSP - 16                       # rbp of the entry frame
+    results = {name: 8 * i for i, name in enumerate(REGS)}
+    next_case = p.pos
+    p.emit3_off32(0x48, 0x8B, 0x05, rip_disp(p, STATE + 16, 7))  # mov rax, qword ptr [rip + <left>]
+    p.emit3(0x48, 0x85, 0xC0)  # test rax, rax
+    je_done = p.pos
+    p.emit2_off32(0x0F, 0x84, 0)  # je <done>
+    p.emit3_off32(0x48, 0x8B, 0x35, rip_disp(p, STATE, 7))  # mov rsi, qword ptr [rip + <case>]
+    for k, off in enumerate(inputs.ctx_offsets):
+        p.emit3_off32(0x48, 0x8B, 0x86, 8 * k)  # mov rax, qword ptr [rsi + <k>]
+        p.emit4_off32(0x48, 0x89, 0x04, 0x25, CTX_BASE + off)  # mov qword ptr [<ctx_off>], rax
+    for name, (rex, op) in {"rbx": (0x48, 0xBB), "rbp": (0x48, 0xBD), "r12": (0x49, 0xBC), "r13": (0x49, 0xBD),
+                            "r14": (0x49, 0xBE), "r15": (0x49, 0xBF)}.items():
+        p.emit2_off64(rex, op, SENTINEL[name])  # movabs <reg>, <sentinel>
+    p.emit3_off32(0x48, 0xC7, 0xC4, ENTRY_RSP - 8)  # mov rsp, <entry_rsp>
+    p.emit4_off32(0x48, 0xC7, 0x04, 0x24, DRIVER + 0x200)  # mov qword ptr [rsp], <landing>
+    p.emit3_off32(0x48, 0xC7, 0xC7, CTX_BASE)  # mov rdi, <ctx>
+    p.emit3_off32(0x48, 0xC7, 0xC1, entry_base)  # mov rcx, <bpf_func>
+    p.emit3_off32(0x48, 0x8B, 0x86, 8 * len(inputs.ctx_offsets))  # mov rax, qword ptr [rsi + <count>]
+    p.emit4(0x48, 0x83, 0xF8, 0xFF)  # cmp rax, -1
+    je_call = p.pos
+    p.emit2(0x74, 0)  # je <call>
+    p.emit1(0x55)  # push rbp
+    p.emit3(0x48, 0x89, 0xE5)  # mov rbp, rsp
+    p.emit4(0x48, 0x83, 0xC1, tail_call_offset)  # add rcx, <X86_TAIL_CALL_OFFSET>
+    p.code[je_call + 1] = p.pos - (je_call + 2)
+    p.emit2(0xFF, 0xE1)  # jmp rcx
+    if p.pos > 0x200:
+        raise ValueError("too many run-time inputs for the batch driver")
+    p.emit_bytes(b"\xcc" * (0x200 - p.pos))  # int3 <*>
+    # landing: the entry program returned here
+    p.emit3_off32(0x48, 0x8B, 0x35, rip_disp(p, STATE + 8, 7))  # mov rsi, qword ptr [rip + <result>]
+    p.emit3_off32(0x48, 0x89, 0x86, results["rax"])  # mov qword ptr [rsi + <rax>], rax
+    p.emit3_off32(0x48, 0x89, 0xA6, results["rsp"])  # mov qword ptr [rsi + <rsp>], rsp
+    p.emit3_off32(0x48, 0x89, 0x9E, results["rbx"])  # mov qword ptr [rsi + <rbx>], rbx
+    p.emit3_off32(0x48, 0x89, 0xAE, results["rbp"])  # mov qword ptr [rsi + <rbp>], rbp
+    p.emit3_off32(0x4C, 0x89, 0xA6, results["r12"])  # mov qword ptr [rsi + <r12>], r12
+    p.emit3_off32(0x4C, 0x89, 0xAE, results["r13"])  # mov qword ptr [rsi + <r13>], r13
+    p.emit3_off32(0x4C, 0x89, 0xB6, results["r14"])  # mov qword ptr [rsi + <r14>], r14
+    p.emit3_off32(0x4C, 0x89, 0xBE, results["r15"])  # mov qword ptr [rsi + <r15>], r15
+    base = 8 * len(REGS)
+    for i, prog in enumerate(inputs.programs):
+        p.emit4_off32(0x48, 0x8B, 0x04, 0x25, CTX_BASE + ctx_run_count(prog))  # mov rax, qword ptr [<run_count>]
+        p.emit3_off32(0x48, 0x89, 0x86, base + 8 * i)  # mov qword ptr [rsi + <runs>], rax
+        p.emit_bytes(b"\x48\xc7\x04\x25" + struct.pack("<I", CTX_BASE + ctx_run_count(prog)) + bytes(4))  # mov qword ptr [<run_count>], 0
+        p.emit4_off32(0x48, 0x8B, 0x04, 0x25, frame_top - frames_slot(inputs.frames[i]))  # mov rax, qword ptr [<tcc_slot>]
+        p.emit3_off32(0x48, 0x89, 0x86, base + 8 * (len(inputs.programs) + i))  # mov qword ptr [rsi + <cnt>], rax
+    p.emit_bytes(b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE, 11)) + struct.pack("<I", inputs.case_size))  # add qword ptr [rip + <case>], <size>
+    p.emit_bytes(b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE + 8, 11)) + struct.pack("<I", inputs.result_size))  # add qword ptr [rip + <result>], <size>
+    p.emit_bytes(b"\x48\x83\x2d" + struct.pack("<i", rip_disp(p, STATE + 16, 8)) + b"\x01")  # sub qword ptr [rip + <left>], 1
+    p.emit1_off32(0xE9, next_case - (p.pos + 5))  # jmp <next>
+    done = p.pos
+    p.code[je_done + 2:je_done + 6] = struct.pack("<i", done - (je_done + 6))
+    p.emit1(0xF4)  # hlt
+    return bytes(p.code)
+
+
+def frames_slot(frame: int) -> int:
+    """Distance below the entry frame's rbp of a program's tail-call counter slot: rbp - R - 8."""
+    return frame + 8
+
+
+@dataclass
+class BatchResult:
+    regs: np.ndarray                     # (n, 8) u64: rax rsp rbx rbp r12 r13 r14 r15; rax = FAULT when faulted
+    runs: np.ndarray                     # (n, programs) u64
+    counters: np.ndarray                 # (n, programs) u64: each program's frame counter slot
+    faulted: np.ndarray                  # (n,) bool
+
+
+class Batch:
+    """One world loaded under one codegen, ready to run case tables."""
+
+    def __init__(self, world: World, codegen: Codegen, engine: Engine | None = None) -> None:
+        if len(world.runs) != 1 or world.runs[0].ops:
+            raise ValueError("a batch needs a world with one run and no map operations")
+        self.world, self.codegen = world, codegen
+        self.engine = engine or shared_engine()
+        self.inputs = inputs_of(world)
+        self.loaded: Loaded | None = None
+
+    def _load(self) -> Loaded:
+        ld = load(self.world, self.codegen, self.engine)
+        if ld.load != "ok" or ld.dead is not None:
+            raise ValueError(f"the world does not load under {self.codegen.name}: {ld.load} {ld.load_detail}")
+        run = self.world.runs[0]
+        driver = emit_driver(self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset)
+        self.hlt = DRIVER + len(driver) - 1
+        self.engine.write_code(DRIVER, driver)
+        return ld
+
+    def run(self, cases: np.ndarray) -> BatchResult:
+        """cases: (n, k + 1) u64 in case-record order."""
+        ld = self._load()
+        uc = self.engine.uc
+        n = len(cases)
+        cases = np.ascontiguousarray(cases, dtype=np.uint64)
+        if cases.nbytes > TABLE_SIZE or n * self.inputs.result_size > TABLE_SIZE:
+            raise ValueError("batch too large for the case/result tables")
+        uc.mem_write(CTX_BASE, bytes(0x1000))
+        uc.mem_write(CASES, cases.tobytes())
+        uc.mem_write(STATE, struct.pack("<QQQ", CASES, RESULTS, n))
+        faulted = np.zeros(n, dtype=bool)
+        while True:
+            left = struct.unpack("<Q", uc.mem_read(STATE + 16, 8))[0]
+            if left == 0:
+                break
+            self.engine.fault = None
+            try:
+                uc.emu_start(DRIVER, 0, count=INSNS_PER_CASE * left)
+                stopped = self.engine.fault is not None or uc.reg_read(UC_X86_REG_RIP) != self.hlt + 1
+            except UcError:
+                stopped = True
+            if stopped:                                  # the current case faulted or ran out of budget
+                left = struct.unpack("<Q", uc.mem_read(STATE + 16, 8))[0]
+                if left == 0:
+                    break
+                i = n - left
+                faulted[i] = True
+                case_ptr, res_ptr, _ = struct.unpack("<QQQ", uc.mem_read(STATE, 24))
+                uc.mem_write(STATE, struct.pack("<QQQ", case_ptr + self.inputs.case_size,
+                                                res_ptr + self.inputs.result_size, left - 1))
+                uc.mem_write(res_ptr, struct.pack("<Q", FAULT) + bytes(self.inputs.result_size - 8))
+                uc.mem_write(CTX_BASE, bytes(0x1000))   # the faulted case may have left run counts behind
+        raw = np.frombuffer(bytes(uc.mem_read(RESULTS, n * self.inputs.result_size)), dtype=np.uint64)
+        table = raw.reshape(n, -1)
+        m = len(self.inputs.programs)
+        return BatchResult(table[:, :8], table[:, 8:8 + m], table[:, 8 + m:8 + 2 * m], faulted)
+
+
+# --- the vectorized reference -------------------------------------------------------------------------
+
+def batchable(world: World) -> bool:
+    """One run, no ops, the entry has one site, and every slot of its maps holds the entry itself or a
+    program without sites."""
+    if len(world.runs) != 1 or world.runs[0].ops:
+        return False
+    entry = world.program(world.runs[0].entry)
+    if len(entry.sites) != 1:
+        return False
+    for map_id in entry.sites[0].maps:
+        for target in world.map(map_id).slots.values():
+            if target != entry.id and world.program(target).sites:
+                return False
+    return True
+
+
+def model_batch(world: World, cases: np.ndarray) -> BatchResult:
+    """The interpreter's semantics (JIT counter order) for every case at once."""
+    entry = world.program(world.runs[0].entry)
+    site = entry.sites[0]
+    inputs = inputs_of(world)
+    n = len(cases)
+    keys = np.full(n, site.key if site.key is not None else 0, dtype=np.uint64)
+    if site.key is None:
+        keys = cases[:, inputs.column(entry.id, 0, "key")].astype(np.uint64)
+    if len(site.maps) > 1:
+        ptrs = cases[:, inputs.column(entry.id, 0, "map")].astype(np.uint64)
+        map_ids = np.select([ptrs == np.uint64(array_base(m)) for m in site.maps], list(site.maps), -1)
+    else:
+        map_ids = np.full(n, site.maps[0])
+    count_in = cases[:, -1]
+    count = np.where(count_in == np.uint64(NORMAL_CALL), 0, count_in).astype(np.int64)
+    limit = world.profile.max_tail_call_cnt
+    aux = site_aux(world, site)
+    index = keys & np.uint64(0xFFFFFFFF)
+    skip = np.zeros(n, dtype=bool)
+    if aux.map_unpriv:
+        bound = np.uint64((aux.map.max_entries if aux.map.max_entries < 2**31 else aux.map.max_entries - 2**32)
+                          & 0xFFFFFFFFFFFFFFFF)
+        skip = keys >= bound
+        index = keys & np.uint64(aux.map.index_mask)
+    max_entries = np.zeros(n, dtype=np.uint64)
+    target = np.full(n, -1, dtype=np.int64)
+    for m in site.maps:
+        spec = world.map(m)
+        sel = map_ids == m
+        max_entries[sel] = spec.max_entries
+        for slot, prog in spec.slots.items():
+            target[sel & (index == np.uint64(slot))] = prog
+    calls = ~skip & (index < max_entries) & (count < limit) & (target >= 0)
+    self_call = calls & (target == entry.id)
+    other = calls & ~self_call
+    progs = inputs.programs
+    last = np.where(other, target, entry.id)
+    final = np.where(self_call, limit, np.where(other, count + 1, count))
+    runs = np.zeros((n, len(progs)), dtype=np.uint64)
+    for i, p in enumerate(progs):
+        if p == entry.id:
+            runs[:, i] = np.where(self_call, 1 + limit - count, 1)
+        else:
+            runs[:, i] = (other & (target == p)).astype(np.uint64)
+    regs = np.zeros((n, 8), dtype=np.uint64)
+    regs[:, 0] = (FALL_THROUGH + last).astype(np.uint64)
+    regs[:, 1] = ENTRY_RSP
+    for i, name in enumerate(REGS[2:], start=2):
+        regs[:, i] = SENTINEL[name]
+    home = np.full(n, entry.id) if entry.subprog else last
+    counters = np.zeros((n, len(progs)), dtype=np.uint64)
+    for i, p in enumerate(progs):
+        counters[:, i] = np.where(home == p, final, 0).astype(np.uint64)
+    return BatchResult(regs, runs, counters, np.zeros(n, dtype=bool))
+
+
+def differs(a: BatchResult, b: BatchResult, world: World) -> np.ndarray:
+    """Cases whose outcomes differ: registers, run counts, and the counter in its home frame."""
+    rows = (a.regs != b.regs).any(axis=1) | (a.runs != b.runs).any(axis=1) | (a.faulted != b.faulted)
+    home_a = counter_at_home(a, world)
+    home_b = counter_at_home(b, world)
+    return rows | (home_a != home_b)
+
+
+def counter_at_home(r: BatchResult, world: World) -> np.ndarray:
+    """The counter slot of the frame that holds the count at the end (executor.counter_home)."""
+    entry = world.program(world.runs[0].entry)
+    progs = sorted(p.id for p in world.programs)
+    last = (r.regs[:, 0] - np.uint64(FALL_THROUGH)).astype(np.int64)
+    home = np.full(len(last), entry.id) if entry.subprog else last
+    out = np.zeros(len(last), dtype=np.uint64)
+    for i, p in enumerate(progs):
+        out = np.where(home == p, r.counters[:, i], out)
+    return out
+
+
+def case_world(world: World, row: np.ndarray) -> World:
+    """The single-run world that replays one case of a batch through the per-case executor."""
+    import dataclasses
+
+    from model.world import SiteInput
+
+    run = world.runs[0]
+    values = iter(int(v) for v in row[:-1])
+    ctx = []
+    for prog in sorted(world.programs, key=lambda p: p.id):
+        for j, site in enumerate(prog.sites):
+            key = next(values) if site.key is None else 0
+            chosen = None
+            if len(site.maps) > 1:
+                ptr = next(values)
+                chosen = next((m for m in site.maps if array_base(m) == ptr), site.maps[0])
+            ctx.append(SiteInput(prog.id, j, key, chosen))
+    count = None if int(row[-1]) == NORMAL_CALL else int(row[-1])
+    return dataclasses.replace(world, runs=(dataclasses.replace(run, ctx=tuple(ctx), tail_call_cnt=count),))
+
+
+@dataclass
+class BatchJudgement:
+    cases: int
+    flagged: np.ndarray                  # indices where legacy, patched and model are not all equal
+
+
+def judge_batch(world: World, cases: np.ndarray, old: Codegen, new: Codegen,
+                engine: Engine | None = None) -> BatchJudgement:
+    """Both codegens over the whole batch, the model vectorized, compared with numpy. The flagged
+    cases are the ones to re-run through `case_world` + `judge` for a verdict."""
+    legacy = Batch(world, old, engine).run(cases)
+    patched = Batch(world, new, engine).run(cases)
+    model = model_batch(world, cases)
+    flagged = differs(legacy, model, world) | differs(patched, model, world)
+    return BatchJudgement(len(cases), np.nonzero(flagged)[0])
