@@ -34,7 +34,7 @@ from model.lower import FALL_THROUGH, site_aux
 from model.world import World
 
 from jit_old.emit import Emitter
-from fuzz.engine import Engine, shared_engine
+from fuzz.engine import Engine
 from fuzz.executor import SENTINEL, Loaded, load
 
 DRIVER = KTEXT_BASE + 0x1000
@@ -176,6 +176,17 @@ def frames_slot(frame: int) -> int:
     return frame + 8
 
 
+_ENGINES: dict[int, Engine] = {}
+
+
+def batch_engine(role: int) -> Engine:
+    """Engines for batches, one per role (0: old, 1: new), so both codegens stay loaded between
+    batches of the same world. They guard allocation tails with poison instead of a memory hook."""
+    if role not in _ENGINES:
+        _ENGINES[role] = Engine(exact_tails=False)
+    return _ENGINES[role]
+
+
 @dataclass
 class BatchResult:
     regs: np.ndarray                     # (n, 8) u64: rax rsp rbx rbp r12 r13 r14 r15; rax = FAULT when faulted
@@ -191,11 +202,11 @@ class Batch:
         if len(world.runs) != 1 or world.runs[0].ops:
             raise ValueError("a batch needs a world with one run and no map operations")
         self.world, self.codegen = world, codegen
-        self.engine = engine or shared_engine()
+        self.engine = engine or batch_engine(0)
         self.inputs = inputs_of(world)
-        self.loaded: Loaded | None = None
 
     def _load(self) -> Loaded:
+        """Load the world and the driver, unless this batch is what the engine already holds."""
         ld = load(self.world, self.codegen, self.engine)
         if ld.load != "ok" or ld.dead is not None:
             raise ValueError(f"the world does not load under {self.codegen.name}: {ld.load} {ld.load_detail}")
@@ -203,11 +214,13 @@ class Batch:
         driver = emit_driver(self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset)
         self.hlt = DRIVER + len(driver) - 1
         self.engine.write_code(DRIVER, driver)
+        self.engine.owner = self
         return ld
 
     def run(self, cases: np.ndarray) -> BatchResult:
         """cases: (n, k + 1) u64 in case-record order."""
-        ld = self._load()
+        if getattr(self.engine, "owner", None) is not self:
+            self._load()
         uc = self.engine.uc
         n = len(cases)
         cases = np.ascontiguousarray(cases, dtype=np.uint64)
@@ -369,8 +382,8 @@ def judge_batch(world: World, cases: np.ndarray, old: Codegen, new: Codegen,
                 engine: Engine | None = None) -> BatchJudgement:
     """Both codegens over the whole batch, the model vectorized, compared with numpy. The flagged
     cases are the ones to re-run through `case_world` + `judge` for a verdict."""
-    legacy = Batch(world, old, engine).run(cases)
-    patched = Batch(world, new, engine).run(cases)
+    legacy = Batch(world, old, engine or batch_engine(0)).run(cases)
+    patched = Batch(world, new, engine or batch_engine(1)).run(cases)
     model = model_batch(world, cases)
     flagged = differs(legacy, model, world) | differs(patched, model, world)
     return BatchJudgement(len(cases), np.nonzero(flagged)[0])

@@ -313,6 +313,18 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     return 0 if all(k.killed for k in kills) else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fuzz.bench import render, run
+
+    report = run(args.cases, args.repeat, args.atheris_seconds)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        print(render(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tcfuzz", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -397,6 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     mu.add_argument("--no-corpus", action="store_true", help="generated worlds only (no regression corpus first)")
     mu.add_argument("--json", action="store_true")
     mu.set_defaults(func=cmd_mutants)
+
+    b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, "
+                                     "not a test)")
+    b.add_argument("--cases", type=_int, default=2000, help="cases per batch (default 2000)")
+    b.add_argument("--repeat", type=_int, default=5, help="repetitions; the best one counts")
+    b.add_argument("--atheris-seconds", type=_int, default=10, help="seconds per Atheris run; 0 to skip")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("corpus", help="manage the regression corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)

@@ -9,8 +9,11 @@ Unicorn 2.1.4 rules this module follows (../shared/reference/emulator-measuremen
 
 Allocations (prog arrays, other maps) are registered with their exact [start, end). A data access
 to an unmapped page inside one maps that page on the spot (so a 2**32-1-entry array costs only the
-pages touched); an access outside every allocation — including the tail of the last page past the
-end — stops the run with a fault.
+pages touched); an access outside every allocation stops the run with a fault. The tail of an
+allocation's last page is guarded one of two ways: exactly, by a memory hook that stops at the read
+(per-case runs), or, where a hook would halve the speed (batches), by filling it with POISON: what
+can be read there is a pointer, and the poison pointer faults wherever it is used, at an address
+that says where it came from.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ JIT_SIZE = IMAGE_SLOT * MAX_PROGS
 KTEXT_SIZE = 2 * PAGE                  # thunks, harness return; the batch driver in the second page
 PROG_SIZE = PAGE
 INT3_FILL = b"\xcc"            # the kernel fills JIT image holes with int3 (jit_fill_hole)
+POISON = 0xF_FFF0_0000_0000    # unmapped, below 2**52, above every array slot
+POISON_SPAN = 1 << 32
 
 # (base, size, perms), mapped in this order: largest first.
 FIXED_REGIONS = sorted([
@@ -62,7 +67,8 @@ class MemFault:
 class Engine:
     """A Unicorn instance plus the bookkeeping for lazily mapped allocations and per-world hooks."""
 
-    def __init__(self) -> None:
+    def __init__(self, exact_tails: bool = True) -> None:
+        self.exact_tails = exact_tails
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc.ctl_set_tcg_buffer_size(32 << 20)
         for base, size, perms in FIXED_REGIONS:
@@ -71,6 +77,7 @@ class Engine:
         self.lazy_pages: set[int] = set()
         self.world_hooks: list[int] = []
         self.fault: MemFault | None = None
+        self.owner = None                      # the batch whose world is loaded (fuzz/batch.py)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.uc.mem_write(JIT_BASE, INT3_FILL * JIT_SIZE)
         self.uc.mem_write(KTEXT_BASE, INT3_FILL * KTEXT_SIZE)
@@ -79,6 +86,7 @@ class Engine:
 
     def reset(self) -> None:
         """Forget the previous world: its code, allocations, lazy pages and hooks."""
+        self.owner = None
         for h in self.world_hooks:
             self.uc.hook_del(h)
         self.world_hooks.clear()
@@ -102,7 +110,7 @@ class Engine:
             raise ValueError(f"{alloc.name}: allocations live above ARRAY_BASE")
         self.allocations.append(alloc)
         tail_end = -(-alloc.end // PAGE) * PAGE
-        if tail_end > alloc.end:
+        if tail_end > alloc.end and self.exact_tails:
             self.world_hooks.append(self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_tail,
                                                      None, alloc.end, tail_end - 1))
 
@@ -123,6 +131,8 @@ class Engine:
     # --- faults ----------------------------------------------------------------------------------
 
     def classify(self, addr: int) -> FaultKind:
+        if POISON <= addr < POISON + POISON_SPAN:
+            return FaultKind.OUT_OF_ALLOCATION        # a pointer read past an allocation's end, used
         if ARRAY_BASE <= addr and any(a.start - a.start % ARRAY_SLOT <= addr < a.start - a.start % ARRAY_SLOT
                                       + ARRAY_SLOT for a in self.allocations):
             return FaultKind.OUT_OF_ALLOCATION
@@ -135,7 +145,10 @@ class Engine:
             if addr in alloc:
                 page = addr & ~(PAGE - 1)
                 uc.mem_map(page, PAGE, UC_PROT_READ | UC_PROT_WRITE)
-                uc.mem_write(page, alloc.page(page))
+                data = alloc.page(page)
+                if not self.exact_tails and page + len(data) == alloc.end and len(data) < PAGE:
+                    data += POISON.to_bytes(8, "little") * ((PAGE - len(data)) // 8)
+                uc.mem_write(page, data)
                 self.lazy_pages.add(page)
                 return True
         if self.fault is None:

@@ -5,11 +5,16 @@ Executable with a shebang so that libFuzzer's -fork/-jobs can re-execute it. tcf
 are instrumented for coverage; unicorn and capstone are not (their coverage is noise and costs 2x).
 Used by `tcfuzz fuzz` and by the ClusterFuzzLite build (.clusterfuzzlite/build.sh).
 """
+import contextlib
+import os
 import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["model", "jit_old", "jit_new", "fuzz"]):
+# TCFUZZ_NO_INSTRUMENT=1 (used by `tcfuzz bench`) measures the cost of the instrumentation.
+instrumenting = (contextlib.nullcontext() if os.environ.get("TCFUZZ_NO_INSTRUMENT")
+                 else atheris.instrument_imports(include=["model", "jit_old", "jit_new", "fuzz"]))
+with instrumenting:
     from fuzz.target import main
 
 if __name__ == "__main__":
