@@ -191,8 +191,10 @@ def batch_engine(role: int) -> Engine:
 class BatchResult:
     regs: np.ndarray                     # (n, 8) u64: rax rsp rbx rbp r12 r13 r14 r15; rax = FAULT when faulted
     runs: np.ndarray                     # (n, programs) u64
-    counters: np.ndarray                 # (n, programs) u64: each program's frame counter slot
+    counters: np.ndarray                 # (n, programs) u64: each program's frame counter slot (machine)
     faulted: np.ndarray                  # (n,) bool
+    home: np.ndarray | None = None       # (n,) column of the frame that holds the count (model only)
+    count: np.ndarray | None = None      # (n,) the final count (model only)
 
 
 class Batch:
@@ -325,30 +327,89 @@ def model_batch(world: World, cases: np.ndarray) -> BatchResult:
     for i, name in enumerate(REGS[2:], start=2):
         regs[:, i] = SENTINEL[name]
     home = np.full(n, entry.id) if entry.subprog else last
-    counters = np.zeros((n, len(progs)), dtype=np.uint64)
-    for i, p in enumerate(progs):
-        counters[:, i] = np.where(home == p, final, 0).astype(np.uint64)
-    return BatchResult(regs, runs, counters, np.zeros(n, dtype=bool))
+    column = np.searchsorted(np.array(progs), home)
+    return BatchResult(regs, runs, np.zeros((n, len(progs)), dtype=np.uint64), np.zeros(n, dtype=bool),
+                       column, final.astype(np.uint64))
 
 
-def differs(a: BatchResult, b: BatchResult, world: World) -> np.ndarray:
-    """Cases whose outcomes differ: registers, run counts, and the counter in its home frame."""
-    rows = (a.regs != b.regs).any(axis=1) | (a.runs != b.runs).any(axis=1) | (a.faulted != b.faulted)
-    home_a = counter_at_home(a, world)
-    home_b = counter_at_home(b, world)
-    return rows | (home_a != home_b)
+class ChainModel:
+    """The reference for any single-run world without map operations, one case at a time, with the
+    world's lookups done once (model/semantics.py's rules; a test holds the two equal)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.inputs = inputs_of(world)
+        self.limit = world.profile.max_tail_call_cnt
+        self.column = {p: i for i, p in enumerate(self.inputs.programs)}
+        self.subprog = {p.id: p.subprog for p in world.programs}
+        self.slots = {m.id: dict(m.slots) for m in world.maps}
+        self.max_entries = {m.id: m.max_entries for m in world.maps}
+        self.by_ptr = {array_base(m.id): m.id for m in world.maps}
+        self.sites = {}
+        for p in world.programs:
+            rules = []
+            for j, site in enumerate(p.sites):
+                aux = site_aux(world, site)
+                key_col = self.inputs.columns.index((p.id, j, "key")) if site.key is None else None
+                map_col = self.inputs.columns.index((p.id, j, "map")) if len(site.maps) > 1 else None
+                bound = (aux.map.max_entries - (2**32 if aux.map.max_entries >= 2**31 else 0)) & (2**64 - 1)
+                rules.append((site.key, key_col, map_col, site.maps[0], aux.map_unpriv, bound, aux.map.index_mask))
+            self.sites[p.id] = rules
+
+    def case(self, row) -> tuple[int, list[int], int, int]:
+        """(last program, runs per column, final count, home column) for one case record."""
+        prog = self.world.runs[0].entry
+        cnt = 0 if int(row[-1]) == NORMAL_CALL else int(row[-1])
+        runs = [0] * len(self.column)
+        runs[self.column[prog]] += 1
+        home = prog if self.subprog[prog] else None
+        while True:
+            for key, key_col, map_col, static_map, unpriv, bound, mask in self.sites[prog]:
+                r3 = key if key_col is None else int(row[key_col])
+                map_id = static_map if map_col is None else self.by_ptr.get(int(row[map_col]), -1)
+                if unpriv:
+                    if r3 >= bound:
+                        continue
+                    r3 &= mask
+                index = r3 & 0xFFFFFFFF
+                if map_id < 0 or index >= self.max_entries[map_id] or cnt >= self.limit:
+                    continue
+                target = self.slots[map_id].get(index)
+                if target is None:
+                    continue
+                cnt += 1
+                prog = target
+                runs[self.column[prog]] += 1
+                if home is None and self.subprog[prog]:
+                    home = prog
+                break
+            else:
+                break
+        return prog, runs, cnt, self.column[home if home is not None else prog]
+
+    def run(self, cases: np.ndarray) -> BatchResult:
+        n = len(cases)
+        regs = np.zeros((n, 8), dtype=np.uint64)
+        runs = np.zeros((n, len(self.column)), dtype=np.uint64)
+        home = np.zeros(n, dtype=np.int64)
+        count = np.zeros(n, dtype=np.uint64)
+        for i, row in enumerate(cases.tolist()):
+            last, r, c, h = self.case(row)
+            regs[i, 0] = FALL_THROUGH + last
+            runs[i] = r
+            count[i], home[i] = c, h
+        regs[:, 1] = ENTRY_RSP
+        for i, name in enumerate(REGS[2:], start=2):
+            regs[:, i] = SENTINEL[name]
+        return BatchResult(regs, runs, np.zeros_like(runs), np.zeros(n, dtype=bool), home, count)
 
 
-def counter_at_home(r: BatchResult, world: World) -> np.ndarray:
-    """The counter slot of the frame that holds the count at the end (executor.counter_home)."""
-    entry = world.program(world.runs[0].entry)
-    progs = sorted(p.id for p in world.programs)
-    last = (r.regs[:, 0] - np.uint64(FALL_THROUGH)).astype(np.int64)
-    home = np.full(len(last), entry.id) if entry.subprog else last
-    out = np.zeros(len(last), dtype=np.uint64)
-    for i, p in enumerate(progs):
-        out = np.where(home == p, r.counters[:, i], out)
-    return out
+def differs(machine: BatchResult, model: BatchResult) -> np.ndarray:
+    """Cases where the machine's outcome differs from the model's: a fault, the registers, the run
+    counts, or the count in the frame the model says holds it."""
+    counter = machine.counters[np.arange(len(model.home)), model.home]
+    return (machine.faulted | (machine.regs != model.regs).any(axis=1) | (machine.runs != model.runs).any(axis=1)
+            | (counter != model.count))
 
 
 def case_world(world: World, row: np.ndarray) -> World:
@@ -380,10 +441,11 @@ class BatchJudgement:
 
 def judge_batch(world: World, cases: np.ndarray, old: Codegen, new: Codegen,
                 engine: Engine | None = None) -> BatchJudgement:
-    """Both codegens over the whole batch, the model vectorized, compared with numpy. The flagged
-    cases are the ones to re-run through `case_world` + `judge` for a verdict."""
+    """Both codegens over the whole batch, the model (vectorized for single-site worlds, per case
+    for chains), compared with numpy. The flagged cases are the ones to re-run through
+    `case_world` + `judge` for a verdict."""
     legacy = Batch(world, old, engine or batch_engine(0)).run(cases)
     patched = Batch(world, new, engine or batch_engine(1)).run(cases)
-    model = model_batch(world, cases)
-    flagged = differs(legacy, model, world) | differs(patched, model, world)
+    model = model_batch(world, cases) if batchable(world) else ChainModel(world).run(cases)
+    flagged = differs(legacy, model) | differs(patched, model)
     return BatchJudgement(len(cases), np.nonzero(flagged)[0])

@@ -6,10 +6,10 @@ from hypothesis import given, settings, strategies as st
 
 import jit_new
 import jit_old
-from fuzz.batch import (FALL_THROUGH, NORMAL_CALL, Batch, batchable, case_world, counter_at_home, judge_batch,
+from fuzz.batch import (FALL_THROUGH, NORMAL_CALL, Batch, ChainModel, batchable, case_world, judge_batch,
                         model_batch, random_cases)
-from fuzz.executor import execute
-from fuzz.generate import batch_worlds
+from fuzz.executor import counter_home, execute
+from fuzz.generate import batch_worlds, worlds
 from fuzz.known import known_causes
 from fuzz.oracle import judge
 from model.layout import ENTRY_RSP
@@ -30,13 +30,14 @@ def per_case(w, codegen, row):
 def assert_batch_matches_per_case(w, cases):
     for codegen in (jit_old.CODEGEN, jit_new.CODEGEN):
         r = Batch(w, codegen).run(cases)
-        home = counter_at_home(r, w)
+        columns = sorted(p.id for p in w.programs)
         for i, row in enumerate(cases):
             obs = per_case(w, codegen, row)
             assert (obs.fault is not None) == bool(r.faulted[i]), (codegen.name, row, obs)
             if obs.fault is None:
                 assert int(r.regs[i, 0]) == obs.ret and int(r.regs[i, 1]) - ENTRY_RSP == obs.stack_delta
-                assert int(home[i]) == obs.tail_call_cnt
+                home = columns.index(counter_home(w, list(obs.trace)).id)
+                assert int(r.counters[i, home]) == obs.tail_call_cnt
                 assert tuple(int(x) for x in r.runs[i]) == tuple(n for _, n in obs.runs)
 
 
@@ -64,19 +65,33 @@ def test_faults_mid_batch_are_marked_and_the_batch_goes_on():
 @given(batch_worlds(), st.integers(0, 2**32))
 def test_vectorized_model_equals_the_reference(w, seed):
     assert batchable(w)
-    cases = cases_for(w, 40, seed)
-    m = model_batch(w, cases)
-    home = counter_at_home(m, w)
+    assert_model_equals_reference(w, model_batch, cases_for(w, 40, seed))
+
+
+@settings(max_examples=25)
+@given(worlds(), st.integers(0, 2**32))
+def test_chain_model_equals_the_reference(w, seed):
+    import dataclasses
+
+    w = dataclasses.replace(w, runs=(dataclasses.replace(w.runs[0], ops=()),))
+    assert_model_equals_reference(w, lambda w, cases: ChainModel(w).run(cases), cases_for(w, 20, seed))
+
+
+def assert_model_equals_reference(w, model, cases):
+    m = model(w, cases)
+    columns = sorted(p.id for p in w.programs)
     for i, row in enumerate(cases):
         (obs,) = predict(case_world(w, row))
         if obs.load != "ok":
             return
-        assert int(m.regs[i, 0]) == obs.ret and int(home[i]) == obs.tail_call_cnt
+        assert int(m.regs[i, 0]) == obs.ret and int(m.count[i]) == obs.tail_call_cnt
+        assert columns[int(m.home[i])] == counter_home(w, list(obs.trace)).id
         assert tuple(int(x) for x in m.runs[i]) == tuple(n for _, n in obs.runs)
 
 
 @settings(max_examples=10)
-@given(batch_worlds(), st.integers(0, 2**32))
+@given(st.one_of(batch_worlds(), worlds().map(lambda w: w.__class__(w.profile, w.maps, w.programs, (
+    w.runs[0].__class__(w.runs[0].entry, (), w.runs[0].ctx, w.runs[0].tail_call_cnt),)))), st.integers(0, 2**32))
 def test_batch_flags_exactly_the_cases_the_oracle_calls_divergent(w, seed):
     cases = cases_for(w, 12, seed)
     if predict(w)[0].load != "ok":
