@@ -113,6 +113,7 @@ class Document:
     kind: str                  # "world", "artifact", "corpus", or "raw" (a fuzzer input)
     world: World
     data: dict[str, Any]
+    cases: Any = None          # a raw input's batch of inputs for `world` (numpy rows), if it has one
 
     @property
     def expected(self) -> tuple[VerdictKind, str | None] | None:
@@ -154,13 +155,14 @@ def read_document(path: Path) -> Document:
     which every byte string is: it decodes to a world (fuzz/generate.py)."""
     path = Path(path)
     if path.suffix != ".json" and not path.is_dir():
-        from fuzz.generate import decode
+        from fuzz.generate import decode_input
 
         try:
             raw = path.read_bytes()
         except OSError as e:
             raise InputError(f"{path}: {e.strerror}") from None
-        return Document(path, "raw", decode(raw), {"input": path.name, "bytes": len(raw)})
+        world, cases = decode_input(raw)
+        return Document(path, "raw", world, {"input": path.name, "bytes": len(raw)}, cases)
     data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")

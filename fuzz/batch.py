@@ -449,3 +449,12 @@ def judge_batch(world: World, cases: np.ndarray, old: Codegen, new: Codegen,
     model = model_batch(world, cases) if batchable(world) else ChainModel(world).run(cases)
     flagged = differs(legacy, model) | differs(patched, model)
     return BatchJudgement(len(cases), np.nonzero(flagged)[0])
+
+
+def first_divergent_case(world: World, cases: np.ndarray, old: Codegen, new: Codegen) -> tuple[int, World] | None:
+    """The first case of a batch the batch comparison flags, as a world for the per-case path."""
+    flagged = judge_batch(world, cases, old, new).flagged
+    if len(flagged) == 0:
+        return None
+    i = int(flagged[0])
+    return i, case_world(world, cases[i])

@@ -143,7 +143,8 @@ def atheris(seconds: int) -> dict:
             subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            cwd=Path(__file__).resolve().parent.parent)
             summary = json.loads(Path(f"{tmp}/a/summary.json").read_text())
-            out[f"{label}_exec_s"] = summary["cases"] / max(summary["elapsed"], 1e-9)
+            out[f"{label}_exec_s"] = summary["inputs"] / max(summary["elapsed"], 1e-9)
+            out[f"{label}_cases_s"] = summary["cases"] / max(summary["elapsed"], 1e-9)
     out["instrumentation_cost"] = out["uninstrumented_exec_s"] / max(out["instrumented_exec_s"], 1e-9)
     return out
 
@@ -178,6 +179,7 @@ def render(r: dict) -> str:
              f"limits (kernel domain)           {li['seconds']:7.3f} s"]
     if "atheris" in r:
         a = r["atheris"]
-        lines.append(f"atheris: {a['instrumented_exec_s']:.0f} exec/s instrumented, "
-                     f"{a['uninstrumented_exec_s']:.0f} uninstrumented ({a['instrumentation_cost']:.2f}x)")
+        lines.append(f"atheris: {a['instrumented_exec_s']:.0f} exec/s ({a['instrumented_cases_s']:.0f} cases/s) "
+                     f"instrumented, {a['uninstrumented_exec_s']:.0f} exec/s ({a['uninstrumented_cases_s']:.0f} "
+                     f"cases/s) uninstrumented ({a['instrumentation_cost']:.2f}x)")
     return "\n".join(lines)

@@ -140,10 +140,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fuzz.artifacts import InputError, read_document
 
     try:
-        world = read_document(args.world).world
+        doc = read_document(args.world)
     except InputError as e:
         raise UsageError(str(e)) from None
-    j = judge(world, order=CountOrder(args.model_order), **codegens_from_args(args))
+    voters = codegens_from_args(args)
+    world, which = resolve_world(doc, voters)
+    if which and not args.json:
+        print(f"raw input: {which}")
+    j = judge(world, order=CountOrder(args.model_order), **voters)
     v = j.verdict
     if args.json:
         json.dump({"world": args.world, "verdict": v.kind.value, "run": v.run, "field": v.field_name,
@@ -177,6 +181,20 @@ def _document(path: str):
         raise UsageError(str(e)) from None
 
 
+def resolve_world(doc, voters: dict):
+    """The world to judge: the document's, or for a raw input carrying a batch, its first divergent
+    case (or its first case when none diverges). Returns (world, one line saying which)."""
+    if doc.cases is None:
+        return doc.world, None
+    from fuzz.batch import case_world, first_divergent_case
+
+    found = first_divergent_case(doc.world, doc.cases, voters["old"], voters["new"])
+    if found is None:
+        return case_world(doc.world, doc.cases[0]), f"a batch of {len(doc.cases)} inputs; none diverges"
+    i, world = found
+    return world, f"a batch of {len(doc.cases)} inputs; case #{i} is the first that diverges"
+
+
 def _add_codegen_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("codegens (module:object implementing model.interfaces.Codegen)")
     g.add_argument("--old", default="jit_old:CODEGEN", help="the reference codegen (default: the legacy JIT)")
@@ -200,7 +218,10 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
     voters = codegens_from_args(args)
     doc = _document(args.file)
-    j = judge(doc.world, **voters)
+    world, which = resolve_world(doc, voters)
+    j = judge(world, **voters)
+    if which and not args.json:
+        print(f"raw input: {which}")
     if args.json:
         json.dump({"file": args.file, **verdict_json(j.verdict),
                    "observations": {v: [o.to_json() for o in obs] for v, obs in j.observations.items()}},

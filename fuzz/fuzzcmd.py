@@ -22,12 +22,13 @@ FUZZER = Path(__file__).resolve().parent.parent / "fuzzers" / "tailcall_fuzzer.p
 
 
 def merge_stats(artifacts: Path) -> dict:
-    cases, signatures = 0, {}
+    inputs, cases, signatures = 0, 0, {}
     for path in artifacts.glob(".tcfuzz-stats-*.json"):
         try:
             s = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        inputs += s["inputs"]
         cases += s["cases"]
         for sig, e in s["signatures"].items():
             merged = signatures.setdefault(sig, {"count": 0, "known_causes": e["known_causes"], "artifacts": []})
@@ -35,12 +36,12 @@ def merge_stats(artifacts: Path) -> dict:
             merged["artifacts"].append(e["artifact"])
             if not e["known_causes"]:
                 merged["known_causes"] = []
-    return {"cases": cases, "signatures": signatures}
+    return {"inputs": inputs, "cases": cases, "signatures": signatures}
 
 
 def junit(summary: dict) -> str:
     sigs = summary["signatures"]
-    cases = [f'  <testcase classname="tcfuzz" name="legacy = patched = model ({summary["cases"]} worlds)"/>']
+    cases = [f'  <testcase classname="tcfuzz" name="legacy = patched = model ({summary["cases"]} cases)"/>']
     for sig, e in sorted(sigs.items()):
         message = quoteattr(f"{e['count']} inputs; known cause: {', '.join(e['known_causes']) or 'none'}")
         cases.append(f'  <testcase classname="tcfuzz.divergence" name={quoteattr(sig)}>\n'
@@ -77,15 +78,17 @@ def run(corpus: Path, artifacts: Path, max_time: int | None, runs: int | None, s
     summary = {"schema": "tcfuzz-fuzz-summary/1", **merge_stats(artifacts), "elapsed": time.monotonic() - started,
                "engine_exit": engine.returncode, "seed": seed, "codegens": {"old": old, "new": new},
                "versions": versions(), "argv": argv}
-    summary["exec_per_s"] = summary["cases"] / max(summary["elapsed"], 1e-9)
+    summary["exec_per_s"] = summary["inputs"] / max(summary["elapsed"], 1e-9)
+    summary["cases_per_s"] = summary["cases"] / max(summary["elapsed"], 1e-9)
     summary_path = summary_path or artifacts / "summary.json"
     junit_path = junit_path or artifacts / "junit.xml"
     atomic_write(summary_path, (json.dumps(summary, indent=2) + "\n").encode(), overwrite=True)
     atomic_write(junit_path, junit(summary).encode(), overwrite=True)
 
     sigs = summary["signatures"]
-    print(f"tcfuzz fuzz: {summary['cases']} worlds in {summary['elapsed']:.0f} s "
-          f"({summary['exec_per_s']:.0f}/s), {sum(e['count'] for e in sigs.values())} divergences, "
+    print(f"tcfuzz fuzz: {summary['inputs']} inputs, {summary['cases']} cases in {summary['elapsed']:.0f} s "
+          f"({summary['exec_per_s']:.0f} inputs/s, {summary['cases_per_s']:.0f} cases/s), "
+          f"{sum(e['count'] for e in sigs.values())} divergences, "
           f"{len(sigs)} signatures")
     for sig, e in sorted(sigs.items(), key=lambda kv: -kv[1]["count"]):
         known = f"known: {', '.join(e['known_causes'])}" if e["known_causes"] else "NEW"

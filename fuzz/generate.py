@@ -144,7 +144,7 @@ def build_world(src: Source) -> World:
 
 
 def decode(data: bytes) -> World:
-    """Any byte string -> a valid world (the libFuzzer/Atheris input format)."""
+    """Any byte string -> a valid world (the structure of every fuzzer input; see decode_input)."""
     return build_world(ByteSource(data))
 
 
@@ -178,3 +178,31 @@ def to_batchable(world: World) -> World:
 def batch_worlds():
     """Hypothesis strategy: worlds the batched path covers."""
     return worlds().map(to_batchable)
+
+
+def single_run(world: World) -> World:
+    """The world's first run without map operations: what a batch of inputs can vary over."""
+    import dataclasses
+
+    return dataclasses.replace(world, runs=(dataclasses.replace(world.runs[0], ops=()),))
+
+
+def decode_input(data: bytes):
+    """A fuzzer input -> (world, cases or None). The first choice picks the mode: 0 is one world,
+    run as is; otherwise the world's first run without map operations and a batch of 64-512 inputs
+    for it, drawn (fuzz/batch.py random_cases) from a seed that hashes the rest of the input."""
+    import hashlib
+
+    import numpy as np
+
+    from fuzz.batch import random_cases
+
+    src = ByteSource(data)
+    mode = src.int(0, 3)
+    world = build_world(src)
+    if mode == 0:
+        return world, None
+    world = single_run(world)
+    n = 64 << src.int(0, 3)
+    seed = int.from_bytes(hashlib.sha256(data[src.pos:]).digest()[:8], "little")
+    return world, random_cases(world, n, np.random.default_rng(seed))

@@ -1,4 +1,6 @@
-"""The libFuzzer/Atheris target: one input = one world (fuzz/generate.py decodes any bytes).
+"""The libFuzzer/Atheris target: one input = one world, or one world and a batch of its inputs
+(fuzz/generate.py decode_input: any bytes decode). Batches run through the in-guest driver
+(fuzz/batch.py); the cases they flag go through the per-case path for the verdict.
 
 Two modes, chosen by the environment:
   * `tcfuzz fuzz` (TCFUZZ_ARTIFACTS set): never crash. Each input is judged; the first input of every
@@ -21,12 +23,14 @@ from pathlib import Path
 from model.interfaces import FaultKind, Observation, VerdictKind
 
 from fuzz.artifacts import atomic_write, write_artifact
-from fuzz.generate import decode
+from fuzz.batch import case_world, judge_batch
+from fuzz.generate import decode_input
 from fuzz.known import known_causes
 from fuzz.oracle import judge
 from fuzz.plugins import NEW_DEFAULT, OLD_DEFAULT, load_codegen
 
 PROGRESS_EVERY = 5.0
+MAX_TRIAGED_PER_BATCH = 4      # flagged cases re-run per input through the per-case path
 
 
 class Divergence(Exception):
@@ -69,6 +73,17 @@ def feedback(obs: Observation, verdict: VerdictKind) -> int:
     return score
 
 
+def batch_feedback(flagged: int, cases: int) -> int:
+    """Coverage for how much of a batch diverged (none, one, some, all)."""
+    if flagged == 0:
+        return 0
+    if flagged == 1:
+        return 1
+    if flagged < cases:
+        return 2
+    return 3
+
+
 class Target:
     def __init__(self) -> None:
         self.old = load_codegen(os.environ.get("TCFUZZ_OLD", OLD_DEFAULT))
@@ -77,23 +92,37 @@ class Target:
         artifacts = os.environ.get("TCFUZZ_ARTIFACTS")
         self.artifacts = Path(artifacts) if artifacts else None
         self.seed = int(os.environ["TCFUZZ_SEED"]) if os.environ.get("TCFUZZ_SEED") else None
+        self.inputs = 0
         self.cases = 0
         self.signatures: dict[str, dict] = {}
         self.started = self.last_progress = time.monotonic()
 
     def __call__(self, data: bytes) -> None:
-        world = decode(data)
-        j = judge(world, self.old, self.new)
-        self.cases += 1
-        for obs in j.observations["patched"]:
-            feedback(obs, j.verdict.kind)
-        if j.verdict.diverges:
-            self.divergence(data, world, j.verdict)
+        self.inputs += 1
+        world, cases = decode_input(data)
+        if cases is None:
+            self.judge_one(data, world, raw=True)
+            self.cases += 1
+        else:
+            flagged = judge_batch(world, cases, self.old, self.new).flagged
+            self.cases += len(cases)
+            batch_feedback(len(flagged), len(cases))
+            # The first flagged case is what the raw input replays to; the others are written as
+            # sidecars only (their worlds are exact), so none is lost.
+            for n, i in enumerate(flagged[:MAX_TRIAGED_PER_BATCH]):
+                self.judge_one(data, case_world(world, cases[int(i)]), raw=n == 0)
         self.save_stats()           # every case: libFuzzer exits without running Python's atexit
         now = time.monotonic()
         if now - self.last_progress >= PROGRESS_EVERY:
             self.last_progress = now
             self.report()
+
+    def judge_one(self, data: bytes, world, raw: bool) -> None:
+        j = judge(world, self.old, self.new)
+        for obs in j.observations["patched"]:
+            feedback(obs, j.verdict.kind)
+        if j.verdict.diverges:
+            self.divergence(data if raw else None, world, j.verdict)
 
     def divergence(self, data, world, verdict) -> None:
         causes = sorted(known_causes(world))
@@ -114,12 +143,14 @@ class Target:
 
     def stats(self) -> dict:
         elapsed = time.monotonic() - self.started
-        return {"pid": os.getpid(), "cases": self.cases, "elapsed": elapsed, "signatures": self.signatures}
+        return {"pid": os.getpid(), "inputs": self.inputs, "cases": self.cases, "elapsed": elapsed,
+                "signatures": self.signatures}
 
     def report(self) -> None:
         s = self.stats()
         known = sum(1 for e in self.signatures.values() if e["known_causes"])
-        print(f"#{self.cases}\ttcfuzz: {self.cases / max(s['elapsed'], 1e-9):.0f} exec/s, "
+        print(f"#{self.inputs}\ttcfuzz: {self.inputs / max(s['elapsed'], 1e-9):.0f} exec/s, "
+              f"{self.cases / max(s['elapsed'], 1e-9):.0f} cases/s, "
               f"{sum(e['count'] for e in self.signatures.values())} divergences, "
               f"{len(self.signatures)} signatures ({known} with a known cause)", file=sys.stderr, flush=True)
 

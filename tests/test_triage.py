@@ -176,12 +176,19 @@ def test_corpus_add_expects_the_current_verdict_and_never_overwrites(capsys, tmp
 
 
 def test_repro_of_a_raw_fuzzer_input_decodes_it(capsys, tmp_path):
-    from fuzz.generate import decode
+    from fuzz.generate import decode_input
 
-    raw = tmp_path / "crash-abc"
-    raw.write_bytes(bytes(range(1, 60)))
-    status, out, _ = cli(capsys, "repro", raw, "--json")
-    d = json.loads(out)
-    assert status == (1 if d["verdict"] != "AGREE" else 0)
-    assert read_document(raw).kind == "raw" and read_document(raw).world == decode(bytes(range(1, 60)))
+    single, batch = tmp_path / "crash-single", tmp_path / "crash-batch"
+    single.write_bytes(b"\x00" + bytes(range(1, 60)))          # mode 0: one world
+    batch.write_bytes(b"\x01" + bytes(range(1, 60)))           # otherwise: a world and a batch
+    for raw in (single, batch):
+        status, out, _ = cli(capsys, "repro", raw, "--json")
+        d = json.loads(out)
+        assert status == (1 if d["verdict"] != "AGREE" else 0)
+        world, cases = decode_input(raw.read_bytes())
+        doc = read_document(raw)
+        assert doc.kind == "raw" and doc.world == world
+        assert (doc.cases is None) == (raw is single) and (cases is None) == (raw is single)
+    status, out, _ = cli(capsys, "repro", batch)
+    assert out.startswith("raw input: a batch of ")
     assert cli(capsys, "repro", tmp_path / "crash-missing")[0] == 2
