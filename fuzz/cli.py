@@ -104,39 +104,10 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_observation(obs, world) -> str:
-    """One line: how the run ended, the programs it went through, the counter, anything unbalanced."""
-    from model.lower import FALL_THROUGH
-
-    if obs.load != "ok":
-        return f"not loaded ({obs.load})"
-    trace = obs.trace
-    if len(trace) > 6 and len(set(trace)) == 1:
-        path = f"{trace[0]} x{len(trace)}"
-    elif len(trace) > 8:
-        path = " > ".join(map(str, trace[:4])) + f" > ... ({len(trace)} entries) > " + " > ".join(map(str, trace[-2:]))
-    else:
-        path = " > ".join(map(str, trace))
-    parts = [f"trace {path}"]
-    if obs.fault is not None:
-        parts.insert(0, f"FAULT {obs.fault}")
-    elif obs.ret is not None and obs.ret - FALL_THROUGH in {p.id for p in world.programs}:
-        parts.append(f"fell through in prog {obs.ret - FALL_THROUGH}")
-    elif obs.ret is not None:
-        parts.append(f"returned {obs.ret:#x}")
-    parts.append(f"tail_call_cnt {obs.tail_call_cnt}")
-    if obs.callee_saved_clobbered:
-        parts.append("clobbered " + ",".join(obs.callee_saved_clobbered))
-    if obs.stack_delta not in (0, None):
-        parts.append(f"rsp off by {obs.stack_delta:+d}")
-    if obs.ctx_preserved is False:
-        parts.append("rdi (ctx) lost")
-    return "  ".join(parts)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from model.semantics import CountOrder
     from fuzz.oracle import VOTERS, judge
+    from fuzz.triage import describe_observation
     from fuzz.artifacts import InputError, read_document
 
     try:

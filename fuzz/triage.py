@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from model.interfaces import Codegen, Observation
+from model.lower import FALL_THROUGH
 from model.profile import PRESETS
 from model.sample import tail_call_sites
 from model.world import World, WorldError
@@ -18,6 +19,35 @@ from fuzz.oracle import VOTERS, Judgement, judge
 
 
 # --- repro -------------------------------------------------------------------------------------------
+
+def describe_observation(obs, world) -> str:
+    """One line: how the run ended, the programs it went through, the counter, anything unbalanced."""
+    if obs.load != "ok":
+        return f"not loaded ({obs.load})"
+    trace = obs.trace
+    if len(trace) > 6 and len(set(trace)) == 1:
+        path = f"{trace[0]} x{len(trace)}"
+    elif len(trace) > 8:
+        path = " > ".join(map(str, trace[:4])) + f" > ... ({len(trace)} entries) > " + " > ".join(map(str, trace[-2:]))
+    else:
+        path = " > ".join(map(str, trace))
+    parts = [f"trace {path}"]
+    if obs.fault is not None:
+        parts.insert(0, f"FAULT {obs.fault}")
+    elif obs.ret is not None and obs.ret - FALL_THROUGH in {p.id for p in world.programs}:
+        parts.append(f"fell through in prog {obs.ret - FALL_THROUGH}")
+    elif obs.ret is not None:
+        parts.append(f"returned {obs.ret:#x}")
+    parts.append(f"tail_call_cnt {obs.tail_call_cnt}")
+    if obs.callee_saved_clobbered:
+        parts.append("clobbered " + ",".join(obs.callee_saved_clobbered))
+    if obs.stack_delta not in (0, None):
+        parts.append(f"rsp off by {obs.stack_delta:+d}")
+    if obs.ctx_preserved is False:
+        parts.append("rdi (ctx) lost")
+    return "  ".join(parts)
+
+
 
 def odd_voter(j: Judgement) -> str:
     """The voter whose run parted from the others (patched unless the legacy JIT is the odd one)."""
@@ -66,8 +96,6 @@ def field_table(obs: dict[str, Observation]) -> str:
 
 
 def repro_report(j: Judgement, codegens: dict[str, Codegen]) -> str:
-    from fuzz.cli import describe_observation
-
     v = j.verdict
     out = [f"verdict {v.kind.value}"]
     if not v.diverges:
