@@ -5,11 +5,17 @@ Per case it copies the run-time inputs into ctx, puts sentinels in the callee-sa
 builds the harness frame (a call, or the caller's half of a tail call with the count in rax),
 jumps to the entry program, and from the landing point stores the outcome into a result table:
 
-    case   = [input_0, ..., input_k-1, count]          u64 each; count = NORMAL_CALL for a plain call
+    case   = [input_0, ..., input_k-1,                 u64 each: ctx keys and map pointers
+              slot, slot_value, cache, cache_value,     one prog-array slot set for this case only
+              count]                                    NORMAL_CALL for a plain call
     result = [rax, rsp, rbx, rbp, r12, r13, r14, r15, run_count[p] for each program,
               the counter slot of each program's frame]
 
-A fault stops `emu_start`; Python marks that case, advances the driver's state and restarts it.
+The slot write stands for a map update made before the case (both halves, as patch 1/4 keeps them,
+for a codegen with cached targets); the driver saves the old words and restores them after the
+case. A slot that is a direct call's key is never chosen, since a poke would be due.
+A fault stops `emu_start`; Python marks that case, restores the slot, advances the driver's state
+and restarts it.
 No code hooks are installed, so a batch sees less than a per-case run (no trace, no entry check):
 it is the fast filter, and every case it flags is re-run through the per-case executor, which
 gives the verdict, the signature and the artifact.
@@ -38,7 +44,8 @@ from fuzz.engine import Engine
 from fuzz.executor import SENTINEL, Loaded, load
 
 DRIVER = KTEXT_BASE + 0x1000
-STATE = BATCH_BASE                       # u64 case pointer, result pointer, cases left
+STATE = BATCH_BASE                       # u64 case pointer, result pointer, cases left, saved slot, saved cache
+SCRATCH = BATCH_BASE + 0x80              # the "slot" of a case that changes none
 CASES = BATCH_BASE + 0x1000
 RESULTS = BATCH_BASE + 0x20_0000
 TABLE_SIZE = 0x1F_F000
@@ -61,8 +68,13 @@ class Inputs:
         return self.columns.index((prog, site, what))
 
     @property
+    def slot_col(self) -> int:
+        """Column of the slot address; slot value, cache address and cache value follow."""
+        return len(self.ctx_offsets)
+
+    @property
     def case_size(self) -> int:
-        return 8 * (len(self.ctx_offsets) + 1)
+        return 8 * (len(self.ctx_offsets) + 5)
 
     @property
     def result_size(self) -> int:
@@ -102,17 +114,69 @@ def random_cases(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
                         rng.integers(0, 2**32, n, dtype=np.uint64))
         high = np.where(rng.random(n) < 0.3, rng.integers(0, 2**32, n, dtype=np.uint64) << np.uint64(32), 0)
         cols.append(keys | high.astype(np.uint64))
+    cols += slot_columns(world, n, rng)
     counts = np.where(rng.random(n) < 0.5, rng.integers(28, 34, n), rng.integers(0, 34, n)).astype(np.uint64)
     cols.append(np.where(rng.random(n) < 0.4, np.uint64(NORMAL_CALL), counts))
     return np.stack(cols, axis=1).astype(np.uint64)
+
+
+def plain_cases(values: list[list[int]], counts: list[int | None] | None = None) -> np.ndarray:
+    """Case records from ctx input values (one row per case) that change no slot; count None is a
+    plain call."""
+    counts = counts or [None] * len(values)
+    return np.array([[*row, SCRATCH, 0, SCRATCH + 8, 0, NORMAL_CALL if c is None else c]
+                     for row, c in zip(values, counts, strict=True)], dtype=np.uint64)
+
+
+def slot_map(world: World) -> int:
+    """The prog array whose slots a batch varies: the first map of the entry program's first site."""
+    entry = world.program(world.runs[0].entry)
+    return entry.sites[0].maps[0] if entry.sites else next(m.id for m in world.maps if m.kind == "prog_array")
+
+
+def slot_columns(world: World, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Half the cases set one slot of `slot_map` (emptied, or pointing at a program the batch's model
+    covers) before they run; the rest change nothing (their slot is SCRATCH)."""
+    from model.layout import image_base, prog_struct
+
+    spec = world.map(slot_map(world))
+    direct_keys = {s.key for p in world.programs for s in p.sites if s.key is not None}
+    entry = world.runs[0].entry
+    targets = [None, entry] + sorted(p.id for p in world.programs if not p.sites and p.id != entry)
+    me = spec.max_entries
+    wanted = np.array([0, me - 1, min(2, me - 1)] + sorted(spec.slots)[:3], dtype=np.uint64)
+    index = wanted[rng.integers(0, len(wanted), n)]
+    choice = rng.integers(0, len(targets), n)
+    use = (rng.random(n) < 0.5) & ~np.isin(index, np.array(sorted(direct_keys), dtype=np.uint64))
+    ptrs = np.uint64(array_base(spec.id) + world.profile.ptrs_off)
+    slot = np.where(use, ptrs + index * np.uint64(8), np.uint64(SCRATCH))
+    cache = np.where(use, ptrs + (index + np.uint64(me)) * np.uint64(8), np.uint64(SCRATCH + 8))
+    value = np.array([0 if t is None else prog_struct(t) for t in targets], dtype=np.uint64)[choice]
+    cached = np.array([0 if t is None else image_base(t) + world.profile.tail_call_offset for t in targets],
+                      dtype=np.uint64)[choice]
+    return [slot, np.where(use, value, 0), cache, np.where(use, cached, 0)]
+
+
+def slot_override(world: World, row) -> tuple[int, int | None] | None:
+    """(index, program or None) a case sets in `slot_map`, or None when it sets nothing."""
+    from model.layout import prog_struct
+
+    k = len(inputs_of(world).ctx_offsets)
+    addr, value = int(row[k]), int(row[k + 1])
+    if addr == SCRATCH:
+        return None
+    index = (addr - array_base(slot_map(world)) - world.profile.ptrs_off) // 8
+    prog = next((p.id for p in world.programs if prog_struct(p.id) == value), None)
+    return index, prog
 
 
 def rip_disp(p: Emitter, target: int, insn_len: int) -> int:
     return target - (DRIVER + p.pos + insn_len)
 
 
-def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int) -> bytes:
-    """The driver loop for one world (the same for every codegen: it only needs bpf_func)."""
+def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: bool) -> bytes:
+    """The driver loop for one world; `cached`: the codegen keeps patch 1/4's cached half, so the
+    case's slot write covers it too."""
     p = Emitter()
     frame_top = ENTRY_RSP - 16                       # rbp of the entry frame
     results = {name: 8 * i for i, name in enumerate(REGS)}
@@ -125,6 +189,13 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int) -> bytes
     for k, off in enumerate(inputs.ctx_offsets):
         p.emit3_off32(0x48, 0x8B, 0x86, 8 * k)  # mov rax, qword ptr [rsi + <k>]
         p.emit4_off32(0x48, 0x89, 0x04, 0x25, CTX_BASE + off)  # mov qword ptr [<ctx_off>], rax
+    col = 8 * inputs.slot_col
+    for save, (addr, value) in ((STATE + 24, (col, col + 8)), (STATE + 32, (col + 16, col + 24)))[:1 + cached]:
+        p.emit3_off32(0x48, 0x8B, 0x96, addr)  # mov rdx, qword ptr [rsi + <slot>]
+        p.emit3(0x48, 0x8B, 0x02)  # mov rax, qword ptr [rdx]
+        p.emit3_off32(0x48, 0x89, 0x05, rip_disp(p, save, 7))  # mov qword ptr [rip + <save>], rax
+        p.emit3_off32(0x48, 0x8B, 0x86, value)  # mov rax, qword ptr [rsi + <value>]
+        p.emit3(0x48, 0x89, 0x02)  # mov qword ptr [rdx], rax
     for name, (rex, op) in {"rbx": (0x48, 0xBB), "rbp": (0x48, 0xBD), "r12": (0x49, 0xBC), "r13": (0x49, 0xBD),
                             "r14": (0x49, 0xBE), "r15": (0x49, 0xBF)}.items():
         p.emit2_off64(rex, op, SENTINEL[name])  # movabs <reg>, <sentinel>
@@ -132,7 +203,7 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int) -> bytes
     p.emit4_off32(0x48, 0xC7, 0x04, 0x24, DRIVER + 0x200)  # mov qword ptr [rsp], <landing>
     p.emit3_off32(0x48, 0xC7, 0xC7, CTX_BASE)  # mov rdi, <ctx>
     p.emit3_off32(0x48, 0xC7, 0xC1, entry_base)  # mov rcx, <bpf_func>
-    p.emit3_off32(0x48, 0x8B, 0x86, 8 * len(inputs.ctx_offsets))  # mov rax, qword ptr [rsi + <count>]
+    p.emit3_off32(0x48, 0x8B, 0x86, inputs.case_size - 8)  # mov rax, qword ptr [rsi + <count>]
     p.emit4(0x48, 0x83, 0xF8, 0xFF)  # cmp rax, -1
     je_call = p.pos
     p.emit2(0x74, 0)  # je <call>
@@ -161,6 +232,11 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int) -> bytes
         p.emit_bytes(b"\x48\xc7\x04\x25" + struct.pack("<I", CTX_BASE + ctx_run_count(prog)) + bytes(4))  # mov qword ptr [<run_count>], 0
         p.emit4_off32(0x48, 0x8B, 0x04, 0x25, frame_top - frames_slot(inputs.frames[i]))  # mov rax, qword ptr [<tcc_slot>]
         p.emit3_off32(0x48, 0x89, 0x86, base + 8 * (len(inputs.programs) + i))  # mov qword ptr [rsi + <cnt>], rax
+    p.emit3_off32(0x48, 0x8B, 0x35, rip_disp(p, STATE, 7))  # mov rsi, qword ptr [rip + <case>]
+    for save, addr in ((STATE + 24, col), (STATE + 32, col + 16))[:1 + cached]:
+        p.emit3_off32(0x48, 0x8B, 0x96, addr)  # mov rdx, qword ptr [rsi + <slot>]
+        p.emit3_off32(0x48, 0x8B, 0x05, rip_disp(p, save, 7))  # mov rax, qword ptr [rip + <save>]
+        p.emit3(0x48, 0x89, 0x02)  # mov qword ptr [rdx], rax
     p.emit_bytes(b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE, 11)) + struct.pack("<I", inputs.case_size))  # add qword ptr [rip + <case>], <size>
     p.emit_bytes(b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE + 8, 11)) + struct.pack("<I", inputs.result_size))  # add qword ptr [rip + <result>], <size>
     p.emit_bytes(b"\x48\x83\x2d" + struct.pack("<i", rip_disp(p, STATE + 16, 8)) + b"\x01")  # sub qword ptr [rip + <left>], 1
@@ -213,7 +289,8 @@ class Batch:
         if ld.load != "ok" or ld.dead is not None:
             raise ValueError(f"the world does not load under {self.codegen.name}: {ld.load} {ld.load_detail}")
         run = self.world.runs[0]
-        driver = emit_driver(self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset)
+        driver = emit_driver(self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset,
+                             self.codegen.cached_targets)
         self.hlt = DRIVER + len(driver) - 1
         self.engine.write_code(DRIVER, driver)
         self.engine.owner = self
@@ -230,7 +307,7 @@ class Batch:
             raise ValueError("batch too large for the case/result tables")
         uc.mem_write(CTX_BASE, bytes(0x1000))
         uc.mem_write(CASES, cases.tobytes())
-        uc.mem_write(STATE, struct.pack("<QQQ", CASES, RESULTS, n))
+        uc.mem_write(STATE, struct.pack("<QQQQQ", CASES, RESULTS, n, 0, 0))
         faulted = np.zeros(n, dtype=bool)
         while True:
             left = struct.unpack("<Q", uc.mem_read(STATE + 16, 8))[0]
@@ -248,7 +325,11 @@ class Batch:
                     break
                 i = n - left
                 faulted[i] = True
-                case_ptr, res_ptr, _ = struct.unpack("<QQQ", uc.mem_read(STATE, 24))
+                case_ptr, res_ptr, _, saved_slot, saved_cache = struct.unpack("<QQQQQ", uc.mem_read(STATE, 40))
+                slot_addr, _, cache_addr, _ = struct.unpack("<QQQQ", uc.mem_read(case_ptr + 8 * self.inputs.slot_col, 32))
+                uc.mem_write(slot_addr, struct.pack("<Q", saved_slot))
+                if self.codegen.cached_targets:
+                    uc.mem_write(cache_addr, struct.pack("<Q", saved_cache))
                 uc.mem_write(STATE, struct.pack("<QQQ", case_ptr + self.inputs.case_size,
                                                 res_ptr + self.inputs.result_size, left - 1))
                 uc.mem_write(res_ptr, struct.pack("<Q", FAULT) + bytes(self.inputs.result_size - 8))
@@ -309,6 +390,16 @@ def model_batch(world: World, cases: np.ndarray) -> BatchResult:
         max_entries[sel] = spec.max_entries
         for slot, prog in spec.slots.items():
             target[sel & (index == np.uint64(slot))] = prog
+    k = inputs.slot_col
+    changed = cases[:, k] != np.uint64(SCRATCH)
+    ptrs = np.uint64(array_base(slot_map(world)) + world.profile.ptrs_off)
+    slot_index = (cases[:, k] - ptrs) // np.uint64(8)
+    slot_prog = np.full(n, -1, dtype=np.int64)
+    for p in world.programs:
+        from model.layout import prog_struct
+        slot_prog[cases[:, k + 1] == np.uint64(prog_struct(p.id))] = p.id
+    hit = changed & (map_ids == slot_map(world)) & (index == slot_index)
+    target = np.where(hit, slot_prog, target)
     calls = ~skip & (index < max_entries) & (count < limit) & (target >= 0)
     self_call = calls & (target == entry.id)
     other = calls & ~self_call
@@ -342,7 +433,13 @@ class ChainModel:
         self.limit = world.profile.max_tail_call_cnt
         self.column = {p: i for i, p in enumerate(self.inputs.programs)}
         self.subprog = {p.id: p.subprog for p in world.programs}
+        from model.layout import prog_struct
+
         self.slots = {m.id: dict(m.slots) for m in world.maps}
+        self.slot_map = slot_map(world)
+        self.slot_col = self.inputs.slot_col
+        self.slot_ptrs = array_base(self.slot_map) + world.profile.ptrs_off
+        self.prog_at = {prog_struct(p.id): p.id for p in world.programs}
         self.max_entries = {m.id: m.max_entries for m in world.maps}
         self.by_ptr = {array_base(m.id): m.id for m in world.maps}
         self.sites = {}
@@ -358,6 +455,18 @@ class ChainModel:
 
     def case(self, row) -> tuple[int, list[int], int, int]:
         """(last program, runs per column, final count, home column) for one case record."""
+        slots = self.slots
+        addr = int(row[self.slot_col])
+        if addr != SCRATCH:
+            index = (addr - self.slot_ptrs) // 8
+            prog = self.prog_at.get(int(row[self.slot_col + 1]))
+            slots = dict(self.slots)
+            changed = dict(slots[self.slot_map])
+            if prog is None:
+                changed.pop(index, None)
+            else:
+                changed[index] = prog
+            slots[self.slot_map] = changed
         prog = self.world.runs[0].entry
         cnt = 0 if int(row[-1]) == NORMAL_CALL else int(row[-1])
         runs = [0] * len(self.column)
@@ -374,7 +483,7 @@ class ChainModel:
                 index = r3 & 0xFFFFFFFF
                 if map_id < 0 or index >= self.max_entries[map_id] or cnt >= self.limit:
                     continue
-                target = self.slots[map_id].get(index)
+                target = slots[map_id].get(index)
                 if target is None:
                     continue
                 cnt += 1
@@ -419,7 +528,19 @@ def case_world(world: World, row: np.ndarray) -> World:
     from model.world import SiteInput
 
     run = world.runs[0]
-    values = iter(int(v) for v in row[:-1])
+    override = slot_override(world, row)
+    if override is not None:
+        index, prog = override
+        maps = []
+        for m in world.maps:
+            if m.id == slot_map(world):
+                slots = {k: v for k, v in m.slots.items() if k != index}
+                if prog is not None:
+                    slots[index] = prog
+                m = dataclasses.replace(m, slots=slots)
+            maps.append(m)
+        world = dataclasses.replace(world, maps=tuple(maps))
+    values = iter(int(v) for v in row[:len(inputs_of(world).ctx_offsets)])
     ctx = []
     for prog in sorted(world.programs, key=lambda p: p.id):
         for j, site in enumerate(prog.sites):

@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 import jit_new
 import jit_old
-from fuzz.batch import (FALL_THROUGH, NORMAL_CALL, Batch, ChainModel, batchable, case_world, judge_batch,
-                        model_batch, random_cases)
+from fuzz.batch import (FALL_THROUGH, Batch, ChainModel, batchable, case_world, judge_batch,
+                        model_batch, plain_cases, random_cases)
 from fuzz.executor import counter_home, execute
 from fuzz.generate import batch_worlds, worlds
 from fuzz.known import known_causes
@@ -52,7 +52,7 @@ def test_batch_equals_per_case_on_a_chain_world():
 def test_faults_mid_batch_are_marked_and_the_batch_goes_on():
     w = world([{"id": 0, "max_entries": 2**32 - 1, "slots": {"0": 1, "1": 1}}],
               [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}], [{"entry": 0}])
-    cases = np.array([[k, NORMAL_CALL] for k in (5, 1, 6, 1, 5)], dtype=np.uint64)   # ptrs[k-1]: 0, prog, 0
+    cases = plain_cases([[k] for k in (5, 1, 6, 1, 5)])             # the patch reads ptrs[k-1]: 0, prog, 0
     legacy = Batch(w, jit_old.CODEGEN).run(cases)
     patched = Batch(w, jit_new.CODEGEN).run(cases)
     assert not legacy.faulted.any()
@@ -107,7 +107,7 @@ def test_batch_flags_exactly_the_cases_the_oracle_calls_divergent(w, seed):
 @pytest.mark.parametrize("n", [1, 1000])
 def test_batch_sizes(n):
     w = static_world(max_entries=3, slots={1: 1}, keys=(0,))
-    cases = np.array([[i % 5, NORMAL_CALL] for i in range(n)], dtype=np.uint64)
+    cases = plain_cases([[i % 5] for i in range(n)])
     r = Batch(w, jit_new.CODEGEN).run(cases)
     expected = [FALL_THROUGH + (1 if i % 5 == 1 else 0) for i in range(n)]
     assert [int(x) for x in r.regs[:, 0]] == expected

@@ -12,13 +12,13 @@ TESTS = Path(__file__).resolve().parent
 
 def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, capsys):
     art = tmp_path / "art"
-    status = main(["fuzz", "--corpus", str(tmp_path / "corpus"), "--artifacts", str(art), "--runs", "400",
+    status = main(["fuzz", "--corpus", str(tmp_path / "corpus"), "--artifacts", str(art), "--runs", "150",
                    "--seed", "7", "--new", "fuzz.mutants:BOUND_CHECK_JA", "--ignore-known",
                    "--", "-len_control=0", "-print_final_stats=0"])
     out = capsys.readouterr().out
     assert status == 1, out
     summary = json.loads((art / "summary.json").read_text())
-    assert summary["inputs"] == 400 and summary["cases"] >= 400 and summary["seed"] == 7 and summary["codegens"]["new"] == "fuzz.mutants:BOUND_CHECK_JA"
+    assert summary["inputs"] == 150 and summary["cases"] >= 150 and summary["seed"] == 7 and summary["codegens"]["new"] == "fuzz.mutants:BOUND_CHECK_JA"
     unexplained = {s: e for s, e in summary["signatures"].items() if not e["known_causes"]}
     assert unexplained, summary["signatures"]
     voters = {"old": load_codegen("jit_old:CODEGEN"), "new": load_codegen("fuzz.mutants:BOUND_CHECK_JA")}
