@@ -1,0 +1,218 @@
+"""`tcfuzz prove`: the legacy and the patched tail-call sequences end in the same observable state
+for every input, per configuration, under explicit, named, minimal preconditions.
+
+From one symbolic initial state (64-bit index in rdx, the prog array at rsi with symbolic
+max_entries and contents, the counter behind the frame's tcc_ptr, every register and memory cell)
+both sequences are lifted (fuzz/lifter.py) and their exits merged. The claim: the way out (the
+sequence end, or a jump), the jump target, rax (the count handed to the callee), rsp, the
+callee-saved registers and all of memory agree. z3 either proves it or gives a counterexample.
+
+Where the patch bakes max_entries in, it is a symbolic 32-bit ME with the kernel's C arithmetic:
+`cmp edx, ME` and disp32 = (int)(offsetof(ptrs) + (u64)ME * 8), sign-extended by the CPU. Both
+expressions are checked against the emitter's concrete bytes before use.
+
+Preconditions (each shown necessary by dropping it and asking z3 for a counterexample):
+    baked-max-entries   the ME baked into the code is the array's max_entries field
+    cached-target       ptrs[ME + i] = ptrs[i] ? ptrs[i]->bpf_func + X86_TAIL_CALL_OFFSET : 0, for the i read
+    disp-fits-int       offsetof(ptrs) + ME * 8 <= INT_MAX  (a range: its boundary is reported)
+    entry-not-null      a program's bpf_func + X86_TAIL_CALL_OFFSET is not 0 (the cache's 0 means empty)
+    counter-not-prog    the counter cell is not the target program's bpf_func cell (distinct objects)
+Static sites need all five; dynamic and direct sites need none (their sequences do the same loads).
+Modelling assumptions, not preconditions: qword accesses are 8-aligned (8-byte memory cells).
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import z3
+
+from model.bpf import R6, R7, R8, R9
+from model.interfaces import Codegen
+from model.layout import image_base
+from model.profile import PRESETS, KernelProfile
+from model.sample import SampleConfig, SiteKind, tail_call_sites, verified_sample
+
+from fuzz.lifter import JUMP, Sequence, initial_state, load, merge, run
+
+INT_MAX = 2**31 - 1
+CALLEE = ("rbx", "rbp", "r12", "r13", "r14", "r15")
+ME0 = 4                                       # the concrete max_entries the sequences are JITed with
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    kind: str                                 # static, dynamic, direct
+    stack_depth: int
+    callee: str                               # none, some, all, boundary
+
+    @property
+    def name(self) -> str:
+        return f"{self.profile}/{self.kind}/sd{self.stack_depth}/{self.callee}"
+
+    def sample(self) -> SampleConfig:
+        regs = {"none": (), "some": (R6, R8), "all": (R6, R7, R8, R9), "boundary": ()}[self.callee]
+        return SampleConfig(sites=(SiteKind(self.kind),), max_entries=ME0, key=1, stack_depth=self.stack_depth,
+                            callee_regs=regs, exception_boundary=self.callee == "boundary")
+
+
+@dataclass
+class Result:
+    config: Config
+    proven: bool
+    preconditions: list[str]
+    seconds: float
+    counterexample: dict | None = None
+    necessary: dict[str, dict | None] = field(default_factory=dict)   # precondition -> counterexample without it
+    boundary: dict | None = None
+
+    def to_json(self) -> dict:
+        return {"config": self.config.name, "result": "PROVEN" if self.proven else "COUNTEREXAMPLE",
+                "preconditions": self.preconditions, "seconds": round(self.seconds, 3),
+                "counterexample": self.counterexample, "necessary": self.necessary, "boundary": self.boundary}
+
+
+def site_sequence(codegen: Codegen, cfg: Config) -> tuple[Sequence, object]:
+    profile = PRESETS[cfg.profile]
+    prog = verified_sample(cfg.sample(), codegen, profile)
+    image = codegen.jit(prog, profile, image_base(0))
+    lo, hi = tail_call_sites(image)[0]
+    return Sequence(image.code[lo:hi], image.base + lo, image.base + hi), image
+
+
+class Claim:
+    """The symbolic setting shared by both sequences of one configuration."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.profile: KernelProfile = PRESETS[cfg.profile]
+        self.s0 = initial_state()
+        self.me = z3.BitVec("max_entries", 32)
+        self.filled = z3.Bool("slot_filled")                   # direct: the poke state
+        self.direct_target = z3.BitVec("direct_target", 64)    # direct: bpf_func + adj_off of the slot's program
+
+    # -- the patch's symbolic fields ---------------------------------------------------------------
+    def disp(self) -> z3.BitVecRef:
+        """(int)(offsetof(ptrs) + (u64)ME * 8), sign-extended to 64 bits by the CPU."""
+        wide = z3.BitVecVal(self.profile.ptrs_off, 64) + z3.ZeroExt(32, self.me) * 8
+        return z3.SignExt(32, z3.Extract(31, 0, wide))
+
+    def patch_fields(self, seq: Sequence) -> None:
+        """Make the baked imm32 and disp32 symbolic, after checking they match the concrete bytes."""
+        from fuzz.lifter import decode
+
+        for insn in decode(seq):
+            text = f"{insn.mnemonic} {insn.op_str}"
+            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and insn.operands[1].type == 2:
+                assert insn.operands[1].imm == ME0, text
+                seq.fields[insn.address] = {"imm": self.me}
+            if insn.mnemonic == "mov" and "rdx*8" in insn.op_str:
+                concrete = z3.simplify(z3.substitute(self.disp(), (self.me, z3.BitVecVal(ME0, 32))))
+                if concrete.as_signed_long() == insn.operands[1].mem.disp and insn.operands[1].mem.disp != self.profile.ptrs_off:
+                    seq.fields[insn.address] = {"disp": self.disp()}
+                assert insn.operands[1].mem.disp in (concrete.as_signed_long(), self.profile.ptrs_off), text
+
+    def direct_pokes(self, seq: Sequence, image) -> None:
+        poke = image.pokes[0]
+        seq.pokes[poke.tailcall_bypass] = (z3.Not(self.filled), None)
+        seq.pokes[poke.tailcall_target] = (self.filled, self.direct_target)
+
+    # -- the named preconditions -------------------------------------------------------------------
+    def preconditions(self) -> dict[str, z3.BoolRef]:
+        s, p = self.s0, self.profile
+        rsi, rdx, rbp = s.regs["rsi"], s.regs["rdx"], s.regs["rbp"]
+        idx = z3.ZeroExt(32, z3.Extract(31, 0, rdx))
+        ptr_cell = rsi + p.ptrs_off + idx * 8
+        prog = load(s, ptr_cell, 8)
+        tcc_ptr = load(s, rbp - 16 - ((self.cfg.stack_depth + 7) // 8 * 8), 8)
+        out = {}
+        if self.cfg.kind == "static":
+            me_field = load(s, rsi + p.max_entries_off, 4)
+            cache = load(s, rsi + p.ptrs_off + (z3.ZeroExt(32, self.me) + idx) * 8, 8)
+            bpf_func = load(s, prog + p.bpf_func_off, 8)
+            out["baked-max-entries"] = me_field == self.me
+            out["cached-target"] = z3.Implies(z3.ULT(idx, z3.ZeroExt(32, self.me)),
+                                              cache == z3.If(prog != 0, bpf_func + p.tail_call_offset, 0))
+            out["disp-fits-int"] = z3.ULE(z3.ZeroExt(32, self.me) * 8 + p.ptrs_off, INT_MAX)
+            out["entry-not-null"] = z3.Implies(prog != 0, bpf_func + p.tail_call_offset != 0)
+            out["counter-not-prog"] = z3.LShR(tcc_ptr, 3) != z3.LShR(prog + p.bpf_func_off, 3)
+        return out
+
+    # -- the claim ----------------------------------------------------------------------------------
+    def outcomes(self, codegen: Codegen) -> dict[str, z3.ExprRef]:
+        seq, image = site_sequence(codegen, self.cfg)
+        if codegen.cached_targets and self.cfg.kind == "static":
+            self.patch_fields(seq)
+        if self.cfg.kind == "direct":
+            self.direct_pokes(seq, image)
+        exits = run(seq, self.s0.copy())
+        zero = z3.BitVecVal(0, 64)
+        out = {"exit": merge(exits, lambda e: z3.BitVecVal(e.kind, 32)),
+               "target": merge(exits, lambda e: e.target if e.kind == JUMP else zero),
+               "rax": merge(exits, lambda e: e.state.regs["rax"] if e.kind == JUMP else zero),
+               "rsp": merge(exits, lambda e: e.state.regs["rsp"]),
+               "mem": merge(exits, lambda e: e.state.mem)}
+        for r in CALLEE:
+            out[r] = merge(exits, lambda e, r=r: e.state.regs[r])
+        return out
+
+    def differences(self, old: Codegen, new: Codegen) -> z3.BoolRef:
+        a, b = self.outcomes(old), self.outcomes(new)
+        return z3.Or([a[k] != b[k] for k in a])
+
+    def model_values(self, m: z3.ModelRef) -> dict:
+        s = self.s0
+        ev = lambda e: m.eval(e, model_completion=True).as_long()   # noqa: E731
+        p = self.profile
+        rdx = ev(s.regs["rdx"])
+        idx = rdx & 0xFFFFFFFF
+        rsi = s.regs["rsi"]
+        prog = load(s, rsi + p.ptrs_off + z3.BitVecVal(idx, 64) * 8, 8)
+        tcc_ptr = load(s, s.regs["rbp"] - 16 - ((self.cfg.stack_depth + 7) // 8 * 8), 8)
+        return {"index": rdx, "max_entries": ev(self.me) if self.cfg.kind == "static" else
+                ev(load(s, rsi + p.max_entries_off, 4)), "max_entries_field": ev(load(s, rsi + p.max_entries_off, 4)),
+                "slot": ev(prog), "count": ev(load(s, tcc_ptr, 8)), "slot_filled": bool(m.eval(self.filled,
+                                                                                               model_completion=True))}
+
+
+def check(claim: Claim, diff: z3.BoolRef, pre: list[z3.BoolRef]) -> z3.ModelRef | None:
+    solver = z3.Solver()
+    solver.add(*pre, diff)
+    return solver.model() if solver.check() == z3.sat else None
+
+
+def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) -> Result:
+    started = time.perf_counter()
+    claim = Claim(cfg)
+    diff = claim.differences(old, new)
+    pre = claim.preconditions()
+    m = check(claim, diff, list(pre.values()))
+    result = Result(cfg, m is None, list(pre), 0.0, claim.model_values(m) if m is not None else None)
+    if result.proven and show_necessary:
+        for name in pre:
+            others = [v for k, v in pre.items() if k != name]
+            cm = check(claim, diff, others)
+            result.necessary[name] = claim.model_values(cm) if cm is not None else None
+        if "disp-fits-int" in pre:
+            limit = (INT_MAX - claim.profile.ptrs_off) // 8
+            others = [v for k, v in pre.items() if k != "disp-fits-int"]
+            over = check(claim, diff, others + [claim.me == limit + 1])
+            at = check(claim, diff, others + [claim.me == limit])
+            result.boundary = {"max_entries_max": limit, "proven_at_max": at is None,
+                               "counterexample_at_max_plus_1": claim.model_values(over) if over is not None else None}
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def matrix(quick: bool = False) -> list[Config]:
+    profiles = ["default", "no-security", "ibt", "retpoline", "lfence", "sls", "ibt-sls"]
+    depths, callees = [0, 8, 20, 512], ["none", "some", "all", "boundary"]
+    if quick:
+        profiles, depths, callees = ["default", "ibt", "retpoline"], [0, 20], ["none", "all"]
+    return [Config(p, k, d, c) for p, k, d, c in itertools.product(profiles, ["static", "dynamic", "direct"],
+                                                                      depths, callees)]
+
+
+
