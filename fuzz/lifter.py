@@ -169,8 +169,9 @@ def decode(seq: Sequence) -> list:
     return insns
 
 
-def run(seq: Sequence, state: State, cond: z3.BoolRef = z3.BoolVal(True)) -> list[Exit]:
+def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exit]:
     """All the ways out of the sequence from `state`, each with its path condition."""
+    cond = z3.BoolVal(True) if cond is None else cond
     insns = {i.address: i for i in decode(seq)}
     exits: list[Exit] = []
     work = [(seq.base, state, cond)]

@@ -92,6 +92,7 @@ class Claim:
         self.me = z3.BitVec("max_entries", 32)
         self.filled = z3.Bool("slot_filled")                   # direct: the poke state
         self.direct_target = z3.BitVec("direct_target", 64)    # direct: bpf_func + adj_off of the slot's program
+        self.fixed_me = False                                  # a codegen whose baked fields are not the patch's
 
     # -- the patch's symbolic fields ---------------------------------------------------------------
     def disp(self) -> z3.BitVecRef:
@@ -99,20 +100,24 @@ class Claim:
         wide = z3.BitVecVal(self.profile.ptrs_off, 64) + z3.ZeroExt(32, self.me) * 8
         return z3.SignExt(32, z3.Extract(31, 0, wide))
 
-    def patch_fields(self, seq: Sequence) -> None:
-        """Make the baked imm32 and disp32 symbolic, after checking they match the concrete bytes."""
+    def patch_fields(self, seq: Sequence) -> bool:
+        """Make the baked imm32 and disp32 symbolic, where the concrete bytes are exactly what the
+        patch's C arithmetic gives for ME0. Returns False (and leaves the bytes concrete) when they are
+        not: such a codegen is then proved for max_entries = ME0 only."""
         from fuzz.lifter import decode
 
+        concrete_disp = z3.simplify(z3.substitute(self.disp(), (self.me, z3.BitVecVal(ME0, 32)))).as_signed_long()
+        fields = {}
         for insn in decode(seq):
-            text = f"{insn.mnemonic} {insn.op_str}"
-            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and insn.operands[1].type == 2:
-                assert insn.operands[1].imm == ME0, text
-                seq.fields[insn.address] = {"imm": self.me}
-            if insn.mnemonic == "mov" and "rdx*8" in insn.op_str:
-                concrete = z3.simplify(z3.substitute(self.disp(), (self.me, z3.BitVecVal(ME0, 32))))
-                if concrete.as_signed_long() == insn.operands[1].mem.disp and insn.operands[1].mem.disp != self.profile.ptrs_off:
-                    seq.fields[insn.address] = {"disp": self.disp()}
-                assert insn.operands[1].mem.disp in (concrete.as_signed_long(), self.profile.ptrs_off), text
+            ops = insn.operands
+            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and ops[1].type == 2 and ops[1].imm == ME0:
+                fields[insn.address] = {"imm": self.me}
+            if insn.mnemonic == "mov" and "rdx*8" in insn.op_str and ops[1].mem.disp == concrete_disp:
+                fields[insn.address] = {"disp": self.disp()}
+        if len(fields) != 2:
+            return False
+        seq.fields.update(fields)
+        return True
 
     def direct_pokes(self, seq: Sequence, image) -> None:
         poke = image.pokes[0]
@@ -143,8 +148,8 @@ class Claim:
     # -- the claim ----------------------------------------------------------------------------------
     def outcomes(self, codegen: Codegen) -> dict[str, z3.ExprRef]:
         seq, image = site_sequence(codegen, self.cfg)
-        if codegen.cached_targets and self.cfg.kind == "static":
-            self.patch_fields(seq)
+        if codegen.cached_targets and self.cfg.kind == "static" and not self.patch_fields(seq):
+            self.fixed_me = True
         if self.cfg.kind == "direct":
             self.direct_pokes(seq, image)
         exits = run(seq, self.s0.copy())
@@ -177,6 +182,50 @@ class Claim:
                                                                                                model_completion=True))}
 
 
+def counterexample_worlds(cfg: Config, values: dict) -> list:
+    """Concretisations of a counterexample as worlds for the normal executor, most literal first: the
+    configuration's program and site, the array with the counterexample's max_entries field, the key
+    and the count; the slot read filled when the counterexample's was, and then also slot 0 (whose
+    cached target sits where a read one past the end lands) and the last slot."""
+    from model.world import SCHEMA, World, WorldError
+
+    sample = cfg.sample()
+    me = ME0 if cfg.kind == "direct" else (values["max_entries_field"] or 1)   # a direct site reads no max_entries
+    index = values["index"]
+    filled = values["slot_filled"] if cfg.kind == "direct" else values["slot"] != 0
+    key_slot = 1 if cfg.kind == "direct" else index & 0xFFFFFFFF
+    literal = {key_slot} if filled and key_slot < me else set()
+    worlds = []
+    for slots in (literal, literal | {0}, literal | {0, me - 1}):
+        maps = [{"id": 0, "max_entries": me, "slots": {str(k): 1 for k in sorted(slots)}}]
+        site = {"maps": [0], "key": 1 if cfg.kind == "direct" else None}
+        if cfg.kind == "dynamic":
+            maps.append({"id": 1, "max_entries": 2})
+            site = {"maps": [1, 0]}
+        prog = {"id": 0, "stack_depth": cfg.stack_depth, "callee_regs": list(sample.callee_regs),
+                "exception_boundary": sample.exception_boundary, "sites": [site]}
+        ctx = [] if cfg.kind == "direct" else [{"prog": 0, "site": 0, "key": index,
+                                                **({"map": 0} if cfg.kind == "dynamic" else {})}]
+        run = {"entry": 0, "ctx": ctx, "tail_call_cnt": min(values["count"], PRESETS[cfg.profile].max_tail_call_cnt)}
+        try:
+            worlds.append(World.from_json({"schema": SCHEMA, "profile": cfg.profile, "maps": maps,
+                                           "programs": [prog, {"id": 1}], "runs": [run]}))
+        except WorldError:
+            continue
+    return worlds
+
+
+def replay(cfg: Config, values: dict, old: Codegen, new: Codegen):
+    """The first concretisation that diverges under Unicorn: (world, verdict), or None."""
+    from fuzz.oracle import judge
+
+    for world in counterexample_worlds(cfg, values):
+        verdict = judge(world, old=old, new=new).verdict
+        if verdict.diverges:
+            return world, verdict
+    return None
+
+
 def check(claim: Claim, diff: z3.BoolRef, pre: list[z3.BoolRef]) -> z3.ModelRef | None:
     solver = z3.Solver()
     solver.add(*pre, diff)
@@ -188,6 +237,8 @@ def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) 
     claim = Claim(cfg)
     diff = claim.differences(old, new)
     pre = claim.preconditions()
+    if claim.fixed_me:
+        pre["max-entries-is-the-jitted-one"] = claim.me == ME0
     m = check(claim, diff, list(pre.values()))
     result = Result(cfg, m is None, list(pre), 0.0, claim.model_values(m) if m is not None else None)
     if result.proven and show_necessary:
