@@ -317,6 +317,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prove(args: argparse.Namespace) -> int:
+    from fuzz.prove import matrix, render, run_matrix
+
+    voters = codegens_from_args(args)
+    configs = matrix(quick=args.quick)
+    if args.kind:
+        kinds = {k.strip() for k in args.kind.split(",")}
+        configs = [c for c in configs if c.kind in kinds]
+    if args.profile:
+        configs = [c for c in configs if c.profile == args.profile]
+    if not configs:
+        raise UsageError("no configuration left to prove")
+    report = run_matrix(configs, voters["old"], voters["new"], Path(args.artifacts) if args.artifacts else None)
+    if args.json:
+        json.dump({"results": [r.to_json() for r in report["results"]], "replays": report["replays"]},
+                  sys.stdout, indent=2)
+        print()
+    else:
+        print(render(report))
+    failed = any(not r.proven for r in report["results"]) or any(not e["reproduced"] for e in report["replays"])
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tcfuzz", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -409,6 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--atheris-seconds", type=_int, default=10, help="seconds per Atheris run; 0 to skip")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+
+    pv = sub.add_parser("prove", help="SMT proof that legacy and patched sequences agree for all inputs",
+                        description="Exit status: 0 every configuration proven and every counterexample "
+                                    "reproduced; 1 otherwise.")
+    pv.add_argument("--quick", action="store_true", help="a smaller matrix (3 profiles, 2 depths, 2 register sets)")
+    pv.add_argument("--kind", help="comma-separated site kinds: static, dynamic, direct")
+    pv.add_argument("--profile", choices=sorted(PRESETS), help="only this profile")
+    pv.add_argument("--artifacts", help="write replayed counterexamples here (tcfuzz repro accepts them)")
+    pv.add_argument("--json", action="store_true")
+    _add_codegen_args(pv)
+    pv.set_defaults(func=cmd_prove)
 
     c = sub.add_parser("corpus", help="manage the regression corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)

@@ -267,3 +267,55 @@ def matrix(quick: bool = False) -> list[Config]:
 
 
 
+
+
+def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None) -> dict:
+    """Prove every configuration. Necessity of each precondition and the disp32 boundary are shown
+    once per profile (on its first static configuration). Every counterexample is replayed as a world
+    under Unicorn and, with `artifacts`, written as an artifact `tcfuzz repro` accepts."""
+    from fuzz.artifacts import write_artifact
+
+    results, replays, seen_profiles = [], [], set()
+    for cfg in configs:
+        first_static = cfg.kind == "static" and cfg.profile not in seen_profiles
+        if first_static:
+            seen_profiles.add(cfg.profile)
+        r = prove(cfg, old, new, show_necessary=first_static)
+        results.append(r)
+        todo = [("counterexample", r.counterexample)] if r.counterexample else []
+        if r.boundary and r.boundary["counterexample_at_max_plus_1"]:
+            todo.append(("disp-fits-int boundary + 1", r.boundary["counterexample_at_max_plus_1"]))
+        for what, values in todo:
+            got = replay(cfg, values, old, new)
+            entry = {"config": cfg.name, "what": what, "values": values, "reproduced": got is not None,
+                     "signature": got[1].signature if got else None, "artifact": None}
+            if got and artifacts is not None:
+                entry["artifact"] = str(write_artifact(artifacts, got[0], got[1], prefix="prove-"))
+            replays.append(entry)
+    return {"results": results, "replays": replays}
+
+
+def render(report: dict) -> str:
+    rows = [f"{'configuration':<34} {'result':<15} {'time':>6}  preconditions"]
+    for r in report["results"]:
+        rows.append(f"{r.config.name:<34} {'PROVEN' if r.proven else 'COUNTEREXAMPLE':<15} {r.seconds:5.2f}s  "
+                    + (", ".join(r.preconditions) or "none"))
+    shown = [r for r in report["results"] if r.necessary]
+    for r in shown:
+        rows.append(f"\nnecessity on {r.config.name} (each precondition dropped in turn):")
+        for name, values in r.necessary.items():
+            rows.append(f"  without {name:<20} " + (f"counterexample {values}" if values else "still proven"))
+        if r.boundary:
+            b = r.boundary
+            rows.append(f"  disp-fits-int boundary: max_entries <= {b['max_entries_max']} "
+                        f"({'proven' if b['proven_at_max'] else 'NOT proven'} at {b['max_entries_max']}, "
+                        f"counterexample at {b['max_entries_max'] + 1})")
+    if report["replays"]:
+        rows.append("\ncounterexamples replayed as worlds under Unicorn:")
+        for e in report["replays"]:
+            rows.append(f"  {e['config']:<34} {e['what']:<28} "
+                        + (f"{e['signature']}" + (f"  {e['artifact']}" if e["artifact"] else "")
+                           if e["reproduced"] else "DID NOT REPRODUCE"))
+    proven = sum(r.proven for r in report["results"])
+    rows.append(f"\n{proven}/{len(report['results'])} configurations proven")
+    return "\n".join(rows)
