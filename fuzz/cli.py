@@ -329,7 +329,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
         configs = [c for c in configs if c.profile == args.profile]
     if not configs:
         raise UsageError("no configuration left to prove")
-    report = run_matrix(configs, voters["old"], voters["new"], Path(args.artifacts) if args.artifacts else None)
+    report = run_matrix(configs, voters["old"], voters["new"], Path(args.artifacts) if args.artifacts else None,
+                        {"old": args.old, "new": args.new})
     if args.json:
         json.dump({"results": [r.to_json() for r in report["results"]], "replays": report["replays"]},
                   sys.stdout, indent=2)

@@ -269,7 +269,8 @@ def matrix(quick: bool = False) -> list[Config]:
 
 
 
-def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None) -> dict:
+def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None,
+               specs: dict[str, str] | None = None) -> dict:
     """Prove every configuration. Necessity of each precondition and the disp32 boundary are shown
     once per profile (on its first static configuration). Every counterexample is replayed as a world
     under Unicorn and, with `artifacts`, written as an artifact `tcfuzz repro` accepts."""
@@ -290,7 +291,7 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
             entry = {"config": cfg.name, "what": what, "values": values, "reproduced": got is not None,
                      "signature": got[1].signature if got else None, "artifact": None}
             if got and artifacts is not None:
-                entry["artifact"] = str(write_artifact(artifacts, got[0], got[1], prefix="prove-"))
+                entry["artifact"] = str(write_artifact(artifacts, got[0], got[1], prefix="prove-", codegens=specs))
             replays.append(entry)
     return {"results": results, "replays": replays}
 
