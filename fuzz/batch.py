@@ -20,9 +20,7 @@ No code hooks are installed, so a batch sees less than a per-case run (no trace,
 it is the fast filter, and every case it flags is re-run through the per-case executor, which
 gives the verdict, the signature and the artifact.
 
-The reference model is evaluated for the whole batch at once with numpy (`model_batch`), for the
-worlds it covers: one run, no map operations, an entry program with one site whose slots hold the
-entry program itself or programs without sites.
+The reference side and the comparison are in fuzz/batch_oracle.py.
 """
 from __future__ import annotations
 
@@ -36,7 +34,6 @@ from unicorn.x86_const import UC_X86_REG_RIP
 from model.bpf import round_up
 from model.interfaces import Codegen
 from model.layout import (BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site)
-from model.lower import FALL_THROUGH, site_aux
 from model.world import World
 
 from jit_old.emit import Emitter
@@ -340,187 +337,6 @@ class Batch:
         return BatchResult(table[:, :8], table[:, 8:8 + m], table[:, 8 + m:8 + 2 * m], faulted)
 
 
-# --- the vectorized reference -------------------------------------------------------------------------
-
-def batchable(world: World) -> bool:
-    """One run, no ops, the entry has one site, and every slot of its maps holds the entry itself or a
-    program without sites."""
-    if len(world.runs) != 1 or world.runs[0].ops:
-        return False
-    entry = world.program(world.runs[0].entry)
-    if len(entry.sites) != 1:
-        return False
-    for map_id in entry.sites[0].maps:
-        for target in world.map(map_id).slots.values():
-            if target != entry.id and world.program(target).sites:
-                return False
-    return True
-
-
-def model_batch(world: World, cases: np.ndarray) -> BatchResult:
-    """The interpreter's semantics (JIT counter order) for every case at once."""
-    entry = world.program(world.runs[0].entry)
-    site = entry.sites[0]
-    inputs = inputs_of(world)
-    n = len(cases)
-    keys = np.full(n, site.key if site.key is not None else 0, dtype=np.uint64)
-    if site.key is None:
-        keys = cases[:, inputs.column(entry.id, 0, "key")].astype(np.uint64)
-    if len(site.maps) > 1:
-        ptrs = cases[:, inputs.column(entry.id, 0, "map")].astype(np.uint64)
-        map_ids = np.select([ptrs == np.uint64(array_base(m)) for m in site.maps], list(site.maps), -1)
-    else:
-        map_ids = np.full(n, site.maps[0])
-    count_in = cases[:, -1]
-    count = np.where(count_in == np.uint64(NORMAL_CALL), 0, count_in).astype(np.int64)
-    limit = world.profile.max_tail_call_cnt
-    aux = site_aux(world, site)
-    index = keys & np.uint64(0xFFFFFFFF)
-    skip = np.zeros(n, dtype=bool)
-    if aux.map_unpriv:
-        bound = np.uint64((aux.map.max_entries if aux.map.max_entries < 2**31 else aux.map.max_entries - 2**32)
-                          & 0xFFFFFFFFFFFFFFFF)
-        skip = keys >= bound
-        index = keys & np.uint64(aux.map.index_mask)
-    max_entries = np.zeros(n, dtype=np.uint64)
-    target = np.full(n, -1, dtype=np.int64)
-    for m in site.maps:
-        spec = world.map(m)
-        sel = map_ids == m
-        max_entries[sel] = spec.max_entries
-        for slot, prog in spec.slots.items():
-            target[sel & (index == np.uint64(slot))] = prog
-    k = inputs.slot_col
-    changed = cases[:, k] != np.uint64(SCRATCH)
-    ptrs = np.uint64(array_base(slot_map(world)) + world.profile.ptrs_off)
-    slot_index = (cases[:, k] - ptrs) // np.uint64(8)
-    slot_prog = np.full(n, -1, dtype=np.int64)
-    for p in world.programs:
-        from model.layout import prog_struct
-        slot_prog[cases[:, k + 1] == np.uint64(prog_struct(p.id))] = p.id
-    hit = changed & (map_ids == slot_map(world)) & (index == slot_index)
-    target = np.where(hit, slot_prog, target)
-    calls = ~skip & (index < max_entries) & (count < limit) & (target >= 0)
-    self_call = calls & (target == entry.id)
-    other = calls & ~self_call
-    progs = inputs.programs
-    last = np.where(other, target, entry.id)
-    final = np.where(self_call, limit, np.where(other, count + 1, count))
-    runs = np.zeros((n, len(progs)), dtype=np.uint64)
-    for i, p in enumerate(progs):
-        if p == entry.id:
-            runs[:, i] = np.where(self_call, 1 + limit - count, 1)
-        else:
-            runs[:, i] = (other & (target == p)).astype(np.uint64)
-    regs = np.zeros((n, 8), dtype=np.uint64)
-    regs[:, 0] = (FALL_THROUGH + last).astype(np.uint64)
-    regs[:, 1] = ENTRY_RSP
-    for i, name in enumerate(REGS[2:], start=2):
-        regs[:, i] = SENTINEL[name]
-    home = np.full(n, entry.id) if entry.subprog else last
-    column = np.searchsorted(np.array(progs), home)
-    return BatchResult(regs, runs, np.zeros((n, len(progs)), dtype=np.uint64), np.zeros(n, dtype=bool),
-                       column, final.astype(np.uint64))
-
-
-class ChainModel:
-    """The reference for any single-run world without map operations, one case at a time, with the
-    world's lookups done once (model/semantics.py's rules; a test holds the two equal)."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.inputs = inputs_of(world)
-        self.limit = world.profile.max_tail_call_cnt
-        self.column = {p: i for i, p in enumerate(self.inputs.programs)}
-        self.subprog = {p.id: p.subprog for p in world.programs}
-        from model.layout import prog_struct
-
-        self.slots = {m.id: dict(m.slots) for m in world.maps}
-        self.slot_map = slot_map(world)
-        self.slot_col = self.inputs.slot_col
-        self.slot_ptrs = array_base(self.slot_map) + world.profile.ptrs_off
-        self.prog_at = {prog_struct(p.id): p.id for p in world.programs}
-        self.max_entries = {m.id: m.max_entries for m in world.maps}
-        self.by_ptr = {array_base(m.id): m.id for m in world.maps}
-        self.sites = {}
-        for p in world.programs:
-            rules = []
-            for j, site in enumerate(p.sites):
-                aux = site_aux(world, site)
-                key_col = self.inputs.columns.index((p.id, j, "key")) if site.key is None else None
-                map_col = self.inputs.columns.index((p.id, j, "map")) if len(site.maps) > 1 else None
-                bound = (aux.map.max_entries - (2**32 if aux.map.max_entries >= 2**31 else 0)) & (2**64 - 1)
-                rules.append((site.key, key_col, map_col, site.maps[0], aux.map_unpriv, bound, aux.map.index_mask))
-            self.sites[p.id] = rules
-
-    def case(self, row) -> tuple[int, list[int], int, int]:
-        """(last program, runs per column, final count, home column) for one case record."""
-        slots = self.slots
-        addr = int(row[self.slot_col])
-        if addr != SCRATCH:
-            index = (addr - self.slot_ptrs) // 8
-            prog = self.prog_at.get(int(row[self.slot_col + 1]))
-            slots = dict(self.slots)
-            changed = dict(slots[self.slot_map])
-            if prog is None:
-                changed.pop(index, None)
-            else:
-                changed[index] = prog
-            slots[self.slot_map] = changed
-        prog = self.world.runs[0].entry
-        cnt = 0 if int(row[-1]) == NORMAL_CALL else int(row[-1])
-        runs = [0] * len(self.column)
-        runs[self.column[prog]] += 1
-        home = prog if self.subprog[prog] else None
-        while True:
-            for key, key_col, map_col, static_map, unpriv, bound, mask in self.sites[prog]:
-                r3 = key if key_col is None else int(row[key_col])
-                map_id = static_map if map_col is None else self.by_ptr.get(int(row[map_col]), -1)
-                if unpriv:
-                    if r3 >= bound:
-                        continue
-                    r3 &= mask
-                index = r3 & 0xFFFFFFFF
-                if map_id < 0 or index >= self.max_entries[map_id] or cnt >= self.limit:
-                    continue
-                target = slots[map_id].get(index)
-                if target is None:
-                    continue
-                cnt += 1
-                prog = target
-                runs[self.column[prog]] += 1
-                if home is None and self.subprog[prog]:
-                    home = prog
-                break
-            else:
-                break
-        return prog, runs, cnt, self.column[home if home is not None else prog]
-
-    def run(self, cases: np.ndarray) -> BatchResult:
-        n = len(cases)
-        regs = np.zeros((n, 8), dtype=np.uint64)
-        runs = np.zeros((n, len(self.column)), dtype=np.uint64)
-        home = np.zeros(n, dtype=np.int64)
-        count = np.zeros(n, dtype=np.uint64)
-        for i, row in enumerate(cases.tolist()):
-            last, r, c, h = self.case(row)
-            regs[i, 0] = FALL_THROUGH + last
-            runs[i] = r
-            count[i], home[i] = c, h
-        regs[:, 1] = ENTRY_RSP
-        for i, name in enumerate(REGS[2:], start=2):
-            regs[:, i] = SENTINEL[name]
-        return BatchResult(regs, runs, np.zeros_like(runs), np.zeros(n, dtype=bool), home, count)
-
-
-def differs(machine: BatchResult, model: BatchResult) -> np.ndarray:
-    """Cases where the machine's outcome differs from the model's: a fault, the registers, the run
-    counts, or the count in the frame the model says holds it."""
-    counter = machine.counters[np.arange(len(model.home)), model.home]
-    return (machine.faulted | (machine.regs != model.regs).any(axis=1) | (machine.runs != model.runs).any(axis=1)
-            | (counter != model.count))
-
-
 def case_world(world: World, row: np.ndarray) -> World:
     """The single-run world that replays one case of a batch through the per-case executor."""
     import dataclasses
@@ -552,30 +368,3 @@ def case_world(world: World, row: np.ndarray) -> World:
             ctx.append(SiteInput(prog.id, j, key, chosen))
     count = None if int(row[-1]) == NORMAL_CALL else int(row[-1])
     return dataclasses.replace(world, runs=(dataclasses.replace(run, ctx=tuple(ctx), tail_call_cnt=count),))
-
-
-@dataclass
-class BatchJudgement:
-    cases: int
-    flagged: np.ndarray                  # indices where legacy, patched and model are not all equal
-
-
-def judge_batch(world: World, cases: np.ndarray, old: Codegen, new: Codegen,
-                engine: Engine | None = None) -> BatchJudgement:
-    """Both codegens over the whole batch, the model (vectorized for single-site worlds, per case
-    for chains), compared with numpy. The flagged cases are the ones to re-run through
-    `case_world` + `judge` for a verdict."""
-    legacy = Batch(world, old, engine or batch_engine(0)).run(cases)
-    patched = Batch(world, new, engine or batch_engine(1)).run(cases)
-    model = model_batch(world, cases) if batchable(world) else ChainModel(world).run(cases)
-    flagged = differs(legacy, model) | differs(patched, model)
-    return BatchJudgement(len(cases), np.nonzero(flagged)[0])
-
-
-def first_divergent_case(world: World, cases: np.ndarray, old: Codegen, new: Codegen) -> tuple[int, World] | None:
-    """The first case of a batch the batch comparison flags, as a world for the per-case path."""
-    flagged = judge_batch(world, cases, old, new).flagged
-    if len(flagged) == 0:
-        return None
-    i = int(flagged[0])
-    return i, case_world(world, cases[i])

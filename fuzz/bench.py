@@ -35,7 +35,8 @@ from model.profile import preset
 from model.semantics import predict
 from model.world import SCHEMA, World
 
-from fuzz.batch import Batch, ChainModel, batch_engine, differs, model_batch, random_cases
+from fuzz.batch import Batch, batch_engine, random_cases
+from fuzz.batch_oracle import ChainModel, differs, model_batch
 from fuzz.engine import Engine
 from fuzz.executor import execute_run, load
 from fuzz.generate import decode

@@ -157,7 +157,8 @@ def resolve_world(doc, voters: dict):
     case (or its first case when none diverges). Returns (world, one line saying which)."""
     if doc.cases is None:
         return doc.world, None
-    from fuzz.batch import case_world, first_divergent_case
+    from fuzz.batch import case_world
+    from fuzz.batch_oracle import first_divergent_case
 
     found = first_divergent_case(doc.world, doc.cases, voters["old"], voters["new"])
     if found is None:

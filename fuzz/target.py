@@ -23,7 +23,8 @@ from pathlib import Path
 from model.interfaces import FaultKind, Observation, VerdictKind
 
 from fuzz.artifacts import atomic_write, write_artifact
-from fuzz.batch import case_world, judge_batch
+from fuzz.batch import case_world
+from fuzz.batch_oracle import judge_batch
 from fuzz.generate import decode_input
 from fuzz.known import known_causes
 from fuzz.oracle import judge

@@ -6,8 +6,9 @@ from hypothesis import given, settings, strategies as st
 
 import jit_new
 import jit_old
-from fuzz.batch import (FALL_THROUGH, Batch, ChainModel, batchable, case_world, judge_batch,
-                        model_batch, plain_cases, random_cases)
+from fuzz.batch import Batch, case_world, plain_cases, random_cases
+from fuzz.batch_oracle import ChainModel, batchable, judge_batch, model_batch
+from model.lower import FALL_THROUGH
 from fuzz.executor import counter_home, execute
 from fuzz.generate import batch_worlds, worlds
 from fuzz.known import known_causes

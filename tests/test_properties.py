@@ -10,7 +10,8 @@ from hypothesis import example, given, strategies as st, target
 from fuzz.artifacts import read_document
 import jit_new
 import jit_old
-from fuzz.batch import case_world, judge_batch, random_cases
+from fuzz.batch import case_world, random_cases
+from fuzz.batch_oracle import judge_batch
 from fuzz.generate import decode, single_run, worlds
 from fuzz.known import known_causes
 from fuzz.oracle import judge, same
