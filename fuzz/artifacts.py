@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from model.interfaces import Verdict, VerdictKind
-from model.world import SCHEMA as WORLD_SCHEMA, World, WorldError
+from model.world import SCHEMA as WORLD_SCHEMA, World, WorldError, field_problem
 
 
 
@@ -142,12 +142,9 @@ def read_json(path: Path) -> Any:
 
 
 def _fields(data: dict, path: Path, kind: str, required: set[str], optional: set[str]) -> None:
-    unknown = sorted(set(data) - required - optional)
-    if unknown:
-        raise InputError(f"{path}: {kind}: unknown field {unknown[0]!r}")
-    missing = sorted(required - set(data))
-    if missing:
-        raise InputError(f"{path}: {kind}: missing field {missing[0]!r}")
+    problem = field_problem(data, required, optional)
+    if problem:
+        raise InputError(f"{path}: {kind}: {problem}")
 
 
 def read_document(path: Path) -> Document:

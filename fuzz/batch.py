@@ -154,17 +154,30 @@ def slot_columns(world: World, n: int, rng: np.random.Generator) -> list[np.ndar
     return [slot, np.where(use, value, 0), cache, np.where(use, cached, 0)]
 
 
+def decode_slot(row, col: int, slot_ptrs: int, prog_at: dict[int, int]) -> tuple[int, int | None] | None:
+    """(index, program or None) a case record sets, given its slot column, &ptrs[0] of `slot_map`
+    and struct bpf_prog address -> program id; None when it sets nothing."""
+    addr = int(row[col])
+    if addr == SCRATCH:
+        return None
+    return (addr - slot_ptrs) // 8, prog_at.get(int(row[col + 1]))
+
+
+def with_slot(slots: dict[int, int], index: int, prog: int | None) -> dict[int, int]:
+    """A copy of `slots` after the update (prog) or delete (None) of `index`."""
+    changed = {k: v for k, v in slots.items() if k != index}
+    if prog is not None:
+        changed[index] = prog
+    return changed
+
+
 def slot_override(world: World, row) -> tuple[int, int | None] | None:
     """(index, program or None) a case sets in `slot_map`, or None when it sets nothing."""
     from model.layout import prog_struct
 
-    k = len(inputs_of(world).ctx_offsets)
-    addr, value = int(row[k]), int(row[k + 1])
-    if addr == SCRATCH:
-        return None
-    index = (addr - array_base(slot_map(world)) - world.profile.ptrs_off) // 8
-    prog = next((p.id for p in world.programs if prog_struct(p.id) == value), None)
-    return index, prog
+    return decode_slot(row, len(inputs_of(world).ctx_offsets),
+                       array_base(slot_map(world)) + world.profile.ptrs_off,
+                       {prog_struct(p.id): p.id for p in world.programs})
 
 
 def rip_disp(p: Emitter, target: int, insn_len: int) -> int:
@@ -346,16 +359,10 @@ def case_world(world: World, row: np.ndarray) -> World:
     run = world.runs[0]
     override = slot_override(world, row)
     if override is not None:
-        index, prog = override
-        maps = []
-        for m in world.maps:
-            if m.id == slot_map(world):
-                slots = {k: v for k, v in m.slots.items() if k != index}
-                if prog is not None:
-                    slots[index] = prog
-                m = dataclasses.replace(m, slots=slots)
-            maps.append(m)
-        world = dataclasses.replace(world, maps=tuple(maps))
+        target = slot_map(world)
+        world = dataclasses.replace(world, maps=tuple(
+            dataclasses.replace(m, slots=with_slot(m.slots, *override)) if m.id == target else m
+            for m in world.maps))
     values = iter(int(v) for v in row[:len(inputs_of(world).ctx_offsets)])
     ctx = []
     for prog in sorted(world.programs, key=lambda p: p.id):

@@ -17,8 +17,8 @@ from model.layout import ENTRY_RSP, array_base, prog_struct
 from model.lower import FALL_THROUGH, site_aux
 from model.world import World
 
-from fuzz.batch import (NORMAL_CALL, REGS, SCRATCH, Batch, BatchResult, batch_engine, case_world, inputs_of,
-                        slot_map)
+from fuzz.batch import (NORMAL_CALL, REGS, SCRATCH, Batch, BatchResult, batch_engine, case_world, decode_slot,
+                        inputs_of, slot_map, with_slot)
 from fuzz.engine import Engine
 from fuzz.executor import SENTINEL
 
@@ -134,17 +134,10 @@ class ChainModel:
     def case(self, row) -> tuple[int, list[int], int, int]:
         """(last program, runs per column, final count, home column) for one case record."""
         slots = self.slots
-        addr = int(row[self.slot_col])
-        if addr != SCRATCH:
-            index = (addr - self.slot_ptrs) // 8
-            prog = self.prog_at.get(int(row[self.slot_col + 1]))
+        override = decode_slot(row, self.slot_col, self.slot_ptrs, self.prog_at)
+        if override is not None:
             slots = dict(self.slots)
-            changed = dict(slots[self.slot_map])
-            if prog is None:
-                changed.pop(index, None)
-            else:
-                changed[index] = prog
-            slots[self.slot_map] = changed
+            slots[self.slot_map] = with_slot(slots[self.slot_map], *override)
         prog = self.world.runs[0].entry
         cnt = 0 if int(row[-1]) == NORMAL_CALL else int(row[-1])
         runs = [0] * len(self.column)

@@ -196,8 +196,9 @@ def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exi
                 continue
             m, ops = insn.mnemonic, insn.operands
             if m == "mov":
-                _set_reg(s, ops[0].reg, _operand(s, insn, ops[1], fields)) if ops[0].type == x86.X86_OP_REG \
-                    else _fail(insn)
+                if ops[0].type != x86.X86_OP_REG:
+                    _fail(insn)
+                _set_reg(s, ops[0].reg, _operand(s, insn, ops[1], fields))
             elif m == "cmp":
                 a, b = _operand(s, insn, ops[0], fields), _operand(s, insn, ops[1], fields)
                 size = max(a.size(), b.size())

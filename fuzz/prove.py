@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 import z3
+from capstone.x86 import X86_OP_IMM
 
 from model.bpf import R6, R7, R8, R9
 from model.interfaces import Codegen
@@ -110,7 +111,8 @@ class Claim:
         fields = {}
         for insn in decode(seq):
             ops = insn.operands
-            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and ops[1].type == 2 and ops[1].imm == ME0:
+            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and ops[1].type == X86_OP_IMM \
+                    and ops[1].imm == ME0:
                 fields[insn.address] = {"imm": self.me}
             if insn.mnemonic == "mov" and "rdx*8" in insn.op_str and ops[1].mem.disp == concrete_disp:
                 fields[insn.address] = {"disp": self.disp()}

@@ -242,18 +242,26 @@ def validate(w: World) -> None:
                 raise WorldError(f"{where}.ctx[{j}].map: map {c.map} does not reach that site")
 
 
+def field_problem(d: dict, required: set[str], optional: set[str]) -> str | None:
+    """'unknown field ...' or 'missing field ...' for a JSON object checked against its schema."""
+    unknown = sorted(set(d) - required - optional)
+    if unknown:
+        return f"unknown field {unknown[0]!r}"
+    missing = sorted(required - set(d))
+    if missing:
+        return f"missing field {missing[0]!r}"
+    return None
+
+
 class _Reader:
     """Strict JSON -> World, with the path of the offending field in every error."""
 
     def obj(self, d: Any, where: str, required: set[str], optional: set[str]) -> dict:
         if not isinstance(d, dict):
             raise WorldError(f"{where}: expected an object, got {type(d).__name__}")
-        unknown = sorted(set(d) - required - optional)
-        if unknown:
-            raise WorldError(f"{where}: unknown field {unknown[0]!r}")
-        missing = sorted(required - set(d))
-        if missing:
-            raise WorldError(f"{where}: missing field {missing[0]!r}")
+        problem = field_problem(d, required, optional)
+        if problem:
+            raise WorldError(f"{where}: {problem}")
         return d
 
     def int_(self, v: Any, where: str) -> int:
