@@ -13,10 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m 'not nightly'
+	$(BIN)/pytest -n 2 -m 'not nightly'
 
 # A bounded differential run (about a minute) on the built-in profiles: artifacts, summary.json and
-# junit.xml under fuzz-artifacts/. Fails only on a divergence without a known cause (fuzz/known.py);
+# junit.xml under fuzz-artifacts/. Fails only on a divergence without a known cause (fuzz/verdict/causes.py);
 # drop --ignore-known (or run `tcfuzz fuzz` directly) to fail on every divergence.
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
@@ -26,7 +26,7 @@ fuzz: $(STAMP)
 # Unattended nightly: longer, both cores, and every divergence counts.
 NIGHTLY_SECONDS ?= 3600
 nightly: $(STAMP)
-	TCFUZZ_HYPOTHESIS=nightly $(BIN)/python -m pytest -n 2 tests/test_properties.py
+	TCFUZZ_HYPOTHESIS=nightly $(BIN)/pytest -n 2 tests/test_properties.py
 	$(BIN)/tcfuzz fuzz --corpus fuzz-corpus --artifacts fuzz-artifacts --max-time $(NIGHTLY_SECONDS) --fork 2 \
 		-- -ignore_crashes=1 -len_control=0
 

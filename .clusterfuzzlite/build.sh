@@ -5,5 +5,5 @@
 pip3 install .
 for fuzzer in $(find "$SRC/tcfuzz/fuzzers" -name '*_fuzzer.py'); do
   compile_python_fuzzer "$fuzzer" --collect-all unicorn --collect-all capstone \
-    --hidden-import jit_old --hidden-import jit_new --hidden-import model --hidden-import fuzz
+    --collect-submodules tcfuzz
 done

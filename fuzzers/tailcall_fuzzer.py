@@ -13,9 +13,9 @@ import atheris
 
 # TCFUZZ_NO_INSTRUMENT=1 (used by `tcfuzz bench`) measures the cost of the instrumentation.
 instrumenting = (contextlib.nullcontext() if os.environ.get("TCFUZZ_NO_INSTRUMENT")
-                 else atheris.instrument_imports(include=["model", "jit_old", "jit_new", "fuzz"]))
+                 else atheris.instrument_imports(include=["tcfuzz"]))
 with instrumenting:
-    from fuzz.target import main
+    from tcfuzz.frontends.target import main
 
 if __name__ == "__main__":
     main(sys.argv)

@@ -9,7 +9,7 @@ index + 1 >= 2**15 turns the C `int` negative, and >= 2**16 shifts out of it ent
 """
 from __future__ import annotations
 
-from model.bpf import s32
+from tcfuzz.model.bpf import s32
 
 
 def encode_tail_call_imm(map_index: int, poisoned: bool, poke_slot: int | None) -> int:

@@ -7,13 +7,13 @@ Both spellings share the single `ctx->tail_call_indirect_label` with sequences o
 """
 from __future__ import annotations
 
-from model.bpf import s32
-from model.interfaces import JitFault, MapRef, VerifiedProgram
-from model.profile import KernelProfile
+from tcfuzz.model.bpf import s32
+from tcfuzz.model.interfaces import JitFault, MapRef, VerifiedProgram
+from tcfuzz.model.profile import KernelProfile
 
-from jit_old.emit import Emitter, rel8
-from jit_old.tail_call import emit_count_and_unwind, emit_tail_call_cnt_check
-from jit_old.x86 import X86_JAE, X86_JE, emit_indirect_jump
+from tcfuzz.jit_old.emit import Emitter, rel8
+from tcfuzz.jit_old.tail_call import emit_count_and_unwind, emit_tail_call_cnt_check
+from tcfuzz.jit_old.x86 import X86_JAE, X86_JE, emit_indirect_jump
 
 
 def used_map(prog: VerifiedProgram, map_index: int) -> MapRef:

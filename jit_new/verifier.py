@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from model.bpf import Insn
-from model.interfaces import MapRef, PokeDescriptor, TailCallAux, VerifierEnv, VerifierReject
-from model.profile import KernelProfile
+from tcfuzz.model.bpf import Insn
+from tcfuzz.model.interfaces import MapRef, PokeDescriptor, TailCallAux, VerifierEnv, VerifierReject
+from tcfuzz.model.profile import KernelProfile
 
-from jit_old.verifier import (TAIL_CALL_INSN, bpf_jit_add_poke_descriptor, direct_tail_call_allowed,
+from tcfuzz.jit_old.verifier import (TAIL_CALL_INSN, bpf_jit_add_poke_descriptor, direct_tail_call_allowed,
                               with_unpriv_bound_check)
-from jit_new.imm import encode_tail_call_imm
+from tcfuzz.jit_new.imm import encode_tail_call_imm
 
 ENOENT = 2
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from model.bpf import Insn
-from model.interfaces import JitImage, MapRef, PokeDescriptor, VerifiedProgram, VerifierEnv
-from model.profile import KernelProfile
+from tcfuzz.model.bpf import Insn
+from tcfuzz.model.interfaces import JitImage, MapRef, PokeDescriptor, VerifiedProgram, VerifierEnv
+from tcfuzz.model.profile import KernelProfile
 
-from jit_old import verifier
-from jit_old.jit import X86Jit
+from tcfuzz.jit_old import verifier
+from tcfuzz.jit_old.jit import X86Jit
 
 
 class LegacyCodegen:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from model.interfaces import Instr, JitError
+from tcfuzz.model.interfaces import Instr, JitError
 
 
 def rel8(offset: int) -> int:

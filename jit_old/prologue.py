@@ -6,11 +6,11 @@ Offsets from bpf_func (no CFI preamble, cfi_mode default):
 """
 from __future__ import annotations
 
-from model.bpf import round_up
-from model.profile import KernelProfile
+from tcfuzz.model.bpf import round_up
+from tcfuzz.model.profile import KernelProfile
 
-from jit_old.emit import Emitter
-from jit_old.x86 import X86_JA, X86_PATCH_SIZE, emit_endbr, emit_nops
+from tcfuzz.jit_old.emit import Emitter
+from tcfuzz.jit_old.x86 import X86_JA, X86_PATCH_SIZE, emit_endbr, emit_nops
 
 
 def emit_prologue_tail_call(p: Emitter, profile: KernelProfile, is_subprog: bool) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from model.bpf import (BPF_ALU32_IMM, BPF_AND, BPF_JGE, BPF_JMP, BPF_JMP_IMM, BPF_TAIL_CALL, R3,
+from tcfuzz.model.bpf import (BPF_ALU32_IMM, BPF_AND, BPF_JGE, BPF_JMP, BPF_JMP_IMM, BPF_TAIL_CALL, R3,
                        Insn)
-from model.interfaces import (MapRef, PokeDescriptor, TailCallAux, VerifierEnv, VerifierReject)
-from model.profile import KernelProfile
+from tcfuzz.model.interfaces import (MapRef, PokeDescriptor, TailCallAux, VerifierEnv, VerifierReject)
+from tcfuzz.model.profile import KernelProfile
 
 TailCallFixup = Callable[[Insn, int, VerifierEnv, Sequence[MapRef], list, KernelProfile], list[Insn]]
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, Sequence
 
-from model.bpf import Insn
-from model.profile import KernelProfile
+from tcfuzz.model.bpf import Insn
+from tcfuzz.model.profile import KernelProfile
 
 
 class VerifierReject(Exception):

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.bpf import (BPF_ADD, BPF_ALU64_IMM, BPF_CALL_SUBPROG, BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN,
+from tcfuzz.model.bpf import (BPF_ADD, BPF_ALU64_IMM, BPF_CALL_SUBPROG, BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN,
                        BPF_LD_IMM64, BPF_LDX_MEM_DW, BPF_MOV64_IMM, BPF_STX_MEM_DW, R0, R1, R2, R3, Insn)
-from model.interfaces import MapRef, TailCallAux
-from model.layout import BPF_CALL_BASE, array_base, ctx_run_count, ctx_site, image_base, subprog_base
-from model.world import MapSpec, ProgramSpec, SiteSpec, World
+from tcfuzz.model.interfaces import MapRef, TailCallAux
+from tcfuzz.model.layout import BPF_CALL_BASE, array_base, ctx_run_count, ctx_site, image_base, subprog_base
+from tcfuzz.model.world import MapSpec, ProgramSpec, SiteSpec, World
 
 FALL_THROUGH = 0x7A110000      # + program id: the value a program returns when every site fell through
 

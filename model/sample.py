@@ -15,13 +15,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from model.bpf import (BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN, BPF_JGE, BPF_JMP, BPF_K,
+from tcfuzz.model.bpf import (BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN, BPF_JGE, BPF_JMP, BPF_K,
                        BPF_LD_IMM64, BPF_LDX_MEM_DW, BPF_MOV64_IMM, BPF_TAIL_CALL, CALLEE_SAVED, R0,
                        R1, R2, R3, Insn)
-from model.interfaces import MapRef, TailCallAux, VerifiedProgram, VerifierEnv
-from model.layout import array_base
-from model.profile import KernelProfile
-from model.world import index_mask
+from tcfuzz.model.interfaces import MapRef, TailCallAux, VerifiedProgram, VerifierEnv
+from tcfuzz.model.layout import array_base
+from tcfuzz.model.profile import KernelProfile
+from tcfuzz.model.world import index_mask
 
 FALL_THROUGH = 0x7A11
 CTX_KEY_OFF = 0

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import enum
 
-from model.bpf import s32, u32, u64
-from model.interfaces import Observation, TailCallAux, VerifierEnv
-from model.lower import FALL_THROUGH, site_aux
-from model.world import MapOp, RunSpec, World
+from tcfuzz.model.bpf import s32, u32, u64
+from tcfuzz.model.interfaces import Observation, TailCallAux, VerifierEnv
+from tcfuzz.model.lower import FALL_THROUGH, site_aux
+from tcfuzz.model.world import MapOp, RunSpec, World
 
 
 class CountOrder(str, enum.Enum):

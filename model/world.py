@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.bpf import CALLEE_SAVED, MAX_BPF_STACK, round_up
-from model.interfaces import VerifierEnv
-from model.layout import MAX_PROGS, MAX_SITES
-from model.profile import KernelProfile, ProfileError, preset
+from tcfuzz.model.bpf import CALLEE_SAVED, MAX_BPF_STACK, round_up
+from tcfuzz.model.interfaces import VerifierEnv
+from tcfuzz.model.layout import MAX_PROGS, MAX_SITES
+from tcfuzz.model.profile import KernelProfile, ProfileError, preset
 
 SCHEMA = "tcfuzz-world/1"
 MAX_RUNS = 64

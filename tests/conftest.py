@@ -3,11 +3,11 @@ pytest_plugins = ["pytester"]
 import capstone
 import pytest
 
-import jit_new
-import jit_old
-from model.layout import image_base
-from model.profile import preset
-from model.sample import SampleConfig, tail_call_sites, verified_sample
+from tcfuzz import jit_new
+from tcfuzz import jit_old
+from tcfuzz.model.layout import image_base
+from tcfuzz.model.profile import preset
+from tcfuzz.model.sample import SampleConfig, tail_call_sites, verified_sample
 
 CODEGENS = {"legacy": jit_old.CODEGEN, "patched": jit_new.CODEGEN}
 
@@ -30,7 +30,7 @@ def cs():
 
 def world(maps, programs, runs, profile="default"):
     """A World from the same JSON a world file holds (so every test also exercises the reader)."""
-    from model.world import SCHEMA, World
+    from tcfuzz.model.world import SCHEMA, World
 
     return World.from_json({"schema": SCHEMA, "profile": profile, "maps": maps, "programs": programs,
                             "runs": runs})

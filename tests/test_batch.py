@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import jit_new
-import jit_old
-from fuzz.batch import Batch, case_world, plain_cases, random_cases
-from fuzz.batch_oracle import ChainModel, batchable, judge_batch, model_batch
-from model.lower import FALL_THROUGH
-from fuzz.executor import counter_home, execute
-from fuzz.generate import batch_worlds, worlds
-from fuzz.known import known_causes
-from fuzz.oracle import judge
-from model.layout import ENTRY_RSP
-from model.semantics import predict
+from tcfuzz import jit_new
+from tcfuzz import jit_old
+from tcfuzz.machine.batch import Batch, case_world, plain_cases, random_cases
+from tcfuzz.verdict.batch_oracle import ChainModel, batchable, judge_batch, model_batch
+from tcfuzz.model.lower import FALL_THROUGH
+from tcfuzz.machine.executor import counter_home, execute
+from tcfuzz.gen.worlds import batch_worlds, worlds
+from tcfuzz.verdict.causes import known_causes
+from tcfuzz.verdict.oracle import judge
+from tcfuzz.model.layout import ENTRY_RSP
+from tcfuzz.model.semantics import predict
 
 from conftest import static_world, world
 

@@ -1,7 +1,7 @@
 """`tcfuzz bench` runs every measurement path (a smoke test: the figures themselves are not asserted)."""
 import json
 
-from fuzz.cli import main
+from tcfuzz.cli.main import main
 
 
 def test_bench_reports_every_path(capsys):

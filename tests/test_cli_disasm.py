@@ -1,6 +1,6 @@
 import json
 
-from fuzz.cli import main
+from tcfuzz.cli.main import main
 
 
 def test_disasm_side_by_side_shows_both_sequences(capsys):

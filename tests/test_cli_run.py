@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import main
+from tcfuzz.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

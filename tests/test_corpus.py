@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.artifacts import read_document
-from fuzz.oracle import judge
+from tcfuzz.triage.artifacts import read_document
+from tcfuzz.verdict.oracle import judge
 
 CORPUS = Path(os.environ.get("TCFUZZ_CORPUS", Path(__file__).resolve().parent.parent / "corpus"))
 ENTRIES = sorted(CORPUS.rglob("*.json"))
@@ -36,7 +36,6 @@ def test_a_stale_expectation_fails_its_own_id(pytester, tmp_path):
     good = (CORPUS / "kernel" / "tailcall-3-limit-33.json").read_text()
     (corpus / "still-agrees.json").write_text(good)
     (corpus / "stale.json").write_text(good.replace('"verdict": "AGREE"', '"verdict": "NEW_DIVERGES"'))
-    pytester.syspathinsert(Path(__file__).resolve().parent.parent)
     pytester.makepyfile(test_replay=Path(__file__).read_text())
     os.environ["TCFUZZ_CORPUS"] = str(tmp_path / "corpus")
     try:

@@ -2,10 +2,10 @@
 import json
 from pathlib import Path
 
-from fuzz.artifacts import read_document
-from fuzz.cli import main, resolve_world
-from fuzz.oracle import judge
-from fuzz.plugins import load_codegen
+from tcfuzz.triage.artifacts import read_document
+from tcfuzz.cli.main import main, resolve_world
+from tcfuzz.verdict.oracle import judge
+from tcfuzz.codegens import load_codegen
 
 TESTS = Path(__file__).resolve().parent
 
@@ -13,21 +13,21 @@ TESTS = Path(__file__).resolve().parent
 def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, capsys):
     art = tmp_path / "art"
     status = main(["fuzz", "--corpus", str(tmp_path / "corpus"), "--artifacts", str(art), "--runs", "150",
-                   "--seed", "7", "--new", "fuzz.mutants:BOUND_CHECK_JA", "--ignore-known",
+                   "--seed", "7", "--new", "tcfuzz.selftest.mutants:BOUND_CHECK_JA", "--ignore-known",
                    "--", "-len_control=0", "-print_final_stats=0"])
     out = capsys.readouterr().out
     assert status == 1, out
     summary = json.loads((art / "summary.json").read_text())
-    assert summary["inputs"] == 150 and summary["cases"] >= 150 and summary["seed"] == 7 and summary["codegens"]["new"] == "fuzz.mutants:BOUND_CHECK_JA"
+    assert summary["inputs"] == 150 and summary["cases"] >= 150 and summary["seed"] == 7 and summary["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
     unexplained = {s: e for s, e in summary["signatures"].items() if not e["known_causes"]}
     assert unexplained, summary["signatures"]
-    voters = {"old": load_codegen("jit_old:CODEGEN"), "new": load_codegen("fuzz.mutants:BOUND_CHECK_JA")}
+    voters = {"old": load_codegen("tcfuzz.jit_old:CODEGEN"), "new": load_codegen("tcfuzz.selftest.mutants:BOUND_CHECK_JA")}
     raws = 0
     for sig, e in summary["signatures"].items():
         sidecar = Path(e["artifacts"][0])
         doc = read_document(sidecar)
         assert doc.kind == "artifact" and doc.data["signature"] == sig and doc.data["seed"] == 7
-        assert doc.data["codegens"]["new"] == "fuzz.mutants:BOUND_CHECK_JA"
+        assert doc.data["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
         assert judge(doc.world, **voters).verdict.signature == sig                       # the sidecar replays
         if doc.data["input"] is not None:                                                # the raw input replays
             raws += 1

@@ -5,11 +5,11 @@ import itertools
 
 import pytest
 
-from model.bpf import R6, R7, R8, R9
-from model.interfaces import asm_matches
-from model.layout import RCX, indirect_thunk
-from model.profile import JumpVariant, preset
-from model.sample import tail_call_sites
+from tcfuzz.model.bpf import R6, R7, R8, R9
+from tcfuzz.model.interfaces import asm_matches
+from tcfuzz.model.layout import RCX, indirect_thunk
+from tcfuzz.model.profile import JumpVariant, preset
+from tcfuzz.model.sample import tail_call_sites
 
 from conftest import CODEGENS, jit_sample
 

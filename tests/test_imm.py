@@ -1,6 +1,6 @@
 """Patch 2/4's imm packing: exhaustive round trip at the kernel limits, hand-derived overflow points."""
-from jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
-from model.profile import MAX_USED_MAPS, POKE_TAB_MAX
+from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
+from tcfuzz.model.profile import MAX_USED_MAPS, POKE_TAB_MAX
 
 
 def test_round_trip_every_field_combination_at_kernel_limits():

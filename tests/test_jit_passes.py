@@ -1,11 +1,11 @@
 """The pass loop and jit_context labels, poke descriptor addresses, and loud JIT failures."""
 import pytest
 
-from jit_old.emit import rel8
-from jit_old.jit import poke_entry
-from model.bpf import BPF_JMP, BPF_TAIL_CALL, Insn
-from model.interfaces import JitError, JitFault, VerifiedProgram
-from model.sample import tail_call_sites
+from tcfuzz.jit_old.emit import rel8
+from tcfuzz.jit_old.jit import poke_entry
+from tcfuzz.model.bpf import BPF_JMP, BPF_TAIL_CALL, Insn
+from tcfuzz.model.interfaces import JitError, JitFault, VerifiedProgram
+from tcfuzz.model.sample import tail_call_sites
 
 from conftest import CODEGENS, jit_sample
 
@@ -58,8 +58,8 @@ def test_poke_descriptor_addresses(codegen):
 
 
 def test_jit_does_not_mutate_its_input():
-    from model.profile import preset
-    from model.sample import SampleConfig, verified_sample
+    from tcfuzz.model.profile import preset
+    from tcfuzz.model.sample import SampleConfig, verified_sample
     prog = verified_sample(SampleConfig(sites=("direct",)), CODEGENS["legacy"], preset("default"))
     CODEGENS["legacy"].jit(prog, preset("default"), 0x100_0000)
     assert prog.poke_tab[0].tailcall_target is None

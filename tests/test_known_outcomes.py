@@ -2,15 +2,15 @@
 Unicorn (or, for the model, by reasoning), and the oracle must say AGREE — or name the divergence."""
 import pytest
 
-import jit_new
-import jit_old
-from model.interfaces import FaultKind, VerdictKind
-from model.lower import FALL_THROUGH
-from model.profile import PRESETS
-from model.semantics import CountOrder
-from fuzz.engine import Engine
-from fuzz.executor import execute, load
-from fuzz.oracle import judge
+from tcfuzz import jit_new
+from tcfuzz import jit_old
+from tcfuzz.model.interfaces import FaultKind, VerdictKind
+from tcfuzz.model.lower import FALL_THROUGH
+from tcfuzz.model.profile import PRESETS
+from tcfuzz.model.semantics import CountOrder
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import execute, load
+from tcfuzz.verdict.oracle import judge
 
 from conftest import static_world, world
 
@@ -126,7 +126,7 @@ def test_static_and_dynamic_sites_in_one_program_diverge_under_the_patch():
 def test_broken_bound_check_is_reported_new_diverges():
     """`jae` -> `ja` in the patched bound check: index == max_entries passes, and the load of
     ptrs[max_entries + index] runs past the end of the array."""
-    from fuzz.mutants import BOUND_CHECK_JA
+    from tcfuzz.selftest.mutants import BOUND_CHECK_JA
 
     j = judge(static_world(max_entries=4, slots={0: 1}, keys=(0, 4)), new=BOUND_CHECK_JA)
     v = j.verdict
@@ -137,7 +137,7 @@ def test_broken_bound_check_is_reported_new_diverges():
 
 
 def test_lost_increment_is_a_timeout_not_a_hang(monkeypatch):
-    from jit_old.tail_call import emit_count_and_unwind
+    from tcfuzz.jit_old.tail_call import emit_count_and_unwind
 
     def no_increment(p, prog, callee_regs_used, stack_depth):
         emit_count_and_unwind(p, prog, callee_regs_used, stack_depth)
@@ -189,7 +189,7 @@ def test_tail_calls_from_subprograms_share_one_counter(profile):
 
 
 def test_subprogram_images_carry_the_counter_pointer_into_the_call(cs):
-    from model.interfaces import asm_matches
+    from tcfuzz.model.interfaces import asm_matches
 
     w = world([{"id": 0, "max_entries": 1}], [{"id": 0, "subprog": True, "stack_depth": 24,
                                                "sites": [{"maps": [0], "key": 0}]}], [{"entry": 0}])

@@ -11,12 +11,12 @@ from unicorn.x86_const import (UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, U
                                UC_X86_REG_RBP, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RSI,
                                UC_X86_REG_RSP)
 
-import jit_new
-import jit_old
-from fuzz.lifter import JUMP, OUT, LiftError, Sequence, State, run
-from fuzz.prove import Config, prove, site_sequence
-from model.layout import indirect_thunk
-from model.profile import PRESETS
+from tcfuzz import jit_new
+from tcfuzz import jit_old
+from tcfuzz.analysis.lifter import JUMP, OUT, LiftError, Sequence, State, run
+from tcfuzz.analysis.prove import Config, prove, site_sequence
+from tcfuzz.model.layout import indirect_thunk
+from tcfuzz.model.profile import PRESETS
 
 UC_REGS = {"rax": UC_X86_REG_RAX, "rcx": UC_X86_REG_RCX, "rdx": UC_X86_REG_RDX, "rbx": UC_X86_REG_RBX,
            "rsp": UC_X86_REG_RSP, "rbp": UC_X86_REG_RBP, "rsi": UC_X86_REG_RSI, "r12": UC_X86_REG_R12,
@@ -137,8 +137,8 @@ def test_unknown_instructions_fail_closed():
 
 
 def test_planted_bug_gives_a_counterexample_that_replays():
-    from fuzz.mutants import BOUND_CHECK_JA
-    from fuzz.prove import replay
+    from tcfuzz.selftest.mutants import BOUND_CHECK_JA
+    from tcfuzz.analysis.prove import replay
 
     r = prove(Config("default", "static", 8, "some"), jit_old.CODEGEN, BOUND_CHECK_JA, show_necessary=False)
     assert not r.proven

@@ -2,9 +2,9 @@
 from the bit layout (imm: bits 0-7 map index, 8-15 poisoned, 16-31 poke index + 1 in a C int)."""
 import json
 
-from fuzz.cli import main
-from fuzz.limits import first_breaks, first_disp_overflow, hunt
-from model.profile import preset
+from tcfuzz.cli.main import main
+from tcfuzz.analysis.limits import first_breaks, first_disp_overflow, hunt
+from tcfuzz.model.profile import preset
 
 MAP_FIELD_BITS = 8                       # bits 0-7
 FIRST_BAD_MAP = 2**MAP_FIELD_BITS        # 256 spills into the poisoned byte

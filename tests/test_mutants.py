@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from fuzz.cli import main
-from fuzz.mutants import CATALOGUE
-from fuzz.oracle import judge
-from fuzz.selftest import hunt
+from tcfuzz.cli.main import main
+from tcfuzz.selftest.mutants import CATALOGUE
+from tcfuzz.verdict.oracle import judge
+from tcfuzz.selftest.kill import hunt
 
 
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
@@ -18,7 +18,7 @@ def test_mutant_is_killed(name):
 
 def test_mutants_keep_their_base_intact():
     """A mutant changes only itself: its base still agrees on the whole kernel corpus group."""
-    from fuzz.selftest import corpus_worlds
+    from tcfuzz.selftest.kill import corpus_worlds
 
     for origin, world in corpus_worlds():
         if origin.startswith("corpus/kernel/"):

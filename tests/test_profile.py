@@ -1,6 +1,6 @@
 import pytest
 
-from model.profile import PRESETS, JumpVariant, KernelProfile, ProfileError, preset
+from tcfuzz.model.profile import PRESETS, JumpVariant, KernelProfile, ProfileError, preset
 
 
 def test_tail_call_offset_and_struct_offsets():

@@ -1,20 +1,20 @@
 """The property the whole tool exists for: legacy = patched = model, on generated worlds.
 
 The legacy JIT must always agree with the reference. The patched one may diverge only for a known
-cause (fuzz/known.py); any other divergence fails the test with a shrunk world. Corpus entries are
+cause (fuzz/verdict/causes.py); any other divergence fails the test with a shrunk world. Corpus entries are
 explicit examples, so every regression scenario is tried first on each run."""
 from pathlib import Path
 
 from hypothesis import example, given, strategies as st, target
 
-from fuzz.artifacts import read_document
-import jit_new
-import jit_old
-from fuzz.batch import case_world, random_cases
-from fuzz.batch_oracle import judge_batch
-from fuzz.generate import decode, single_run, worlds
-from fuzz.known import known_causes
-from fuzz.oracle import judge, same
+from tcfuzz.triage.artifacts import read_document
+from tcfuzz import jit_new
+from tcfuzz import jit_old
+from tcfuzz.machine.batch import case_world, random_cases
+from tcfuzz.verdict.batch_oracle import judge_batch
+from tcfuzz.gen.worlds import decode, single_run, worlds
+from tcfuzz.verdict.causes import known_causes
+from tcfuzz.verdict.oracle import judge, same
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 

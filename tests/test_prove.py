@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-import jit_new
-import jit_old
-from fuzz.artifacts import read_document
-from fuzz.cli import main
-from fuzz.prove import INT_MAX, Config, matrix, prove, replay
-from model.profile import PRESETS
+from tcfuzz import jit_new
+from tcfuzz import jit_old
+from tcfuzz.triage.artifacts import read_document
+from tcfuzz.cli.main import main
+from tcfuzz.analysis.prove import INT_MAX, Config, matrix, prove, replay
+from tcfuzz.model.profile import PRESETS
 
 
 @pytest.mark.parametrize("cfg", matrix(quick=True), ids=lambda c: c.name)
@@ -41,7 +41,7 @@ def test_cli_proves_and_reports(capsys):
 
 def test_planted_bug_counterexamples_become_artifacts(capsys, tmp_path):
     status = main(["prove", "--profile", "default", "--kind", "static", "--quick", "--new",
-                   "fuzz.mutants:BOUND_CHECK_JA", "--artifacts", str(tmp_path)])
+                   "tcfuzz.selftest.mutants:BOUND_CHECK_JA", "--artifacts", str(tmp_path)])
     out = capsys.readouterr().out
     assert status == 1 and "COUNTEREXAMPLE" in out and "DID NOT REPRODUCE" not in out
     artifacts = sorted(tmp_path.glob("prove-*.json"))
@@ -49,6 +49,6 @@ def test_planted_bug_counterexamples_become_artifacts(capsys, tmp_path):
     for path in artifacts:
         doc = read_document(path)
         assert doc.kind == "artifact" and doc.data["verdict"] == "NEW_DIVERGES"
-        assert doc.data["codegens"]["new"] == "fuzz.mutants:BOUND_CHECK_JA"
-        assert main(["repro", str(path), "--new", "fuzz.mutants:BOUND_CHECK_JA"]) == 1
+        assert doc.data["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
+        assert main(["repro", str(path), "--new", "tcfuzz.selftest.mutants:BOUND_CHECK_JA"]) == 1
     capsys.readouterr()

@@ -3,8 +3,8 @@ import json
 import re
 from pathlib import Path
 
-from model.world import World
-from fuzz.oracle import judge
+from tcfuzz.model.world import World
+from tcfuzz.verdict.oracle import judge
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -18,7 +18,7 @@ def test_readme_world_example_runs():
 
 
 def test_readme_plugin_example_fixes_both_findings(tmp_path, monkeypatch, capsys):
-    from fuzz.cli import main
+    from tcfuzz.cli.main import main
 
     code = re.search(r"```python\n# my_patch.py\n(.*?)```", README.read_text(), re.S).group(1)
     (tmp_path / "my_patch.py").write_text(code)
@@ -32,11 +32,11 @@ def test_readme_plugin_example_fixes_both_findings(tmp_path, monkeypatch, capsys
 
 
 def test_bad_plugin_specs_are_one_line_exit_2(capsys):
-    from fuzz.cli import main
+    from tcfuzz.cli.main import main
 
     world = str(README.parent / "examples" / "self-call.json")
-    for spec, message in [("jit_new", "expected module:object"), ("jit_new:NOPE", "jit_new has no NOPE"),
-                          ("model.world:World", "not a Codegen (missing name, cached_targets, fixup, jit)")]:
+    for spec, message in [("jit_new", "expected module:object"), ("tcfuzz.jit_new:NOPE", "tcfuzz.jit_new has no NOPE"),
+                          ("tcfuzz.model.world:World", "not a Codegen (missing name, cached_targets, fixup, jit)")]:
         assert main(["run", world, "--new", spec]) == 2
         err = capsys.readouterr().err
         assert err == f"tcfuzz run: error: codegen {spec!r}: {message}\n"

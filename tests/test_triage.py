@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.artifacts import ARTIFACT_SCHEMA, atomic_write, read_document, write_artifact
-from fuzz.cli import main
-from fuzz.oracle import judge
-from fuzz.triage import size
+from tcfuzz.triage.artifacts import ARTIFACT_SCHEMA, atomic_write, read_document, write_artifact
+from tcfuzz.cli.main import main
+from tcfuzz.verdict.oracle import judge
+from tcfuzz.triage.repro import size
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_LABEL = ROOT / "examples" / "shared-label.json"
@@ -176,7 +176,7 @@ def test_corpus_add_expects_the_current_verdict_and_never_overwrites(capsys, tmp
 
 
 def test_repro_of_a_raw_fuzzer_input_decodes_it(capsys, tmp_path):
-    from fuzz.generate import decode_input
+    from tcfuzz.gen.worlds import decode_input
 
     single, batch = tmp_path / "crash-single", tmp_path / "crash-batch"
     single.write_bytes(b"\x00" + bytes(range(1, 60)))          # mode 0: one world

@@ -3,11 +3,11 @@ import dataclasses
 
 import pytest
 
-from model.bpf import BPF_ALU, BPF_AND, BPF_EMIT_CALL_TAIL_CALL, BPF_JGE, BPF_JMP, BPF_K, BPF_TAIL_CALL, R3
-from model.interfaces import MapRef, TailCallAux, VerifierEnv, VerifierReject
-from model.profile import preset
-from model.sample import SampleConfig, sample_program
-from model.world import index_mask
+from tcfuzz.model.bpf import BPF_ALU, BPF_AND, BPF_EMIT_CALL_TAIL_CALL, BPF_JGE, BPF_JMP, BPF_K, BPF_TAIL_CALL, R3
+from tcfuzz.model.interfaces import MapRef, TailCallAux, VerifierEnv, VerifierReject
+from tcfuzz.model.profile import preset
+from tcfuzz.model.sample import SampleConfig, sample_program
+from tcfuzz.model.world import index_mask
 
 from conftest import CODEGENS, jit_sample
 

@@ -1,6 +1,6 @@
 """The worked examples of ../shared/reference/x86-tailcall.md (objdump-verified there), byte for byte."""
-from model.bpf import R6, R7, R8, R9
-from model.profile import JumpVariant, preset
+from tcfuzz.model.bpf import R6, R7, R8, R9
+from tcfuzz.model.profile import JumpVariant, preset
 
 from conftest import CODEGENS, jit_sample, site_bytes
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from model.world import SCHEMA, World, WorldError, index_mask
+from tcfuzz.model.world import SCHEMA, World, WorldError, index_mask
 
 from conftest import world
 

@@ -9,9 +9,9 @@ these apart so that anything else stands out; `tcfuzz run/repro` still report th
 """
 from __future__ import annotations
 
-from model.lower import site_aux
-from model.semantics import is_direct
-from model.world import World
+from tcfuzz.model.lower import site_aux
+from tcfuzz.model.semantics import is_direct
+from tcfuzz.model.world import World
 
 INT_MAX = 2**31 - 1
 

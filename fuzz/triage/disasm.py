@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import capstone
 
-from model.bpf import BPF_JMP, BPF_TAIL_CALL
-from model.interfaces import Codegen, JitError, JitImage, VerifierReject
-from model.layout import RCX, image_base, indirect_thunk
-from model.profile import KernelProfile
-from model.sample import SampleConfig, tail_call_sites, verified_sample
+from tcfuzz.model.bpf import BPF_JMP, BPF_TAIL_CALL
+from tcfuzz.model.interfaces import Codegen, JitError, JitImage, VerifierReject
+from tcfuzz.model.layout import RCX, image_base, indirect_thunk
+from tcfuzz.model.profile import KernelProfile
+from tcfuzz.model.sample import SampleConfig, tail_call_sites, verified_sample
 
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 _JUMPS = {"jmp", "ja", "jae", "jb", "jbe", "je", "jne", "call"}

@@ -23,8 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from model.interfaces import Verdict, VerdictKind
-from model.world import SCHEMA as WORLD_SCHEMA, World, WorldError, field_problem
+from tcfuzz.model.interfaces import Verdict, VerdictKind
+from tcfuzz.model.world import SCHEMA as WORLD_SCHEMA, World, WorldError, field_problem
 
 
 
@@ -83,7 +83,7 @@ def artifact_doc(world: World, verdict: Verdict, seed: int | None = None, raw_na
                  codegens: dict[str, str] | None = None, model_order: str = "jit") -> dict:
     return {"schema": ARTIFACT_SCHEMA, **verdict_json(verdict), "seed": seed, "input": raw_name,
             "versions": versions(), "profile": world.profile.to_json(),
-            "codegens": codegens or {"old": "jit_old:CODEGEN", "new": "jit_new:CODEGEN"},
+            "codegens": codegens or {"old": "tcfuzz.jit_old:CODEGEN", "new": "tcfuzz.jit_new:CODEGEN"},
             "model_order": model_order, "world": world.to_json()}
 
 
@@ -149,10 +149,10 @@ def _fields(data: dict, path: Path, kind: str, required: set[str], optional: set
 
 def read_document(path: Path) -> Document:
     """A `.json` file is one of the three JSON kinds (strict); any other file is a raw fuzzer input,
-    which every byte string is: it decodes to a world (fuzz/generate.py)."""
+    which every byte string is: it decodes to a world (fuzz/gen/worlds.py)."""
     path = Path(path)
     if path.suffix != ".json" and not path.is_dir():
-        from fuzz.generate import decode_input
+        from tcfuzz.gen.worlds import decode_input
 
         try:
             raw = path.read_bytes()

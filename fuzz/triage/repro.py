@@ -6,16 +6,16 @@ import json
 from pathlib import Path
 from typing import Callable, Iterator
 
-from model.interfaces import Codegen, Observation
-from model.lower import FALL_THROUGH
-from model.profile import PRESETS
-from model.sample import tail_call_sites
-from model.world import World, WorldError
+from tcfuzz.model.interfaces import Codegen, Observation
+from tcfuzz.model.lower import FALL_THROUGH
+from tcfuzz.model.profile import PRESETS
+from tcfuzz.model.sample import tail_call_sites
+from tcfuzz.model.world import World, WorldError
 
-from fuzz.artifacts import InputError, artifact_doc, atomic_write, dump, read_document
-from fuzz.disasm import image_listing, render_side_by_side
-from fuzz.executor import compile_world
-from fuzz.oracle import VOTERS, Judgement, judge
+from tcfuzz.triage.artifacts import InputError, artifact_doc, atomic_write, dump, read_document
+from tcfuzz.triage.disasm import image_listing, render_side_by_side
+from tcfuzz.machine.executor import compile_world
+from tcfuzz.verdict.oracle import VOTERS, Judgement, judge
 
 
 # --- repro -------------------------------------------------------------------------------------------

@@ -16,15 +16,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from model.interfaces import Codegen, Observation, Verdict, VerdictKind
-from model.semantics import CountOrder, predict
-from model.world import World
+from tcfuzz.model.interfaces import Codegen, Observation, Verdict, VerdictKind
+from tcfuzz.model.semantics import CountOrder, predict
+from tcfuzz.model.world import World
 
-import jit_new
-import jit_old
+from tcfuzz import jit_new
+from tcfuzz import jit_old
 
-from fuzz.engine import Engine
-from fuzz.executor import execute
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import execute
 
 VOTERS = ("legacy", "patched", "model")
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from model.bpf import BPF_EXIT_INSN, BPF_JMP, BPF_TAIL_CALL, Insn
-from model.interfaces import JitError, MapRef, PokeDescriptor, VerifiedProgram
-from model.layout import image_base
-from model.profile import KernelProfile
-from model.world import SCHEMA, World
+from tcfuzz.model.bpf import BPF_EXIT_INSN, BPF_JMP, BPF_TAIL_CALL, Insn
+from tcfuzz.model.interfaces import JitError, MapRef, PokeDescriptor, VerifiedProgram
+from tcfuzz.model.layout import image_base
+from tcfuzz.model.profile import KernelProfile
+from tcfuzz.model.world import SCHEMA, World
 
-from jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
+from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 
 EXHAUSTIVE_MAX = 4_000_000        # round trips; past that the product is swept field by field
 INT_MAX = 2**31 - 1
@@ -127,7 +127,7 @@ def demo_map_break(profile: KernelProfile, m: int, voters: dict) -> dict:
     """A world with the prog array at used_maps[m] (fillers before it), a static site calling slot 0."""
     if m + 1 > 2**14:
         return {"world": None, "why": f"used_maps[{m}] needs more maps than tcfuzz's address layout holds (16384)"}
-    from fuzz.oracle import judge
+    from tcfuzz.verdict.oracle import judge
 
     maps = [{"id": 1 + i, "kind": "filler", "max_entries": 1} for i in range(m)]
     maps.append({"id": 0, "max_entries": 2, "slots": {"0": 1}})
@@ -160,8 +160,8 @@ def first_disp_overflow(ptrs_off: int) -> int:
 
 
 def demo_disp(profile: KernelProfile, voters: dict) -> dict:
-    from fuzz.oracle import judge
-    from jit_new.tail_call import static_ptrs_disp
+    from tcfuzz.verdict.oracle import judge
+    from tcfuzz.jit_new.tail_call import static_ptrs_disp
 
     me = first_disp_overflow(profile.ptrs_off)
     disp = static_ptrs_disp(profile, me)
@@ -181,8 +181,8 @@ def demo_disp(profile: KernelProfile, voters: dict) -> dict:
 def hunt(profile: KernelProfile, run_demos: bool = True, old=None, new=None) -> Report:
     """The imm codec is `new.imm_codec` (encode, decode) when the codegen has one, else patch 2/4's;
     the demonstrations run `old` and `new`."""
-    import jit_new
-    import jit_old
+    from tcfuzz import jit_new
+    from tcfuzz import jit_old
 
     old, new = old or jit_old.CODEGEN, new or jit_new.CODEGEN
     codec = getattr(new, "imm_codec", None) or PATCH_CODEC

@@ -23,8 +23,8 @@ from typing import Callable
 from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
                      UC_MEM_FETCH_UNMAPPED, UC_MODE_64, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc)
 
-from model.interfaces import FaultKind
-from model.layout import (ARRAY_BASE, ARRAY_SLOT, BATCH_BASE, BATCH_SIZE, CTX_BASE, CTX_SIZE, IMAGE_SLOT, JIT_BASE, KTEXT_BASE,
+from tcfuzz.model.interfaces import FaultKind
+from tcfuzz.model.layout import (ARRAY_BASE, ARRAY_SLOT, BATCH_BASE, BATCH_SIZE, CTX_BASE, CTX_SIZE, IMAGE_SLOT, JIT_BASE, KTEXT_BASE,
                           MAX_PROGS, PAGE, PROG_BASE, STACK_BASE, STACK_SIZE)
 
 JIT_SIZE = IMAGE_SLOT * MAX_PROGS
@@ -77,7 +77,7 @@ class Engine:
         self.lazy_pages: set[int] = set()
         self.world_hooks: list[int] = []
         self.fault: MemFault | None = None
-        self.owner = None                      # the batch whose world is loaded (fuzz/batch.py)
+        self.owner = None                      # the batch whose world is loaded (fuzz/machine/batch.py)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.uc.mem_write(JIT_BASE, INT3_FILL * JIT_SIZE)
         self.uc.mem_write(KTEXT_BASE, INT3_FILL * KTEXT_SIZE)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import struct
 
-from model.interfaces import PokeDescriptor
-from model.layout import PAGE, array_base, prog_struct
-from model.profile import KernelProfile
-from model.world import MapSpec
+from tcfuzz.model.interfaces import PokeDescriptor
+from tcfuzz.model.layout import PAGE, array_base, prog_struct
+from tcfuzz.model.profile import KernelProfile
+from tcfuzz.model.world import MapSpec
 
-from fuzz.engine import Allocation, Engine
+from tcfuzz.machine.engine import Allocation, Engine
 
 NOP5 = bytes.fromhex("0f1f440000")      # x86_nops[5]
 ARRAY_AUX_POISON = 0xA0A0_0000_0000     # array->aux: never dereferenced by a tail call

@@ -6,7 +6,7 @@ does not. A harness that cannot kill a planted bug cannot be trusted on a real o
 
 Most mutants emit their base's sequence and then rewrite one instruction of it, found by the
 emitter's own asm comment (the same comments the golden tests check against capstone), keeping
-its length so the pass loop still converges. Each is importable as `fuzz.mutants:NAME`.
+its length so the pass loop still converges. Each is importable as `tcfuzz.selftest.mutants:NAME`.
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import dataclasses
 import struct
 from typing import Callable
 
-from jit_new import PatchedCodegen
-from jit_new.imm import decode_tail_call_imm
-from jit_new.jit import PatchedX86Jit
-from jit_new.tail_call import emit_bpf_tail_call_indirect
-from jit_old import LegacyCodegen
-from jit_old.jit import poke_entry
-from jit_old.tail_call import emit_bpf_tail_call_direct
+from tcfuzz.jit_new import PatchedCodegen
+from tcfuzz.jit_new.imm import decode_tail_call_imm
+from tcfuzz.jit_new.jit import PatchedX86Jit
+from tcfuzz.jit_new.tail_call import emit_bpf_tail_call_indirect
+from tcfuzz.jit_old import LegacyCodegen
+from tcfuzz.jit_old.jit import poke_entry
+from tcfuzz.jit_old.tail_call import emit_bpf_tail_call_direct
 
 Rewrite = Callable[[bytes], bytes]
 

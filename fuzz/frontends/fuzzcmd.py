@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from fuzz.artifacts import atomic_write, versions
+from tcfuzz import SOURCE_TREE
+from tcfuzz.triage.artifacts import atomic_write, versions
 
-FUZZER = Path(__file__).resolve().parent.parent / "fuzzers" / "tailcall_fuzzer.py"
+FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
 
 
 def merge_stats(artifacts: Path) -> dict:
@@ -71,8 +72,6 @@ def run(corpus: Path, artifacts: Path, max_time: int | None, runs: int | None, s
     argv += extra
     env = dict(os.environ, TCFUZZ_ARTIFACTS=str(artifacts), TCFUZZ_SEED=str(seed), TCFUZZ_OLD=old, TCFUZZ_NEW=new,
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    root = str(FUZZER.parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     started = time.monotonic()
     engine = subprocess.run(argv, env=env, cwd=artifacts)
     summary = {"schema": "tcfuzz-fuzz-summary/1", **merge_stats(artifacts), "elapsed": time.monotonic() - started,

@@ -22,18 +22,18 @@ from unicorn.x86_const import (UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, U
                                UC_X86_REG_RDI, UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI,
                                UC_X86_REG_RSP)
 
-from model.bpf import round_up
-from model.interfaces import (Codegen, Fault, FaultKind, JitError, JitFault, JitImage, Observation,
+from tcfuzz.model.bpf import round_up
+from tcfuzz.model.interfaces import (Codegen, Fault, FaultKind, JitError, JitFault, JitImage, Observation,
                               VerifiedProgram, VerifierReject)
-from model.layout import (CTX_BASE, CTX_SIZE, ENTRY_RSP, HARNESS_RETURN, IMAGE_SLOT, MAX_PROGS,
+from tcfuzz.model.layout import (CTX_BASE, CTX_SIZE, ENTRY_RSP, HARNESS_RETURN, IMAGE_SLOT, MAX_PROGS,
                           PROG_BASE, PROG_STRUCT_SIZE, STACK_BASE, STACK_SIZE, SUBPROG_OFFSET, array_base, ctx_run_count, ctx_site, indirect_thunk,
                           prog_struct)
-from model.lower import lower_program, used_maps
-from model.sample import tail_call_sites
-from model.world import MapOp, ProgramSpec, RunSpec, World
+from tcfuzz.model.lower import lower_program, used_maps
+from tcfuzz.model.sample import tail_call_sites
+from tcfuzz.model.world import MapOp, ProgramSpec, RunSpec, World
 
-from fuzz.engine import Engine, shared_engine
-from fuzz.kernel import (PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup)
+from tcfuzz.machine.engine import Engine, shared_engine
+from tcfuzz.machine.prog_array import (PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup)
 
 INSN_BUDGET = 200_000          # a full 33-call chain of 8-site programs runs well under 20k instructions
 

@@ -1,5 +1,5 @@
 """The batch oracle: the reference model for a whole case table, and the comparison that flags the
-cases where a codegen's batch (fuzz/batch.py) parts from it.
+cases where a codegen's batch (fuzz/machine/batch.py) parts from it.
 
 `model_batch` evaluates the interpreter's semantics with numpy for single-site worlds (one run, no
 map operations, an entry program with one site whose slots hold itself or programs without sites);
@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.interfaces import Codegen
-from model.layout import ENTRY_RSP, array_base, prog_struct
-from model.lower import FALL_THROUGH, site_aux
-from model.world import World
+from tcfuzz.model.interfaces import Codegen
+from tcfuzz.model.layout import ENTRY_RSP, array_base, prog_struct
+from tcfuzz.model.lower import FALL_THROUGH, site_aux
+from tcfuzz.model.world import World
 
-from fuzz.batch import (NORMAL_CALL, REGS, SCRATCH, Batch, BatchResult, batch_engine, case_world, decode_slot,
+from tcfuzz.machine.batch import (NORMAL_CALL, REGS, SCRATCH, Batch, BatchResult, batch_engine, case_world, decode_slot,
                         inputs_of, slot_map, with_slot)
-from fuzz.engine import Engine
-from fuzz.executor import SENTINEL
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import SENTINEL
 
 
 def batchable(world: World) -> bool:

@@ -3,7 +3,7 @@ for every input, per configuration, under explicit, named, minimal preconditions
 
 From one symbolic initial state (64-bit index in rdx, the prog array at rsi with symbolic
 max_entries and contents, the counter behind the frame's tcc_ptr, every register and memory cell)
-both sequences are lifted (fuzz/lifter.py) and their exits merged. The claim: the way out (the
+both sequences are lifted (fuzz/analysis/lifter.py) and their exits merged. The claim: the way out (the
 sequence end, or a jump), the jump target, rax (the count handed to the callee), rsp, the
 callee-saved registers and all of memory agree. z3 either proves it or gives a counterexample.
 
@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 import z3
 from capstone.x86 import X86_OP_IMM
 
-from model.bpf import R6, R7, R8, R9
-from model.interfaces import Codegen
-from model.layout import image_base
-from model.profile import PRESETS, KernelProfile
-from model.sample import SampleConfig, SiteKind, tail_call_sites, verified_sample
+from tcfuzz.model.bpf import R6, R7, R8, R9
+from tcfuzz.model.interfaces import Codegen
+from tcfuzz.model.layout import image_base
+from tcfuzz.model.profile import PRESETS, KernelProfile
+from tcfuzz.model.sample import SampleConfig, SiteKind, tail_call_sites, verified_sample
 
-from fuzz.lifter import JUMP, Sequence, initial_state, load, merge, run
+from tcfuzz.analysis.lifter import JUMP, Sequence, initial_state, load, merge, run
 
 INT_MAX = 2**31 - 1
 CALLEE = ("rbx", "rbp", "r12", "r13", "r14", "r15")
@@ -105,7 +105,7 @@ class Claim:
         """Make the baked imm32 and disp32 symbolic, where the concrete bytes are exactly what the
         patch's C arithmetic gives for ME0. Returns False (and leaves the bytes concrete) when they are
         not: such a codegen is then proved for max_entries = ME0 only."""
-        from fuzz.lifter import decode
+        from tcfuzz.analysis.lifter import decode
 
         concrete_disp = z3.simplify(z3.substitute(self.disp(), (self.me, z3.BitVecVal(ME0, 32)))).as_signed_long()
         fields = {}
@@ -189,7 +189,7 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
     configuration's program and site, the array with the counterexample's max_entries field, the key
     and the count; the slot read filled when the counterexample's was, and then also slot 0 (whose
     cached target sits where a read one past the end lands) and the last slot."""
-    from model.world import SCHEMA, World, WorldError
+    from tcfuzz.model.world import SCHEMA, World, WorldError
 
     sample = cfg.sample()
     me = ME0 if cfg.kind == "direct" else (values["max_entries_field"] or 1)   # a direct site reads no max_entries
@@ -219,7 +219,7 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
 
 def replay(cfg: Config, values: dict, old: Codegen, new: Codegen):
     """The first concretisation that diverges under Unicorn: (world, verdict), or None."""
-    from fuzz.oracle import judge
+    from tcfuzz.verdict.oracle import judge
 
     for world in counterexample_worlds(cfg, values):
         verdict = judge(world, old=old, new=new).verdict
@@ -276,7 +276,7 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
     """Prove every configuration. Necessity of each precondition and the disp32 boundary are shown
     once per profile (on its first static configuration). Every counterexample is replayed as a world
     under Unicorn and, with `artifacts`, written as an artifact `tcfuzz repro` accepts."""
-    from fuzz.artifacts import write_artifact
+    from tcfuzz.triage.artifacts import write_artifact
 
     results, replays, seen_profiles = [], [], set()
     for cfg in configs:

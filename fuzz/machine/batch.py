@@ -20,7 +20,7 @@ No code hooks are installed, so a batch sees less than a per-case run (no trace,
 it is the fast filter, and every case it flags is re-run through the per-case executor, which
 gives the verdict, the signature and the artifact.
 
-The reference side and the comparison are in fuzz/batch_oracle.py.
+The reference side and the comparison are in fuzz/verdict/batch_oracle.py.
 """
 from __future__ import annotations
 
@@ -31,14 +31,14 @@ import numpy as np
 from unicorn import UcError
 from unicorn.x86_const import UC_X86_REG_RIP
 
-from model.bpf import round_up
-from model.interfaces import Codegen
-from model.layout import (BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site)
-from model.world import World
+from tcfuzz.model.bpf import round_up
+from tcfuzz.model.interfaces import Codegen
+from tcfuzz.model.layout import (BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site)
+from tcfuzz.model.world import World
 
-from jit_old.emit import Emitter
-from fuzz.engine import Engine
-from fuzz.executor import SENTINEL, Loaded, load
+from tcfuzz.jit_old.emit import Emitter
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import SENTINEL, Loaded, load
 
 DRIVER = KTEXT_BASE + 0x1000
 STATE = BATCH_BASE                       # u64 case pointer, result pointer, cases left, saved slot, saved cache
@@ -134,7 +134,7 @@ def slot_map(world: World) -> int:
 def slot_columns(world: World, n: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Half the cases set one slot of `slot_map` (emptied, or pointing at a program the batch's model
     covers) before they run; the rest change nothing (their slot is SCRATCH)."""
-    from model.layout import image_base, prog_struct
+    from tcfuzz.model.layout import image_base, prog_struct
 
     spec = world.map(slot_map(world))
     direct_keys = {s.key for p in world.programs for s in p.sites if s.key is not None}
@@ -173,7 +173,7 @@ def with_slot(slots: dict[int, int], index: int, prog: int | None) -> dict[int, 
 
 def slot_override(world: World, row) -> tuple[int, int | None] | None:
     """(index, program or None) a case sets in `slot_map`, or None when it sets nothing."""
-    from model.layout import prog_struct
+    from tcfuzz.model.layout import prog_struct
 
     return decode_slot(row, len(inputs_of(world).ctx_offsets),
                        array_base(slot_map(world)) + world.profile.ptrs_off,
@@ -354,7 +354,7 @@ def case_world(world: World, row: np.ndarray) -> World:
     """The single-run world that replays one case of a batch through the per-case executor."""
     import dataclasses
 
-    from model.world import SiteInput
+    from tcfuzz.model.world import SiteInput
 
     run = world.runs[0]
     override = slot_override(world, row)

@@ -18,7 +18,7 @@ import capstone
 import z3
 from capstone import x86
 
-from model.layout import indirect_thunk
+from tcfuzz.model.layout import indirect_thunk
 
 JUMP = 1 << 20                    # Exit.kind of an indirect/direct jump out of the sequence
 OUT = 0                           # Exit.kind base for leaving to sequence end + k

@@ -28,19 +28,20 @@ from pathlib import Path
 import numpy as np
 from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSP
 
-import jit_new
-import jit_old
-from model.layout import CTX_BASE, ENTRY_RSP, HARNESS_RETURN, ctx_site
-from model.profile import preset
-from model.semantics import predict
-from model.world import SCHEMA, World
+from tcfuzz import jit_new
+from tcfuzz import jit_old
+from tcfuzz import SOURCE_TREE
+from tcfuzz.model.layout import CTX_BASE, ENTRY_RSP, HARNESS_RETURN, ctx_site
+from tcfuzz.model.profile import preset
+from tcfuzz.model.semantics import predict
+from tcfuzz.model.world import SCHEMA, World
 
-from fuzz.batch import Batch, batch_engine, random_cases
-from fuzz.batch_oracle import ChainModel, differs, model_batch
-from fuzz.engine import Engine
-from fuzz.executor import execute_run, load
-from fuzz.generate import decode
-from fuzz.oracle import decide, judge
+from tcfuzz.machine.batch import Batch, batch_engine, random_cases
+from tcfuzz.verdict.batch_oracle import ChainModel, differs, model_batch
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import execute_run, load
+from tcfuzz.gen.worlds import decode
+from tcfuzz.verdict.oracle import decide, judge
 
 SINGLE_SITE = {"schema": SCHEMA, "profile": "default",
                "maps": [{"id": 0, "max_entries": 4, "slots": {"0": 1, "2": 0}}],
@@ -139,10 +140,10 @@ def atheris(seconds: int) -> dict:
     for label, instrument in (("instrumented", True), ("uninstrumented", False)):
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, **({} if instrument else {"TCFUZZ_NO_INSTRUMENT": "1"}))
-            cmd = [sys.executable, "-m", "fuzz.cli", "fuzz", "--corpus", f"{tmp}/c", "--artifacts", f"{tmp}/a",
+            cmd = [sys.executable, "-m", "tcfuzz.cli.main", "fuzz", "--corpus", f"{tmp}/c", "--artifacts", f"{tmp}/a",
                    "--max-time", str(seconds), "--", "-len_control=0", "-print_final_stats=0"]
             subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           cwd=Path(__file__).resolve().parent.parent)
+                           cwd=SOURCE_TREE)
             summary = json.loads(Path(f"{tmp}/a/summary.json").read_text())
             out[f"{label}_exec_s"] = summary["inputs"] / max(summary["elapsed"], 1e-9)
             out[f"{label}_cases_s"] = summary["cases"] / max(summary["elapsed"], 1e-9)
@@ -151,7 +152,7 @@ def atheris(seconds: int) -> dict:
 
 
 def limits_time() -> dict:
-    from fuzz.limits import hunt
+    from tcfuzz.analysis.limits import hunt
 
     return {"seconds": best(lambda: hunt(preset("default"), run_demos=False), 3)}
 

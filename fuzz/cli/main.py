@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from model.bpf import R6, R7, R8, R9
-from model.profile import PRESETS, JumpVariant, ProfileError, preset
-from model.sample import SampleConfig, SiteKind
+from tcfuzz.model.bpf import R6, R7, R8, R9
+from tcfuzz.model.profile import PRESETS, JumpVariant, ProfileError, preset
+from tcfuzz.model.sample import SampleConfig, SiteKind
 
 _REGS = {"r6": R6, "rbx": R6, "r7": R7, "r13": R7, "r8": R8, "r14": R8, "r9": R9, "r15": R9}
 
@@ -75,9 +75,9 @@ def profile_from_args(args: argparse.Namespace):
 
 
 def cmd_disasm(args: argparse.Namespace) -> int:
-    import jit_new
-    import jit_old
-    from fuzz.disasm import listing, render_side_by_side
+    from tcfuzz import jit_new
+    from tcfuzz import jit_old
+    from tcfuzz.triage.disasm import listing, render_side_by_side
 
     profile = profile_from_args(args)
     try:
@@ -105,10 +105,10 @@ def cmd_disasm(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from model.semantics import CountOrder
-    from fuzz.oracle import VOTERS, judge
-    from fuzz.triage import describe_observation
-    from fuzz.artifacts import InputError, read_document
+    from tcfuzz.model.semantics import CountOrder
+    from tcfuzz.verdict.oracle import VOTERS, judge
+    from tcfuzz.triage.repro import describe_observation
+    from tcfuzz.triage.artifacts import InputError, read_document
 
     try:
         doc = read_document(args.world)
@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _document(path: str):
-    from fuzz.artifacts import InputError, read_document
+    from tcfuzz.triage.artifacts import InputError, read_document
 
     try:
         return read_document(path)
@@ -157,8 +157,8 @@ def resolve_world(doc, voters: dict):
     case (or its first case when none diverges). Returns (world, one line saying which)."""
     if doc.cases is None:
         return doc.world, None
-    from fuzz.batch import case_world
-    from fuzz.batch_oracle import first_divergent_case
+    from tcfuzz.machine.batch import case_world
+    from tcfuzz.verdict.batch_oracle import first_divergent_case
 
     found = first_divergent_case(doc.world, doc.cases, voters["old"], voters["new"])
     if found is None:
@@ -169,13 +169,13 @@ def resolve_world(doc, voters: dict):
 
 def _add_codegen_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("codegens (module:object implementing model.interfaces.Codegen)")
-    g.add_argument("--old", default="jit_old:CODEGEN", help="the reference codegen (default: the legacy JIT)")
-    g.add_argument("--new", default="jit_new:CODEGEN", help="the codegen under test (default: the 2026 patch)")
+    g.add_argument("--old", default="tcfuzz.jit_old:CODEGEN", help="the reference codegen (default: the legacy JIT)")
+    g.add_argument("--new", default="tcfuzz.jit_new:CODEGEN", help="the codegen under test (default: the 2026 patch)")
 
 
 def codegens_from_args(args: argparse.Namespace) -> dict:
     """{"old": Codegen, "new": Codegen} for judge()."""
-    from fuzz.plugins import PluginError, load_codegen
+    from tcfuzz.codegens import PluginError, load_codegen
 
     try:
         return {"old": load_codegen(args.old), "new": load_codegen(args.new)}
@@ -184,9 +184,9 @@ def codegens_from_args(args: argparse.Namespace) -> dict:
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
-    from fuzz.artifacts import verdict_json
-    from fuzz.oracle import judge
-    from fuzz.triage import repro_report
+    from tcfuzz.triage.artifacts import verdict_json
+    from tcfuzz.verdict.oracle import judge
+    from tcfuzz.triage.repro import repro_report
 
     voters = codegens_from_args(args)
     doc = _document(args.file)
@@ -205,8 +205,8 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_minimize(args: argparse.Namespace) -> int:
-    from fuzz.artifacts import InputError
-    from fuzz.triage import minimize_file, size
+    from tcfuzz.triage.artifacts import InputError
+    from tcfuzz.triage.repro import minimize_file, size
 
     voters = codegens_from_args(args)
     before = _document(args.file).world
@@ -221,7 +221,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from fuzz.triage import triage_dir
+    from tcfuzz.triage.repro import triage_dir
 
     if not Path(args.dir).is_dir():
         raise UsageError(f"{args.dir}: not a directory")
@@ -242,8 +242,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus_add(args: argparse.Namespace) -> int:
-    from fuzz.artifacts import atomic_write, corpus_doc, dump
-    from fuzz.oracle import judge
+    from tcfuzz.triage.artifacts import atomic_write, corpus_doc, dump
+    from tcfuzz.verdict.oracle import judge
 
     voters = codegens_from_args(args)
     doc = _document(args.file)
@@ -262,7 +262,7 @@ def cmd_corpus_add(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from fuzz.fuzzcmd import run
+    from tcfuzz.frontends.fuzzcmd import run
 
     codegens_from_args(args)                      # fail early, with one line, on a bad spec
     extra = [a for a in args.libfuzzer if a != "--"]
@@ -272,7 +272,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
-    from fuzz.limits import hunt, render
+    from tcfuzz.analysis.limits import hunt, render
 
     profile = profile_from_args(args)
     changes = {k: v for k, v in (("max_used_maps", args.max_used_maps), ("poke_tab_max", args.poke_tab_max))
@@ -289,8 +289,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from fuzz.mutants import CATALOGUE
-    from fuzz.selftest import render, run
+    from tcfuzz.selftest.mutants import CATALOGUE
+    from tcfuzz.selftest.kill import render, run
 
     names = list(CATALOGUE) if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n not in CATALOGUE]
@@ -307,7 +307,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from fuzz.bench import render, run
+    from tcfuzz.selftest.bench import render, run
 
     report = run(args.cases, args.repeat, args.atheris_seconds)
     if args.json:
@@ -319,7 +319,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    from fuzz.prove import matrix, render, run_matrix
+    from tcfuzz.analysis.prove import matrix, render, run_matrix
 
     voters = codegens_from_args(args)
     configs = matrix(quick=args.quick)

@@ -1,6 +1,6 @@
 """The libFuzzer/Atheris target: one input = one world, or one world and a batch of its inputs
-(fuzz/generate.py decode_input: any bytes decode). Batches run through the in-guest driver
-(fuzz/batch.py); the cases they flag go through the per-case path for the verdict.
+(fuzz/gen/worlds.py decode_input: any bytes decode). Batches run through the in-guest driver
+(fuzz/machine/batch.py); the cases they flag go through the per-case path for the verdict.
 
 Two modes, chosen by the environment:
   * `tcfuzz fuzz` (TCFUZZ_ARTIFACTS set): never crash. Each input is judged; the first input of every
@@ -20,15 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from model.interfaces import FaultKind, Observation, VerdictKind
+from tcfuzz.model.interfaces import FaultKind, Observation, VerdictKind
 
-from fuzz.artifacts import atomic_write, write_artifact
-from fuzz.batch import case_world
-from fuzz.batch_oracle import judge_batch
-from fuzz.generate import decode_input
-from fuzz.known import known_causes
-from fuzz.oracle import judge
-from fuzz.plugins import NEW_DEFAULT, OLD_DEFAULT, load_codegen
+from tcfuzz.triage.artifacts import atomic_write, write_artifact
+from tcfuzz.machine.batch import case_world
+from tcfuzz.verdict.batch_oracle import judge_batch
+from tcfuzz.gen.worlds import decode_input
+from tcfuzz.verdict.causes import known_causes
+from tcfuzz.verdict.oracle import judge
+from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT, load_codegen
 
 PROGRESS_EVERY = 5.0
 MAX_TRIAGED_PER_BATCH = 4      # flagged cases re-run per input through the per-case path

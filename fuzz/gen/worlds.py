@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, TypeVar
 
-from model.bpf import CALLEE_SAVED
-from model.profile import PRESETS
-from model.world import (U32_MAX, MapOp, MapSpec, ProgramSpec, RunSpec, SiteInput, SiteSpec, World,
+from tcfuzz.model.bpf import CALLEE_SAVED
+from tcfuzz.model.profile import PRESETS
+from tcfuzz.model.world import (U32_MAX, MapOp, MapSpec, ProgramSpec, RunSpec, SiteInput, SiteSpec, World,
                          index_mask)
-from model.interfaces import VerifierEnv
+from tcfuzz.model.interfaces import VerifierEnv
 
 T = TypeVar("T")
 
@@ -159,7 +159,7 @@ def worlds():
 
 
 def to_batchable(world: World) -> World:
-    """The nearest world the batched path covers (fuzz/batch.py): its first run without map
+    """The nearest world the batched path covers (fuzz/machine/batch.py): its first run without map
     operations, the entry program cut to one site, and the slots that site can reach pointing at the
     entry program itself or at programs without sites."""
     import dataclasses
@@ -190,12 +190,12 @@ def single_run(world: World) -> World:
 def decode_input(data: bytes):
     """A fuzzer input -> (world, cases or None). The first choice picks the mode: 0 is one world,
     run as is; otherwise the world's first run without map operations and a batch of 64-512 inputs
-    for it, drawn (fuzz/batch.py random_cases) from a seed that hashes the rest of the input."""
+    for it, drawn (fuzz/machine/batch.py random_cases) from a seed that hashes the rest of the input."""
     import hashlib
 
     import numpy as np
 
-    from fuzz.batch import random_cases
+    from tcfuzz.machine.batch import random_cases
 
     src = ByteSource(data)
     mode = src.int(0, 3)

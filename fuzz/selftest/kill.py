@@ -1,4 +1,4 @@
-"""`tcfuzz mutants`: fuzz every planted bug of fuzz/mutants.py and time how long the oracle takes
+"""`tcfuzz mutants`: fuzz every planted bug of fuzz/selftest/mutants.py and time how long the oracle takes
 to kill it. A mutant is killed by a world on which it diverges while its base codegen agrees.
 
 Each mutant first meets the regression corpus (the worlds every run replays), then generated
@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fuzz.artifacts import InputError, read_document
-from fuzz.generate import decode
-from fuzz.mutants import CATALOGUE
-from fuzz.oracle import judge
+from tcfuzz import SOURCE_TREE
+from tcfuzz.triage.artifacts import InputError, read_document
+from tcfuzz.gen.worlds import decode
+from tcfuzz.selftest.mutants import CATALOGUE
+from tcfuzz.verdict.oracle import judge
 
-CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+CORPUS = SOURCE_TREE / "corpus"
 
 
 @dataclass

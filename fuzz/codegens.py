@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import importlib
 
-from model.interfaces import Codegen
+from tcfuzz.model.interfaces import Codegen
 
-OLD_DEFAULT = "jit_old:CODEGEN"
-NEW_DEFAULT = "jit_new:CODEGEN"
+OLD_DEFAULT = "tcfuzz.jit_old:CODEGEN"
+NEW_DEFAULT = "tcfuzz.jit_new:CODEGEN"
 
 
 class PluginError(Exception):
