@@ -4,6 +4,7 @@ The package is laid out by stage (see ARCHITECTURE.md): gen -> machine -> verdic
 analysis -> frontends -> selftest -> cli, over the kernel model (tcfuzz.model) and the two codegens
 (tcfuzz.jit_old, tcfuzz.jit_new).
 """
+
 from pathlib import Path
 
 __version__ = "0.2.0"

@@ -1,4 +1,5 @@
 """Codegens named on the command line as `module:object` (the object implements model.interfaces.Codegen)."""
+
 from __future__ import annotations
 
 import importlib

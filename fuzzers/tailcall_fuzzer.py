@@ -5,6 +5,7 @@ Executable with a shebang so that libFuzzer's -fork/-jobs can re-execute it. tcf
 are instrumented for coverage; unicorn and capstone are not (their coverage is noise and costs 2x).
 Used by `tcfuzz fuzz` and by the ClusterFuzzLite build (.clusterfuzzlite/build.sh).
 """
+
 import contextlib
 import os
 import sys
@@ -12,8 +13,9 @@ import sys
 import atheris
 
 # TCFUZZ_NO_INSTRUMENT=1 (used by `tcfuzz bench`) measures the cost of the instrumentation.
-instrumenting = (contextlib.nullcontext() if os.environ.get("TCFUZZ_NO_INSTRUMENT")
-                 else atheris.instrument_imports(include=["tcfuzz"]))
+instrumenting = (
+    contextlib.nullcontext() if os.environ.get("TCFUZZ_NO_INSTRUMENT") else atheris.instrument_imports(include=["tcfuzz"])
+)
 with instrumenting:
     from tcfuzz.frontends.target import main
 

@@ -1,10 +1,10 @@
 """The patched x86-64 tail-call codegen: Leon Hwang's 2026-01-02 series, patches 1/4 and 2/4."""
 from __future__ import annotations
 
-from tcfuzz.jit_old import LegacyCodegen
 from tcfuzz.jit_new import verifier
 from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 from tcfuzz.jit_new.jit import PatchedX86Jit
+from tcfuzz.jit_old import LegacyCodegen
 
 
 class PatchedCodegen(LegacyCodegen):

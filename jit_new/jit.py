@@ -1,14 +1,13 @@
 """Patch 2/4, the `case BPF_JMP | BPF_TAIL_CALL:` of do_jit(): decode the packed imm."""
 from __future__ import annotations
 
-from tcfuzz.model.bpf import Insn
-from tcfuzz.model.interfaces import VerifiedProgram
-
+from tcfuzz.jit_new.imm import decode_tail_call_imm
+from tcfuzz.jit_new.tail_call import emit_bpf_tail_call_indirect
 from tcfuzz.jit_old.emit import Emitter
 from tcfuzz.jit_old.jit import JitContext, X86Jit, poke_entry
 from tcfuzz.jit_old.tail_call import emit_bpf_tail_call_direct
-from tcfuzz.jit_new.imm import decode_tail_call_imm
-from tcfuzz.jit_new.tail_call import emit_bpf_tail_call_indirect
+from tcfuzz.model.bpf import Insn
+from tcfuzz.model.interfaces import VerifiedProgram
 
 
 class PatchedX86Jit(X86Jit):

@@ -7,13 +7,12 @@ Both spellings share the single `ctx->tail_call_indirect_label` with sequences o
 """
 from __future__ import annotations
 
-from tcfuzz.model.bpf import s32
-from tcfuzz.model.interfaces import JitFault, MapRef, VerifiedProgram
-from tcfuzz.model.profile import KernelProfile
-
 from tcfuzz.jit_old.emit import Emitter, rel8
 from tcfuzz.jit_old.tail_call import emit_count_and_unwind, emit_tail_call_cnt_check
 from tcfuzz.jit_old.x86 import X86_JAE, X86_JE, emit_indirect_jump
+from tcfuzz.model.bpf import s32
+from tcfuzz.model.interfaces import JitFault, MapRef, VerifiedProgram
+from tcfuzz.model.profile import KernelProfile
 
 
 def used_map(prog: VerifiedProgram, map_index: int) -> MapRef:

@@ -2,15 +2,13 @@
 do_misc_fixups(). The direct-call condition, the poke table and the unpriv bound check are unchanged."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
+from tcfuzz.jit_new.imm import encode_tail_call_imm
+from tcfuzz.jit_old.verifier import TAIL_CALL_INSN, bpf_jit_add_poke_descriptor, direct_tail_call_allowed, with_unpriv_bound_check
 from tcfuzz.model.bpf import Insn
 from tcfuzz.model.interfaces import MapRef, PokeDescriptor, TailCallAux, VerifierEnv, VerifierReject
 from tcfuzz.model.profile import KernelProfile
-
-from tcfuzz.jit_old.verifier import (TAIL_CALL_INSN, bpf_jit_add_poke_descriptor, direct_tail_call_allowed,
-                              with_unpriv_bound_check)
-from tcfuzz.jit_new.imm import encode_tail_call_imm
 
 ENOENT = 2
 

@@ -1,14 +1,13 @@
 """The legacy x86-64 tail-call codegen: bpf-next as it stood before the 2026-01-02 series."""
 from __future__ import annotations
 
-from typing import Sequence
-
-from tcfuzz.model.bpf import Insn
-from tcfuzz.model.interfaces import JitImage, MapRef, PokeDescriptor, VerifiedProgram, VerifierEnv
-from tcfuzz.model.profile import KernelProfile
+from collections.abc import Sequence
 
 from tcfuzz.jit_old import verifier
 from tcfuzz.jit_old.jit import X86Jit
+from tcfuzz.model.bpf import Insn
+from tcfuzz.model.interfaces import JitImage, MapRef, PokeDescriptor, VerifiedProgram, VerifierEnv
+from tcfuzz.model.profile import KernelProfile
 
 
 class LegacyCodegen:

@@ -10,20 +10,45 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from tcfuzz.model.bpf import (BPF_ALU, BPF_ALU64, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_JMP, BPF_K,
-                       BPF_LD, BPF_LDX, BPF_MEM, BPF_MOV, BPF_PSEUDO_CALL, BPF_STX, BPF_TAIL_CALL, R6,
-                       R7, R8, R9, Insn)
-from tcfuzz.model.layout import BPF_CALL_BASE
-from tcfuzz.model.interfaces import JitError, JitFault, JitImage, PokeDescriptor, VerifiedProgram
-from tcfuzz.model.profile import KernelProfile
-
 from tcfuzz.jit_old.emit import Emitter
-from tcfuzz.jit_old.insns import (emit_alu_imm, emit_call, emit_cond_jmp_imm, emit_jmp, emit_ldx_dw,
-                           emit_mov_imm32, emit_mov_imm64, emit_stx_dw)
+from tcfuzz.jit_old.insns import (
+    emit_alu_imm,
+    emit_call,
+    emit_cond_jmp_imm,
+    emit_jmp,
+    emit_ldx_dw,
+    emit_mov_imm32,
+    emit_mov_imm64,
+    emit_stx_dw,
+)
 from tcfuzz.jit_old.prologue import emit_prologue
-from tcfuzz.jit_old.tail_call import (BPF_TAIL_CALL_CNT_PTR_STACK_OFF, emit_bpf_tail_call_direct,
-                               emit_bpf_tail_call_indirect)
+from tcfuzz.jit_old.tail_call import BPF_TAIL_CALL_CNT_PTR_STACK_OFF, emit_bpf_tail_call_direct, emit_bpf_tail_call_indirect
 from tcfuzz.jit_old.x86 import emit_return, pop_frame_regs, push_frame_regs
+from tcfuzz.model.bpf import (
+    BPF_ALU,
+    BPF_ALU64,
+    BPF_CALL,
+    BPF_DW,
+    BPF_EXIT,
+    BPF_IMM,
+    BPF_JMP,
+    BPF_K,
+    BPF_LD,
+    BPF_LDX,
+    BPF_MEM,
+    BPF_MOV,
+    BPF_PSEUDO_CALL,
+    BPF_STX,
+    BPF_TAIL_CALL,
+    R6,
+    R7,
+    R8,
+    R9,
+    Insn,
+)
+from tcfuzz.model.interfaces import JitError, JitFault, JitImage, PokeDescriptor, VerifiedProgram
+from tcfuzz.model.layout import BPF_CALL_BASE
+from tcfuzz.model.profile import KernelProfile
 
 MAX_PASSES = 20
 PADDING_PASSES = MAX_PASSES - 5

@@ -6,11 +6,10 @@ Offsets from bpf_func (no CFI preamble, cfi_mode default):
 """
 from __future__ import annotations
 
-from tcfuzz.model.bpf import round_up
-from tcfuzz.model.profile import KernelProfile
-
 from tcfuzz.jit_old.emit import Emitter
 from tcfuzz.jit_old.x86 import X86_JA, X86_PATCH_SIZE, emit_endbr, emit_nops
+from tcfuzz.model.bpf import round_up
+from tcfuzz.model.profile import KernelProfile
 
 
 def emit_prologue_tail_call(p: Emitter, profile: KernelProfile, is_subprog: bool) -> None:

@@ -7,13 +7,11 @@ previous one), exactly as the kernel's multi-pass JIT does.
 """
 from __future__ import annotations
 
+from tcfuzz.jit_old.emit import Emitter, rel8
+from tcfuzz.jit_old.x86 import X86_JAE, X86_JBE, X86_JE, X86_PATCH_SIZE, emit_indirect_jump, emit_jump, emit_nops, pop_frame_regs
 from tcfuzz.model.bpf import round_up
 from tcfuzz.model.interfaces import PokeDescriptor, VerifiedProgram
 from tcfuzz.model.profile import KernelProfile
-
-from tcfuzz.jit_old.emit import Emitter, rel8
-from tcfuzz.jit_old.x86 import (X86_JAE, X86_JBE, X86_JE, X86_PATCH_SIZE, emit_indirect_jump, emit_jump,
-                         emit_nops, pop_frame_regs)
 
 
 def BPF_TAIL_CALL_CNT_PTR_STACK_OFF(stack_depth: int) -> int:

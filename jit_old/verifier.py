@@ -3,11 +3,10 @@
 (kernel/bpf/core.c)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from tcfuzz.model.bpf import (BPF_ALU32_IMM, BPF_AND, BPF_JGE, BPF_JMP, BPF_JMP_IMM, BPF_TAIL_CALL, R3,
-                       Insn)
-from tcfuzz.model.interfaces import (MapRef, PokeDescriptor, TailCallAux, VerifierEnv, VerifierReject)
+from tcfuzz.model.bpf import BPF_ALU32_IMM, BPF_AND, BPF_JGE, BPF_JMP, BPF_JMP_IMM, BPF_TAIL_CALL, R3, Insn
+from tcfuzz.model.interfaces import MapRef, PokeDescriptor, TailCallAux, VerifierEnv, VerifierReject
 from tcfuzz.model.profile import KernelProfile
 
 TailCallFixup = Callable[[Insn, int, VerifierEnv, Sequence[MapRef], list, KernelProfile], list[Insn]]

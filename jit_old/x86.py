@@ -1,12 +1,11 @@
 """x86-64 encoding helpers of arch/x86/net/bpf_jit_comp.c: registers, nops, push/pop, jumps, return."""
 from __future__ import annotations
 
+from tcfuzz.jit_old.emit import Emitter, is_simm32
 from tcfuzz.model.bpf import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10
 from tcfuzz.model.interfaces import JitError
 from tcfuzz.model.layout import indirect_thunk
 from tcfuzz.model.profile import JumpVariant, KernelProfile
-
-from tcfuzz.jit_old.emit import Emitter, is_simm32
 
 X86_JB, X86_JAE, X86_JE, X86_JNE, X86_JBE, X86_JA = 0x72, 0x73, 0x74, 0x75, 0x76, 0x77
 X86_PATCH_SIZE = 5

@@ -3,6 +3,7 @@
 The verifier fix-up and the JIT both work on `Insn`; C integer semantics (s32 imm, u32 max_entries)
 are kept explicit with `s32`/`u32` so wrap-around past the kernel's limits stays observable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -19,12 +20,12 @@ BPF_K, BPF_X = 0x00, 0x08
 BPF_ADD, BPF_AND, BPF_MOV = 0x00, 0x50, 0xB0
 # JMP operations
 BPF_JGE, BPF_CALL, BPF_EXIT = 0x30, 0x80, 0x90
-BPF_TAIL_CALL = 0xF0                     # include/linux/filter.h: internal opcode set by the verifier
-BPF_PSEUDO_CALL = 1                      # src_reg of a bpf-to-bpf call
+BPF_TAIL_CALL = 0xF0  # include/linux/filter.h: internal opcode set by the verifier
+BPF_PSEUDO_CALL = 1  # src_reg of a bpf-to-bpf call
 BPF_FUNC_tail_call = 12
 
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
-CALLEE_SAVED = (R6, R7, R8, R9)          # x86-64: rbx, r13, r14, r15
+CALLEE_SAVED = (R6, R7, R8, R9)  # x86-64: rbx, r13, r14, r15
 MAX_BPF_STACK = 512
 
 
@@ -60,7 +61,7 @@ class Insn:
     def __post_init__(self) -> None:
         object.__setattr__(self, "imm", s32(self.imm))
 
-    def with_imm(self, imm: int) -> "Insn":
+    def with_imm(self, imm: int) -> Insn:
         return replace(self, imm=s32(imm))
 
     @property
@@ -96,8 +97,7 @@ def BPF_ALU32_IMM(op: int, dst: int, imm: int) -> Insn:
 
 
 def BPF_LD_IMM64(dst: int, imm64: int) -> tuple[Insn, Insn]:
-    return (Insn(BPF_LD | BPF_DW | BPF_IMM, dst, 0, 0, imm64 & 0xFFFFFFFF),
-            Insn(0, 0, 0, 0, (imm64 >> 32) & 0xFFFFFFFF))
+    return (Insn(BPF_LD | BPF_DW | BPF_IMM, dst, 0, 0, imm64 & 0xFFFFFFFF), Insn(0, 0, 0, 0, (imm64 >> 32) & 0xFFFFFFFF))
 
 
 def BPF_LDX_MEM_DW(dst: int, src: int, off: int) -> Insn:

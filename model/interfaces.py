@@ -4,13 +4,15 @@ Data flows one way: a world is lowered to BPF insns carrying `TailCallAux`; a co
 fix-up rewrites them (and fills the poke table); the codegen's JIT turns the `VerifiedProgram`
 into a `JitImage`. Every codegen (legacy, patched, a developer's own variant) implements `Codegen`.
 """
+
 from __future__ import annotations
 
 import linecache
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from tcfuzz.model.bpf import Insn
 from tcfuzz.model.profile import KernelProfile
@@ -33,19 +35,19 @@ class MapRef:
     """What the verifier and the JIT know of a map in used_maps[]."""
 
     map_id: int
-    max_entries: int               # u32, as created
-    index_mask: int = 0xFFFFFFFF   # struct bpf_array.index_mask
-    unpriv: bool = False           # !map->bypass_spec_v1 (created without CAP_PERFMON)
+    max_entries: int  # u32, as created
+    index_mask: int = 0xFFFFFFFF  # struct bpf_array.index_mask
+    unpriv: bool = False  # !map->bypass_spec_v1 (created without CAP_PERFMON)
 
 
 @dataclass(frozen=True)
 class TailCallAux:
     """The parts of bpf_insn_aux_data that do_misc_fixups() reads at a bpf_tail_call() site."""
 
-    map: MapRef                    # map_ptr_state.map_ptr: the last map seen when poisoned
-    map_poisoned: bool = False     # map_ptr_state.poison: more than one map reaches the site
-    map_unpriv: bool = False       # map_ptr_state.unpriv: OR over every map seen
-    key: int | None = None         # bpf_map_key_immediate(); None when the key state is POISON
+    map: MapRef  # map_ptr_state.map_ptr: the last map seen when poisoned
+    map_poisoned: bool = False  # map_ptr_state.poison: more than one map reaches the site
+    map_unpriv: bool = False  # map_ptr_state.unpriv: OR over every map seen
+    key: int | None = None  # bpf_map_key_immediate(); None when the key state is POISON
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,12 @@ class Instr:
 
 @dataclass
 class JitImage:
-    base: int                          # address of the image; bpf_func = base (no CFI preamble)
+    base: int  # address of the image; bpf_func = base (no CFI preamble)
     code: bytes
     instrs: list[Instr]
-    addrs: list[int]                   # do_jit's addrs[]: addrs[i] = end offset of insn i (1-based)
-    insns: list[Insn]                  # the BPF insns that were JITed
-    pokes: list[PokeDescriptor]        # poke_tab with this image's addresses
+    addrs: list[int]  # do_jit's addrs[]: addrs[i] = end offset of insn i (1-based)
+    insns: list[Insn]  # the BPF insns that were JITed
+    pokes: list[PokeDescriptor]  # poke_tab with this image's addresses
     passes: int
 
     def insn_range(self, i: int) -> tuple[int, int]:
@@ -119,10 +121,11 @@ class Codegen(Protocol):
     """A tail-call code generator: verifier fix-up + JIT + the prog-array layout it expects."""
 
     name: str
-    cached_targets: bool   # expects ptrs[max_entries + i] = bpf_func + X86_TAIL_CALL_OFFSET (patch 1/4)
+    cached_targets: bool  # expects ptrs[max_entries + i] = bpf_func + X86_TAIL_CALL_OFFSET (patch 1/4)
 
-    def fixup(self, insns: Sequence[Insn], env: VerifierEnv, used_maps: Sequence[MapRef],
-              profile: KernelProfile) -> tuple[list[Insn], list[PokeDescriptor]]: ...
+    def fixup(
+        self, insns: Sequence[Insn], env: VerifierEnv, used_maps: Sequence[MapRef], profile: KernelProfile
+    ) -> tuple[list[Insn], list[PokeDescriptor]]: ...
 
     def jit(self, prog: VerifiedProgram, profile: KernelProfile, image_base: int) -> JitImage: ...
 
@@ -139,15 +142,16 @@ def asm_matches(comment: str, disassembly: str) -> bool:
     as `[rbp + -0x10]` so a comment can say `[rbp + <tcc_ptr_off>]` for either sign, and `[rdi]`
     as `[rdi + 0]`.
     """
+
     def norm(text: str) -> str:
-        text = re.sub(r"\[(\w+)\]", r"[\1 + 0]", text.replace(" - ", " + -"))   # capstone omits a zero disp8
+        text = re.sub(r"\[(\w+)\]", r"[\1 + 0]", text.replace(" - ", " + -"))  # capstone omits a zero disp8
         return " ".join(text.split())
 
     pattern = ""
     pos = 0
     comment = norm(comment)
     for m in _PLACEHOLDER.finditer(comment):
-        literal = comment[pos:m.start()]
+        literal = comment[pos : m.start()]
         if m.group() == "<*>":
             pattern += re.escape(literal.rstrip()) + r"(?: (.*))?"
         else:
@@ -159,22 +163,23 @@ def asm_matches(comment: str, disassembly: str) -> bool:
 
 # --- What one run of a world shows, and what the oracle makes of three of them --------------------
 
+
 class FaultKind(str, Enum):
-    OUT_OF_ALLOCATION = "out_of_allocation"   # a data access inside a prog array's address slot, past its allocation
-    UNMAPPED = "unmapped"                     # a data access outside every allocation
-    WILD_JUMP = "wild_jump"                   # an instruction fetch outside every JIT image / kernel text
-    BAD_ENTRY = "bad_entry"                   # a tail call jumped to something other than bpf_func + X86_TAIL_CALL_OFFSET
-    ILLEGAL_INSN = "illegal_insn"             # ud2, int3, an undecodable byte
-    TIMEOUT = "timeout"                       # the instruction budget ran out (a loop)
-    POKE_BUSY = "poke_busy"                   # text poke found unexpected bytes: the kernel's BUG_ON(ret < 0)
+    OUT_OF_ALLOCATION = "out_of_allocation"  # a data access inside a prog array's address slot, past its allocation
+    UNMAPPED = "unmapped"  # a data access outside every allocation
+    WILD_JUMP = "wild_jump"  # an instruction fetch outside every JIT image / kernel text
+    BAD_ENTRY = "bad_entry"  # a tail call jumped to something other than bpf_func + X86_TAIL_CALL_OFFSET
+    ILLEGAL_INSN = "illegal_insn"  # ud2, int3, an undecodable byte
+    TIMEOUT = "timeout"  # the instruction budget ran out (a loop)
+    POKE_BUSY = "poke_busy"  # text poke found unexpected bytes: the kernel's BUG_ON(ret < 0)
 
 
 @dataclass(frozen=True)
 class Fault:
     kind: FaultKind
-    address: int                              # the data address, jump target or faulting rip
-    where: str = ""                           # "prog 1 +0x1a (site 0): mov rcx, ..." when it is in emitted code
-    pc: int | None = None                     # the instruction that faulted or jumped (not compared)
+    address: int  # the data address, jump target or faulting rip
+    where: str = ""  # "prog 1 +0x1a (site 0): mov rcx, ..." when it is in emitted code
+    pc: int | None = None  # the instruction that faulted or jumped (not compared)
 
     def __str__(self) -> str:
         return f"{self.kind.value} at {self.address:#x}" + (f" ({self.where})" if self.where else "")
@@ -190,27 +195,29 @@ class Observation:
     read (the patched static path reads neither max_entries nor bpf_func).
     """
 
-    load: str = "ok"                          # "ok", or why the program set was not loaded (verifier/JIT)
+    load: str = "ok"  # "ok", or why the program set was not loaded (verifier/JIT)
     fault: Fault | None = None
-    trace: tuple[int, ...] = ()               # programs entered, in order, the entry program first
-    ret: int | None = None                    # rax at return to the caller: FALL_THROUGH + id of the program that fell through
-    tail_call_cnt: int | None = None          # the tail-call counter slot of the last program's frame
-    runs: tuple[tuple[int, int], ...] = ()    # (program id, times its glue ran) from ctx memory
-    callee_saved_clobbered: tuple[str, ...] = ()   # rbx, rbp, r12-r15 that differ after return
-    stack_delta: int | None = 0               # rsp after return minus rsp before the call (0 = balanced)
-    ctx_preserved: bool | None = True         # rdi still points to ctx when the program returns
+    trace: tuple[int, ...] = ()  # programs entered, in order, the entry program first
+    ret: int | None = None  # rax at return to the caller: FALL_THROUGH + id of the program that fell through
+    tail_call_cnt: int | None = None  # the tail-call counter slot of the last program's frame
+    runs: tuple[tuple[int, int], ...] = ()  # (program id, times its glue ran) from ctx memory
+    callee_saved_clobbered: tuple[str, ...] = ()  # rbx, rbp, r12-r15 that differ after return
+    stack_delta: int | None = 0  # rsp after return minus rsp before the call (0 = balanced)
+    ctx_preserved: bool | None = True  # rdi still points to ctx when the program returns
 
     @classmethod
-    def not_loaded(cls, load: str) -> "Observation":
+    def not_loaded(cls, load: str) -> Observation:
         return cls(load=load, stack_delta=None, ctx_preserved=None)
 
-    FIELDS = ("load", "fault", "trace", "ret", "tail_call_cnt", "runs", "callee_saved_clobbered", "stack_delta",
-              "ctx_preserved")
+    FIELDS = ("load", "fault", "trace", "ret", "tail_call_cnt", "runs", "callee_saved_clobbered", "stack_delta", "ctx_preserved")
 
     def to_json(self) -> dict:
         d = {name: getattr(self, name) for name in self.FIELDS}
-        d["fault"] = None if self.fault is None else {"kind": self.fault.kind.value, "address": self.fault.address,
-                                                        "where": self.fault.where, "pc": self.fault.pc}
+        d["fault"] = (
+            None
+            if self.fault is None
+            else {"kind": self.fault.kind.value, "address": self.fault.address, "where": self.fault.where, "pc": self.fault.pc}
+        )
         d["trace"] = list(self.trace)
         d["runs"] = {str(p): n for p, n in self.runs}
         d["callee_saved_clobbered"] = list(self.callee_saved_clobbered)
@@ -219,8 +226,8 @@ class Observation:
 
 class VerdictKind(str, Enum):
     AGREE = "AGREE"
-    NEW_DIVERGES = "NEW_DIVERGES"                       # legacy = model != patched
-    OLD_DIVERGES = "OLD_DIVERGES"                       # patched = model != legacy
+    NEW_DIVERGES = "NEW_DIVERGES"  # legacy = model != patched
+    OLD_DIVERGES = "OLD_DIVERGES"  # patched = model != legacy
     JITS_AGREE_MODEL_DIFFERS = "JITS_AGREE_MODEL_DIFFERS"
     ALL_DIFFER = "ALL_DIFFER"
 
@@ -228,10 +235,10 @@ class VerdictKind(str, Enum):
 @dataclass(frozen=True)
 class Verdict:
     kind: VerdictKind
-    run: int | None = None                    # index of the first run where the voters part
-    field_name: str | None = None             # the first Observation field that differs
-    values: dict = field(default_factory=dict)   # voter name -> that field's value, as JSON
-    signature: str = ""                       # stable dedup key: verdict, field, coarse shape of the difference
+    run: int | None = None  # index of the first run where the voters part
+    field_name: str | None = None  # the first Observation field that differs
+    values: dict = field(default_factory=dict)  # voter name -> that field's value, as JSON
+    signature: str = ""  # stable dedup key: verdict, field, coarse shape of the difference
 
     @property
     def diverges(self) -> bool:

@@ -30,28 +30,29 @@ for its own.
                      | struct bpf_array, map 1    | page-aligned base, pages mapped on first touch
                      +----------------------------+            inside the allocation only
 """
+
 KTEXT_BASE = 0x0010_0000
-RETPOLINE_THUNK_SIZE = 32                      # arch/x86/include/asm/nospec-branch.h
-INDIRECT_THUNK_ARRAY = KTEXT_BASE              # &__x86_indirect_thunk_array[0]
-RCX = 1                                        # reg2hex[BPF_REG_4]
+RETPOLINE_THUNK_SIZE = 32  # arch/x86/include/asm/nospec-branch.h
+INDIRECT_THUNK_ARRAY = KTEXT_BASE  # &__x86_indirect_thunk_array[0]
+RCX = 1  # reg2hex[BPF_REG_4]
 
 HARNESS_RETURN = KTEXT_BASE + 0x800
-BPF_CALL_BASE = KTEXT_BASE + 0xC00             # stands for __bpf_call_base: bpf-to-bpf call imm is relative to it
+BPF_CALL_BASE = KTEXT_BASE + 0xC00  # stands for __bpf_call_base: bpf-to-bpf call imm is relative to it
 
-MAX_PROGS = 16                                 # programs per world: one image slot and bpf_prog struct each
-MAX_SITES = 8                                  # tail-call sites per program: one ctx input record each
+MAX_PROGS = 16  # programs per world: one image slot and bpf_prog struct each
+MAX_SITES = 8  # tail-call sites per program: one ctx input record each
 
 PROG_BASE = 0x0020_0000
 PROG_STRUCT_SIZE = 0x100
 
 CTX_BASE = 0x0030_0000
 CTX_SIZE = 0x1000
-CTX_SITES = 0x100                              # after run_count[16]
+CTX_SITES = 0x100  # after run_count[16]
 CTX_SITE_SIZE = 16
 
 STACK_BASE = 0x0040_0000
 STACK_SIZE = 0x1_0000
-ENTRY_RSP = STACK_BASE + STACK_SIZE - 0x100    # rsp before the harness pushes its return address
+ENTRY_RSP = STACK_BASE + STACK_SIZE - 0x100  # rsp before the harness pushes its return address
 
 PAGE = 0x1000
 
@@ -90,6 +91,7 @@ def ctx_run_count(prog_id: int) -> int:
 def ctx_site(prog_id: int, site: int) -> int:
     """Offset in ctx of a site's inputs: +0 the u64 key, +8 the map pointer (poisoned sites)."""
     return CTX_SITES + CTX_SITE_SIZE * (prog_id * MAX_SITES + site)
+
 
 # Prog arrays: one ARRAY_SLOT of address space each, so even max_entries = 2**32-1 with the cached
 # half (2 * 2**32 * 8 bytes = 64 GiB) fits; pages are mapped lazily inside the allocation.

@@ -19,17 +19,32 @@ registers, the sites and the fall-through.
 r1 (ctx) is read again after a tail call falls through. The verifier would not allow that (a helper
 call clobbers r1-r5); the x86 sequences leave rdi alone, and the executor checks that they do.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcfuzz.model.bpf import (BPF_ADD, BPF_ALU64_IMM, BPF_CALL_SUBPROG, BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN,
-                       BPF_LD_IMM64, BPF_LDX_MEM_DW, BPF_MOV64_IMM, BPF_STX_MEM_DW, R0, R1, R2, R3, Insn)
+from tcfuzz.model.bpf import (
+    BPF_ADD,
+    BPF_ALU64_IMM,
+    BPF_CALL_SUBPROG,
+    BPF_EMIT_CALL_TAIL_CALL,
+    BPF_EXIT_INSN,
+    BPF_LD_IMM64,
+    BPF_LDX_MEM_DW,
+    BPF_MOV64_IMM,
+    BPF_STX_MEM_DW,
+    R0,
+    R1,
+    R2,
+    R3,
+    Insn,
+)
 from tcfuzz.model.interfaces import MapRef, TailCallAux
 from tcfuzz.model.layout import BPF_CALL_BASE, array_base, ctx_run_count, ctx_site, image_base, subprog_base
 from tcfuzz.model.world import MapSpec, ProgramSpec, SiteSpec, World
 
-FALL_THROUGH = 0x7A110000      # + program id: the value a program returns when every site fell through
+FALL_THROUGH = 0x7A110000  # + program id: the value a program returns when every site fell through
 
 
 def map_ref(m: MapSpec) -> MapRef:
@@ -48,8 +63,7 @@ def site_aux(world: World, site: SiteSpec) -> TailCallAux:
     key = site.key
     if key is not None and any(key >= m.max_entries for m in maps):
         key = None
-    return TailCallAux(map_ref(maps[-1]), map_poisoned=len(maps) > 1,
-                       map_unpriv=any(m.unpriv for m in maps), key=key)
+    return TailCallAux(map_ref(maps[-1]), map_poisoned=len(maps) > 1, map_unpriv=any(m.unpriv for m in maps), key=key)
 
 
 def load_key(key: int) -> list[Insn]:
@@ -65,7 +79,7 @@ class Function:
 
     prog: int
     insns: list[Insn]
-    base: int                      # image address
+    base: int  # image address
     is_subprog: bool
     stack_depth: int
     exception_boundary: bool
@@ -96,9 +110,18 @@ def lower_program(world: World, prog: ProgramSpec) -> list[Function]:
     """The functions of a program, main first."""
     base = image_base(prog.id)
     if not prog.subprog:
-        return [Function(prog.id, run_count_bump(prog) + sites_and_fall_through(world, prog), base, False,
-                         prog.stack_depth, prog.exception_boundary)]
+        return [
+            Function(
+                prog.id,
+                run_count_bump(prog) + sites_and_fall_through(world, prog),
+                base,
+                False,
+                prog.stack_depth,
+                prog.exception_boundary,
+            )
+        ]
     main = run_count_bump(prog) + [BPF_CALL_SUBPROG(subprog_base(prog.id) - BPF_CALL_BASE), BPF_EXIT_INSN()]
-    return [Function(prog.id, main, base, False, prog.stack_depth, prog.exception_boundary),
-            Function(prog.id, sites_and_fall_through(world, prog), subprog_base(prog.id), True, prog.stack_depth,
-                     False)]
+    return [
+        Function(prog.id, main, base, False, prog.stack_depth, prog.exception_boundary),
+        Function(prog.id, sites_and_fall_through(world, prog), subprog_base(prog.id), True, prog.stack_depth, False),
+    ]

@@ -6,6 +6,7 @@ flavour, the offsets of `bpf_array.map.max_entries`, `bpf_array.ptrs` and `bpf_p
 and the verifier/JIT limits. Every limit can be overridden, because the overflow hunter runs
 the emitters past the kernel's limits on purpose.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,15 +17,15 @@ from dataclasses import dataclass
 class JumpVariant(str, enum.Enum):
     """How `emit_indirect_jump()` spells `jmp *%rcx` (kernel branch order: ITS, LFENCE, RETPOLINE, plain)."""
 
-    PLAIN = "plain"            # ff e1
+    PLAIN = "plain"  # ff e1
     PLAIN_INT3 = "plain-int3"  # ff e1 cc   (CONFIG_MITIGATION_RETPOLINE or _SLS without the feature)
-    RETPOLINE = "retpoline"    # e9 rel32 -> __x86_indirect_thunk_array[rcx]
-    LFENCE = "lfence"          # 0f ae e8 ff e1   (X86_FEATURE_RETPOLINE_LFENCE)
+    RETPOLINE = "retpoline"  # e9 rel32 -> __x86_indirect_thunk_array[rcx]
+    LFENCE = "lfence"  # 0f ae e8 ff e1   (X86_FEATURE_RETPOLINE_LFENCE)
 
 
-MAX_TAIL_CALL_CNT = 33     # include/linux/bpf.h
-MAX_USED_MAPS = 64         # include/linux/bpf_verifier.h
-POKE_TAB_MAX = 1024        # kernel/bpf/core.c: bpf_jit_add_poke_descriptor()
+MAX_TAIL_CALL_CNT = 33  # include/linux/bpf.h
+MAX_USED_MAPS = 64  # include/linux/bpf_verifier.h
+POKE_TAB_MAX = 1024  # kernel/bpf/core.c: bpf_jit_add_poke_descriptor()
 
 # offsetof(struct bpf_array, map.max_entries): 32-byte sha, ops, inner_map_meta, [security],
 # map_type, key_size, value_size, max_entries (checked with a gcc replica of S6's struct bpf_map).
@@ -35,7 +36,7 @@ MAX_ENTRIES_OFF_NO_SECURITY = 0x3C
 # that fits a disp32 is a consistent kernel. Without CONFIG_SECURITY the map loses one pointer.
 PTRS_OFF_SECURITY = 0x160
 PTRS_OFF_NO_SECURITY = 0x158
-BPF_FUNC_OFF = 0x48        # offsetof(struct bpf_prog, bpf_func), after the SHA256 digest
+BPF_FUNC_OFF = 0x48  # offsetof(struct bpf_prog, bpf_func), after the SHA256 digest
 
 
 class ProfileError(ValueError):
@@ -45,12 +46,12 @@ class ProfileError(ValueError):
 @dataclass(frozen=True)
 class KernelProfile:
     name: str = "default"
-    ibt: bool = False                       # CONFIG_X86_KERNEL_IBT (cfi_mode default: plain ENDBR)
-    config_security: bool = True            # CONFIG_SECURITY: struct bpf_map grows by one pointer
+    ibt: bool = False  # CONFIG_X86_KERNEL_IBT (cfi_mode default: plain ENDBR)
+    config_security: bool = True  # CONFIG_SECURITY: struct bpf_map grows by one pointer
     jump: JumpVariant = JumpVariant.PLAIN
-    sls: bool = False                       # CONFIG_MITIGATION_SLS: `ret` is followed by int3
-    max_entries_off: int | None = None      # None: derived from config_security
-    ptrs_off: int | None = None             # None: derived from config_security
+    sls: bool = False  # CONFIG_MITIGATION_SLS: `ret` is followed by int3
+    max_entries_off: int | None = None  # None: derived from config_security
+    ptrs_off: int | None = None  # None: derived from config_security
     bpf_func_off: int = BPF_FUNC_OFF
     max_tail_call_cnt: int = MAX_TAIL_CALL_CNT
     max_used_maps: int = MAX_USED_MAPS
@@ -59,11 +60,11 @@ class KernelProfile:
     def __post_init__(self) -> None:
         object.__setattr__(self, "jump", JumpVariant(self.jump))
         if self.max_entries_off is None:
-            object.__setattr__(self, "max_entries_off",
-                               MAX_ENTRIES_OFF_SECURITY if self.config_security else MAX_ENTRIES_OFF_NO_SECURITY)
+            object.__setattr__(
+                self, "max_entries_off", MAX_ENTRIES_OFF_SECURITY if self.config_security else MAX_ENTRIES_OFF_NO_SECURITY
+            )
         if self.ptrs_off is None:
-            object.__setattr__(self, "ptrs_off",
-                               PTRS_OFF_SECURITY if self.config_security else PTRS_OFF_NO_SECURITY)
+            object.__setattr__(self, "ptrs_off", PTRS_OFF_SECURITY if self.config_security else PTRS_OFF_NO_SECURITY)
         # The JIT encodes these two as disp8 (`39 56 d8`, `48 8b 49 d8`); a layout that put them
         # past 127 would break the unpatched kernel too, so it is not a configuration.
         for field in ("max_entries_off", "bpf_func_off"):
@@ -90,7 +91,7 @@ class KernelProfile:
         """X86_TAIL_CALL_OFFSET = 12 + ENDBR_INSN_SIZE (bytes a tail call skips of the callee's prologue)."""
         return 12 + self.endbr_size
 
-    def replace(self, **changes) -> "KernelProfile":
+    def replace(self, **changes) -> KernelProfile:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict:
@@ -99,7 +100,7 @@ class KernelProfile:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "KernelProfile":
+    def from_json(cls, d: dict) -> KernelProfile:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

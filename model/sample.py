@@ -10,14 +10,29 @@ The body is the glue every tcfuzz program uses (identical bytes under every code
     r0 = FALL_THROUGH
     exit
 """
+
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 
-from tcfuzz.model.bpf import (BPF_EMIT_CALL_TAIL_CALL, BPF_EXIT_INSN, BPF_JGE, BPF_JMP, BPF_K,
-                       BPF_LD_IMM64, BPF_LDX_MEM_DW, BPF_MOV64_IMM, BPF_TAIL_CALL, CALLEE_SAVED, R0,
-                       R1, R2, R3, Insn)
+from tcfuzz.model.bpf import (
+    BPF_EMIT_CALL_TAIL_CALL,
+    BPF_EXIT_INSN,
+    BPF_JGE,
+    BPF_JMP,
+    BPF_K,
+    BPF_LD_IMM64,
+    BPF_LDX_MEM_DW,
+    BPF_MOV64_IMM,
+    BPF_TAIL_CALL,
+    CALLEE_SAVED,
+    R0,
+    R1,
+    R2,
+    R3,
+    Insn,
+)
 from tcfuzz.model.interfaces import MapRef, TailCallAux, VerifiedProgram, VerifierEnv
 from tcfuzz.model.layout import array_base
 from tcfuzz.model.profile import KernelProfile
@@ -29,20 +44,20 @@ CTX_MAP_OFF = 8
 
 
 class SiteKind(str, enum.Enum):
-    STATIC = "static"      # one map, run-time key: indirect, new codegen bakes max_entries in
-    DYNAMIC = "dynamic"    # two maps reach the site (poisoned map pointer): indirect, run-time loads
-    DIRECT = "direct"      # one map, constant key, privileged: poke-patched direct jump
+    STATIC = "static"  # one map, run-time key: indirect, new codegen bakes max_entries in
+    DYNAMIC = "dynamic"  # two maps reach the site (poisoned map pointer): indirect, run-time loads
+    DIRECT = "direct"  # one map, constant key, privileged: poke-patched direct jump
 
 
 @dataclass(frozen=True)
 class SampleConfig:
     sites: tuple[SiteKind, ...] = (SiteKind.STATIC,)
     max_entries: int = 4
-    key: int = 0                       # used by DIRECT
+    key: int = 0  # used by DIRECT
     stack_depth: int = 0
     callee_regs: tuple[int, ...] = ()  # subset of R6..R9
-    unpriv: bool = False               # the map was created without CAP_PERFMON
-    exception_boundary: bool = False   # pushes r12 and every callee-saved register
+    unpriv: bool = False  # the map was created without CAP_PERFMON
+    exception_boundary: bool = False  # pushes r12 and every callee-saved register
     is_subprog: bool = False
 
     def __post_init__(self) -> None:
@@ -85,9 +100,15 @@ def sample_program(cfg: SampleConfig) -> tuple[list[Insn], list[MapRef], Verifie
 def verified_sample(cfg: SampleConfig, codegen, profile: KernelProfile) -> VerifiedProgram:
     insns, used_maps, env = sample_program(cfg)
     fixed, poke_tab = codegen.fixup(insns, env, used_maps, profile)
-    return VerifiedProgram(fixed, cfg.stack_depth, tail_call_reachable=True, is_subprog=cfg.is_subprog,
-                           exception_boundary=cfg.exception_boundary, used_maps=used_maps,
-                           poke_tab=poke_tab)
+    return VerifiedProgram(
+        fixed,
+        cfg.stack_depth,
+        tail_call_reachable=True,
+        is_subprog=cfg.is_subprog,
+        exception_boundary=cfg.exception_boundary,
+        used_maps=used_maps,
+        poke_tab=poke_tab,
+    )
 
 
 def tail_call_sites(image) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ For a map created without CAP_PERFMON the verifier prepends, on the 64-bit R3:
 One counter per top-level run, shared along the chain. Map operations are syscalls: an update or
 delete at index >= max_entries fails with -E2BIG and changes nothing.
 """
+
 from __future__ import annotations
 
 import enum
@@ -25,14 +26,20 @@ from tcfuzz.model.world import MapOp, RunSpec, World
 
 
 class CountOrder(str, enum.Enum):
-    JIT = "jit"                     # increment once the target is known to exist
-    INTERPRETER = "interpreter"     # core.c before 3733f4be287 (Feb 2026): increment, then NULL check
+    JIT = "jit"  # increment once the target is known to exist
+    INTERPRETER = "interpreter"  # core.c before 3733f4be287 (Feb 2026): increment, then NULL check
 
 
 def is_direct(env: VerifierEnv, aux: TailCallAux) -> bool:
     """do_misc_fixups(): the site gets a poke descriptor (stated here again, independently of the JITs)."""
-    return (env.bpf_capable and not env.blinding_requested and env.jit_requested
-            and aux.key is not None and not aux.map_poisoned and not aux.map_unpriv)
+    return (
+        env.bpf_capable
+        and not env.blinding_requested
+        and env.jit_requested
+        and aux.key is not None
+        and not aux.map_poisoned
+        and not aux.map_unpriv
+    )
 
 
 def load_outcome(world: World) -> str:
@@ -45,7 +52,7 @@ def load_outcome(world: World) -> str:
 
 def apply_op(slots: dict[int, dict[int, int]], world: World, op: MapOp) -> None:
     if op.index >= world.map(op.map).max_entries:
-        return                                           # -E2BIG
+        return  # -E2BIG
     if op.op == "update":
         slots[op.map][op.index] = op.prog
     else:
@@ -58,9 +65,9 @@ def tail_call_index(world: World, run: RunSpec, prog_id: int, j: int) -> int | N
     r3 = site.key if site.key is not None else run.input_for(prog_id, j).key
     aux = site_aux(world, site)
     if aux.map_unpriv:
-        if r3 >= u64(s32(aux.map.max_entries)):          # BPF_JGE with a sign-extended imm32
+        if r3 >= u64(s32(aux.map.max_entries)):  # BPF_JGE with a sign-extended imm32
             return None
-        r3 = u32(r3 & aux.map.index_mask)                 # BPF_ALU32 zero-extends
+        r3 = u32(r3 & aux.map.index_mask)  # BPF_ALU32 zero-extends
     return u32(r3)
 
 
@@ -90,8 +97,7 @@ def run_once(world: World, run: RunSpec, slots: dict[int, dict[int, int]], order
     counts = {p.id: 0 for p in world.programs}
     for p in trace:
         counts[p] += 1
-    return Observation(trace=tuple(trace), ret=FALL_THROUGH + prog, tail_call_cnt=cnt,
-                       runs=tuple(sorted(counts.items())))
+    return Observation(trace=tuple(trace), ret=FALL_THROUGH + prog, tail_call_cnt=cnt, runs=tuple(sorted(counts.items())))
 
 
 def predict(world: World, order: CountOrder = CountOrder.JIT) -> list[Observation]:

@@ -17,6 +17,7 @@ bpf_tail_call_direct_fixup()); `RunSpec.ops` go through the map update path (pro
 The JSON form is versioned (`schema`) and strict: unknown fields, wrong types and out-of-range
 values are rejected with a `WorldError` naming the field.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,9 +48,9 @@ def index_mask(max_entries: int) -> int:
 class MapSpec:
     id: int
     max_entries: int
-    kind: str = "prog_array"                 # or "filler": any other map, only takes a used_maps[] slot
-    unpriv: bool = False                     # created without CAP_PERFMON: !bypass_spec_v1
-    slots: dict[int, int] = field(default_factory=dict)   # index -> program id, filled before load
+    kind: str = "prog_array"  # or "filler": any other map, only takes a used_maps[] slot
+    unpriv: bool = False  # created without CAP_PERFMON: !bypass_spec_v1
+    slots: dict[int, int] = field(default_factory=dict)  # index -> program id, filled before load
 
     @property
     def index_mask(self) -> int:
@@ -63,8 +64,8 @@ class MapSpec:
 
 @dataclass(frozen=True)
 class SiteSpec:
-    maps: tuple[int, ...]                    # one map: static; several: poisoned, chosen from ctx at run time
-    key: int | None = None                   # constant key (the u64 R3 holds), or None: read from ctx
+    maps: tuple[int, ...]  # one map: static; several: poisoned, chosen from ctx at run time
+    key: int | None = None  # constant key (the u64 R3 holds), or None: read from ctx
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,18 @@ class ProgramSpec:
     id: int
     sites: tuple[SiteSpec, ...] = ()
     stack_depth: int = 0
-    callee_regs: tuple[int, ...] = ()        # subset of r6..r9 the glue writes
+    callee_regs: tuple[int, ...] = ()  # subset of r6..r9 the glue writes
     exception_boundary: bool = False
-    subprog: bool = False                    # the sites (and callee_regs) live in a bpf-to-bpf subprogram
+    subprog: bool = False  # the sites (and callee_regs) live in a bpf-to-bpf subprogram
     env: VerifierEnv = VerifierEnv()
 
 
 @dataclass(frozen=True)
 class MapOp:
-    op: str                                  # "update" or "delete"
+    op: str  # "update" or "delete"
     map: int
-    index: int                               # u32 key as passed to the syscall
-    prog: int | None = None                  # update only
+    index: int  # u32 key as passed to the syscall
+    prog: int | None = None  # update only
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ class RunSpec:
     entry: int
     ops: tuple[MapOp, ...] = ()
     ctx: tuple[SiteInput, ...] = ()
-    tail_call_cnt: int | None = None         # enter as the tail callee of a main program with this count
-                                             # (rax = count, at bpf_func + X86_TAIL_CALL_OFFSET); None: a call
+    tail_call_cnt: int | None = None  # enter as the tail callee of a main program with this count
+    # (rax = count, at bpf_func + X86_TAIL_CALL_OFFSET); None: a call
 
     def input_for(self, prog: int, site: int) -> SiteInput:
         for item in self.ctx:
@@ -137,22 +138,45 @@ class World:
         return {
             "schema": SCHEMA,
             "profile": self.profile.to_json(),
-            "maps": [{"id": m.id, "kind": m.kind, "max_entries": m.max_entries, "unpriv": m.unpriv,
-                      "slots": {str(k): v for k, v in sorted(m.slots.items())}} for m in self.maps],
-            "programs": [{"id": p.id, "stack_depth": p.stack_depth, "callee_regs": list(p.callee_regs),
-                          "exception_boundary": p.exception_boundary, "subprog": p.subprog,
-                          "env": {"bpf_capable": p.env.bpf_capable, "blinding_requested": p.env.blinding_requested,
-                                  "jit_requested": p.env.jit_requested},
-                          "sites": [{"maps": list(s.maps), "key": s.key} for s in p.sites]}
-                         for p in self.programs],
-            "runs": [{"entry": r.entry, **({"tail_call_cnt": r.tail_call_cnt} if r.tail_call_cnt is not None else {}),
-                      "ops": [{"op": o.op, "map": o.map, "index": o.index, "prog": o.prog} for o in r.ops],
-                      "ctx": [{"prog": c.prog, "site": c.site, "key": c.key, "map": c.map} for c in r.ctx]}
-                     for r in self.runs],
+            "maps": [
+                {
+                    "id": m.id,
+                    "kind": m.kind,
+                    "max_entries": m.max_entries,
+                    "unpriv": m.unpriv,
+                    "slots": {str(k): v for k, v in sorted(m.slots.items())},
+                }
+                for m in self.maps
+            ],
+            "programs": [
+                {
+                    "id": p.id,
+                    "stack_depth": p.stack_depth,
+                    "callee_regs": list(p.callee_regs),
+                    "exception_boundary": p.exception_boundary,
+                    "subprog": p.subprog,
+                    "env": {
+                        "bpf_capable": p.env.bpf_capable,
+                        "blinding_requested": p.env.blinding_requested,
+                        "jit_requested": p.env.jit_requested,
+                    },
+                    "sites": [{"maps": list(s.maps), "key": s.key} for s in p.sites],
+                }
+                for p in self.programs
+            ],
+            "runs": [
+                {
+                    "entry": r.entry,
+                    **({"tail_call_cnt": r.tail_call_cnt} if r.tail_call_cnt is not None else {}),
+                    "ops": [{"op": o.op, "map": o.map, "index": o.index, "prog": o.prog} for o in r.ops],
+                    "ctx": [{"prog": c.prog, "site": c.site, "key": c.key, "map": c.map} for c in r.ctx],
+                }
+                for r in self.runs
+            ],
         }
 
     @classmethod
-    def from_json(cls, d: Any) -> "World":
+    def from_json(cls, d: Any) -> World:
         return _Reader().world(d)
 
 
@@ -192,10 +216,12 @@ def validate(w: World) -> None:
             raise WorldError(f"{where}.stack_depth: {p.stack_depth} outside 0..{MAX_BPF_STACK}")
         if not set(p.callee_regs) <= set(CALLEE_SAVED) or len(set(p.callee_regs)) != len(p.callee_regs):
             raise WorldError(f"{where}.callee_regs: {list(p.callee_regs)} is not a subset of r6..r9")
-        frames_before = round_up(max(p.stack_depth, 1), 32)       # check_max_stack_depth_subprog()
+        frames_before = round_up(max(p.stack_depth, 1), 32)  # check_max_stack_depth_subprog()
         if p.subprog and frames_before >= 256:
-            raise WorldError(f"{where}.stack_depth: {p.stack_depth}: tail_calls are not allowed when call stack "
-                             f"of previous frames is {frames_before} bytes. Too large")
+            raise WorldError(
+                f"{where}.stack_depth: {p.stack_depth}: tail_calls are not allowed when call stack "
+                f"of previous frames is {frames_before} bytes. Too large"
+            )
         if len(p.sites) > MAX_SITES:
             raise WorldError(f"{where}.sites: {len(p.sites)} sites; at most {MAX_SITES}")
         for j, s in enumerate(p.sites):
@@ -207,8 +233,10 @@ def validate(w: World) -> None:
                 if w.map(map_id).kind != "prog_array":
                     raise WorldError(f"{where}.sites[{j}].maps: map {map_id} is not a prog array")
             if len(s.maps) > 1 and any(w.map(mid).unpriv for mid in s.maps):
-                raise WorldError(f"{where}.sites[{j}]: a poisoned site over an unpriv map is rejected "
-                                 f"by the verifier (tail_call abusing map_ptr)")
+                raise WorldError(
+                    f"{where}.sites[{j}]: a poisoned site over an unpriv map is rejected "
+                    f"by the verifier (tail_call abusing map_ptr)"
+                )
             if s.key is not None and not 0 <= s.key <= U64_MAX:
                 raise WorldError(f"{where}.sites[{j}].key: {s.key} is not a u64")
     if not 1 <= len(w.runs) <= MAX_RUNS:
@@ -218,8 +246,10 @@ def validate(w: World) -> None:
         if r.entry not in prog_ids:
             raise WorldError(f"{where}.entry: no program with id {r.entry}")
         if r.tail_call_cnt is not None and not 0 <= r.tail_call_cnt <= prof.max_tail_call_cnt:
-            raise WorldError(f"{where}.tail_call_cnt: {r.tail_call_cnt} outside 0..{prof.max_tail_call_cnt} "
-                             f"(a count passed by value never exceeds MAX_TAIL_CALL_CNT)")
+            raise WorldError(
+                f"{where}.tail_call_cnt: {r.tail_call_cnt} outside 0..{prof.max_tail_call_cnt} "
+                f"(a count passed by value never exceeds MAX_TAIL_CALL_CNT)"
+            )
         if len(r.ops) > MAX_OPS:
             raise WorldError(f"{where}.ops: at most {MAX_OPS} operations")
         for j, o in enumerate(r.ops):
@@ -287,8 +317,13 @@ class _Reader:
         if d["schema"] != SCHEMA:
             raise WorldError(f"schema: {d['schema']!r} is not {SCHEMA!r}")
         try:
-            prof = preset(d["profile"]) if isinstance(d["profile"], str) else KernelProfile.from_json(
-                self.obj(d["profile"], "profile", set(), {f for f in KernelProfile.__dataclass_fields__}))
+            prof = (
+                preset(d["profile"])
+                if isinstance(d["profile"], str)
+                else KernelProfile.from_json(
+                    self.obj(d["profile"], "profile", set(), {f for f in KernelProfile.__dataclass_fields__})
+                )
+            )
         except ProfileError as e:
             raise WorldError(f"profile: {e}") from None
         maps = tuple(self.map_(m, f"maps[{i}]") for i, m in enumerate(self.list_(d["maps"], "maps")))
@@ -309,14 +344,17 @@ class _Reader:
         kind = d.get("kind", "prog_array")
         if not isinstance(kind, str):
             raise WorldError(f"{where}.kind: expected a string")
-        return MapSpec(self.int_(d["id"], f"{where}.id"), self.int_(d["max_entries"], f"{where}.max_entries"),
-                       kind, self.bool_(d.get("unpriv", False), f"{where}.unpriv"), slots)
+        return MapSpec(
+            self.int_(d["id"], f"{where}.id"),
+            self.int_(d["max_entries"], f"{where}.max_entries"),
+            kind,
+            self.bool_(d.get("unpriv", False), f"{where}.unpriv"),
+            slots,
+        )
 
     def program(self, d: Any, where: str) -> ProgramSpec:
-        d = self.obj(d, where, {"id"}, {"sites", "stack_depth", "callee_regs", "exception_boundary", "subprog",
-                                        "env"})
-        env_d = self.obj(d.get("env", {}), f"{where}.env", set(),
-                         {"bpf_capable", "blinding_requested", "jit_requested"})
+        d = self.obj(d, where, {"id"}, {"sites", "stack_depth", "callee_regs", "exception_boundary", "subprog", "env"})
+        env_d = self.obj(d.get("env", {}), f"{where}.env", set(), {"bpf_capable", "blinding_requested", "jit_requested"})
         env = VerifierEnv(**{k: self.bool_(v, f"{where}.env.{k}") for k, v in env_d.items()})
         sites = []
         for j, s in enumerate(self.list_(d.get("sites", []), f"{where}.sites")):
@@ -324,10 +362,15 @@ class _Reader:
             maps = tuple(self.int_(m, f"{where}.sites[{j}].maps") for m in self.list_(s["maps"], f"{where}.sites[{j}].maps"))
             sites.append(SiteSpec(maps, self.opt_int(s.get("key"), f"{where}.sites[{j}].key")))
         regs = tuple(self.int_(r, f"{where}.callee_regs") for r in self.list_(d.get("callee_regs", []), f"{where}.callee_regs"))
-        return ProgramSpec(self.int_(d["id"], f"{where}.id"), tuple(sites),
-                           self.int_(d.get("stack_depth", 0), f"{where}.stack_depth"), regs,
-                           self.bool_(d.get("exception_boundary", False), f"{where}.exception_boundary"),
-                           self.bool_(d.get("subprog", False), f"{where}.subprog"), env)
+        return ProgramSpec(
+            self.int_(d["id"], f"{where}.id"),
+            tuple(sites),
+            self.int_(d.get("stack_depth", 0), f"{where}.stack_depth"),
+            regs,
+            self.bool_(d.get("exception_boundary", False), f"{where}.exception_boundary"),
+            self.bool_(d.get("subprog", False), f"{where}.subprog"),
+            env,
+        )
 
     def run(self, d: Any, where: str) -> RunSpec:
         d = self.obj(d, where, {"entry"}, {"ops", "ctx", "tail_call_cnt"})
@@ -336,15 +379,28 @@ class _Reader:
             o = self.obj(o, f"{where}.ops[{j}]", {"op", "map", "index"}, {"prog"})
             if not isinstance(o["op"], str):
                 raise WorldError(f"{where}.ops[{j}].op: expected a string")
-            ops.append(MapOp(o["op"], self.int_(o["map"], f"{where}.ops[{j}].map"),
-                             self.int_(o["index"], f"{where}.ops[{j}].index"),
-                             self.opt_int(o.get("prog"), f"{where}.ops[{j}].prog")))
+            ops.append(
+                MapOp(
+                    o["op"],
+                    self.int_(o["map"], f"{where}.ops[{j}].map"),
+                    self.int_(o["index"], f"{where}.ops[{j}].index"),
+                    self.opt_int(o.get("prog"), f"{where}.ops[{j}].prog"),
+                )
+            )
         ctx = []
         for j, c in enumerate(self.list_(d.get("ctx", []), f"{where}.ctx")):
             c = self.obj(c, f"{where}.ctx[{j}]", {"prog", "site"}, {"key", "map"})
-            ctx.append(SiteInput(self.int_(c["prog"], f"{where}.ctx[{j}].prog"),
-                                 self.int_(c["site"], f"{where}.ctx[{j}].site"),
-                                 self.int_(c.get("key", 0), f"{where}.ctx[{j}].key"),
-                                 self.opt_int(c.get("map"), f"{where}.ctx[{j}].map")))
-        return RunSpec(self.int_(d["entry"], f"{where}.entry"), tuple(ops), tuple(ctx),
-                       self.opt_int(d.get("tail_call_cnt"), f"{where}.tail_call_cnt"))
+            ctx.append(
+                SiteInput(
+                    self.int_(c["prog"], f"{where}.ctx[{j}].prog"),
+                    self.int_(c["site"], f"{where}.ctx[{j}].site"),
+                    self.int_(c.get("key", 0), f"{where}.ctx[{j}].key"),
+                    self.opt_int(c.get("map"), f"{where}.ctx[{j}].map"),
+                )
+            )
+        return RunSpec(
+            self.int_(d["entry"], f"{where}.entry"),
+            tuple(ops),
+            tuple(ctx),
+            self.opt_int(d.get("tail_call_cnt"), f"{where}.tail_call_cnt"),
+        )

@@ -1,22 +1,22 @@
 """The batched path must see what the per-case path sees: same machine outcomes for every case, and
 the vectorized model must equal the reference semantics case by case."""
+
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import static_world, world
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tcfuzz import jit_new
-from tcfuzz import jit_old
-from tcfuzz.machine.batch import Batch, case_world, plain_cases, random_cases
-from tcfuzz.verdict.batch_oracle import ChainModel, batchable, judge_batch, model_batch
-from tcfuzz.model.lower import FALL_THROUGH
-from tcfuzz.machine.executor import counter_home, execute
+from tcfuzz import jit_new, jit_old
 from tcfuzz.gen.worlds import batch_worlds, worlds
+from tcfuzz.machine.batch import Batch, case_world, plain_cases, random_cases
+from tcfuzz.machine.executor import counter_home, execute
+from tcfuzz.model.layout import ENTRY_RSP
+from tcfuzz.model.lower import FALL_THROUGH
+from tcfuzz.model.semantics import predict
+from tcfuzz.verdict.batch_oracle import ChainModel, batchable, judge_batch, model_batch
 from tcfuzz.verdict.causes import known_causes
 from tcfuzz.verdict.oracle import judge
-from tcfuzz.model.layout import ENTRY_RSP
-from tcfuzz.model.semantics import predict
-
-from conftest import static_world, world
 
 
 def cases_for(w, n, seed):
@@ -43,21 +43,31 @@ def assert_batch_matches_per_case(w, cases):
 
 
 def test_batch_equals_per_case_on_a_chain_world():
-    w = world([{"id": 0, "max_entries": 5, "slots": {"0": 1, "2": 0, "4": 2}}],
-              [{"id": 0, "stack_depth": 24, "callee_regs": [6], "sites": [{"maps": [0]}]},
-               {"id": 1, "stack_depth": 100}, {"id": 2, "exception_boundary": True}], [{"entry": 0}], "ibt")
+    w = world(
+        [{"id": 0, "max_entries": 5, "slots": {"0": 1, "2": 0, "4": 2}}],
+        [
+            {"id": 0, "stack_depth": 24, "callee_regs": [6], "sites": [{"maps": [0]}]},
+            {"id": 1, "stack_depth": 100},
+            {"id": 2, "exception_boundary": True},
+        ],
+        [{"entry": 0}],
+        "ibt",
+    )
     assert batchable(w)
     assert_batch_matches_per_case(w, cases_for(w, 60, 1))
 
 
 def test_faults_mid_batch_are_marked_and_the_batch_goes_on():
-    w = world([{"id": 0, "max_entries": 2**32 - 1, "slots": {"0": 1, "1": 1}}],
-              [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}], [{"entry": 0}])
-    cases = plain_cases([[k] for k in (5, 1, 6, 1, 5)])             # the patch reads ptrs[k-1]: 0, prog, 0
+    w = world(
+        [{"id": 0, "max_entries": 2**32 - 1, "slots": {"0": 1, "1": 1}}],
+        [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
+        [{"entry": 0}],
+    )
+    cases = plain_cases([[k] for k in (5, 1, 6, 1, 5)])  # the patch reads ptrs[k-1]: 0, prog, 0
     legacy = Batch(w, jit_old.CODEGEN).run(cases)
     patched = Batch(w, jit_new.CODEGEN).run(cases)
     assert not legacy.faulted.any()
-    assert list(patched.faulted) == [False, True, False, True, False]       # the disp wrap, cases 1 and 3
+    assert list(patched.faulted) == [False, True, False, True, False]  # the disp wrap, cases 1 and 3
     assert int(patched.regs[4, 0]) == FALL_THROUGH + 0
     assert list(judge_batch(w, cases, jit_old.CODEGEN, jit_new.CODEGEN).flagged) == [1, 3]
 
@@ -91,8 +101,17 @@ def assert_model_equals_reference(w, model, cases):
 
 
 @settings(max_examples=10)
-@given(st.one_of(batch_worlds(), worlds().map(lambda w: w.__class__(w.profile, w.maps, w.programs, (
-    w.runs[0].__class__(w.runs[0].entry, (), w.runs[0].ctx, w.runs[0].tail_call_cnt),)))), st.integers(0, 2**32))
+@given(
+    st.one_of(
+        batch_worlds(),
+        worlds().map(
+            lambda w: w.__class__(
+                w.profile, w.maps, w.programs, (w.runs[0].__class__(w.runs[0].entry, (), w.runs[0].ctx, w.runs[0].tail_call_cnt),)
+            )
+        ),
+    ),
+    st.integers(0, 2**32),
+)
 def test_batch_flags_exactly_the_cases_the_oracle_calls_divergent(w, seed):
     cases = cases_for(w, 12, seed)
     if predict(w)[0].load != "ok":

@@ -1,4 +1,5 @@
 """`tcfuzz bench` runs every measurement path (a smoke test: the figures themselves are not asserted)."""
+
 import json
 
 from tcfuzz.cli.main import main

@@ -1,4 +1,5 @@
 """`tcfuzz run WORLD.json`: the three outcomes, the verdict, and the exit status a script relies on."""
+
 import json
 from pathlib import Path
 
@@ -29,10 +30,13 @@ def test_self_call_output_shows_the_chain(capsys):
     assert "trace 0 x34  fell through in prog 0  tail_call_cnt 33" in out
 
 
-@pytest.mark.parametrize("name, signature", [
-    ("shared-label.json", "NEW_DIVERGES/fault/unmapped@inside `mov <dst>, qword ptr [<src> + <off>]`"),
-    ("u32-max-entries.json", "NEW_DIVERGES/fault/wild_jump@jmp rcx -> struct bpf_prog +<addr>"),
-])
+@pytest.mark.parametrize(
+    "name, signature",
+    [
+        ("shared-label.json", "NEW_DIVERGES/fault/unmapped@inside `mov <dst>, qword ptr [<src> + <off>]`"),
+        ("u32-max-entries.json", "NEW_DIVERGES/fault/wild_jump@jmp rcx -> struct bpf_prog +<addr>"),
+    ],
+)
 def test_findings_exit_1_with_verdict_and_signature(capsys, name, signature):
     status, out, _ = run(capsys, EXAMPLES / name)
     assert status == 1
@@ -48,14 +52,19 @@ def test_json_output(capsys):
     assert [o["trace"] for o in d["observations"]["model"]] == [[0, 1]]
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "is a directory, not a file"),
-    ("", "empty file"),
-    ('{"schema": "tcfuzz-world/1",', "invalid JSON at line 1 column 29: Expecting property name enclosed in double quotes"),
-    ('{"schema": "tcfuzz-world/2", "profile": "default", "maps": [], "programs": [], "runs": []}',
-     "schema: 'tcfuzz-world/2' is not one of tcfuzz-world/1, tcfuzz-artifact/1, tcfuzz-corpus/1"),
-    ('[]', "expected a JSON object, got list"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "is a directory, not a file"),
+        ("", "empty file"),
+        ('{"schema": "tcfuzz-world/1",', "invalid JSON at line 1 column 29: Expecting property name enclosed in double quotes"),
+        (
+            '{"schema": "tcfuzz-world/2", "profile": "default", "maps": [], "programs": [], "runs": []}',
+            "schema: 'tcfuzz-world/2' is not one of tcfuzz-world/1, tcfuzz-artifact/1, tcfuzz-corpus/1",
+        ),
+        ("[]", "expected a JSON object, got list"),
+    ],
+)
 def test_unusable_input_is_one_line_and_exit_2(capsys, tmp_path, content, message):
     path = tmp_path
     if content is not None:

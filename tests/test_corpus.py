@@ -1,6 +1,7 @@
 """Replay of the regression corpus: one test id per entry, each against its expected verdict.
 
 TCFUZZ_CORPUS points elsewhere (used by the self-test below)."""
+
 import os
 from pathlib import Path
 
@@ -43,5 +44,6 @@ def test_a_stale_expectation_fails_its_own_id(pytester, tmp_path):
     finally:
         del os.environ["TCFUZZ_CORPUS"]
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*expected NEW_DIVERGES, got AGREE*",
-                                 "FAILED test_replay.py::test_corpus_entry?g/stale.json? - *"])
+    result.stdout.fnmatch_lines(
+        ["*expected NEW_DIVERGES, got AGREE*", "FAILED test_replay.py::test_corpus_entry?g/stale.json? - *"]
+    )

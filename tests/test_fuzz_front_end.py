@@ -1,24 +1,46 @@
 """`tcfuzz fuzz` through the real path: the executable Atheris target under libFuzzer, a bounded run."""
+
 import json
 from pathlib import Path
 
-from tcfuzz.triage.artifacts import read_document
 from tcfuzz.cli.main import main, resolve_world
-from tcfuzz.verdict.oracle import judge
 from tcfuzz.codegens import load_codegen
+from tcfuzz.triage.artifacts import read_document
+from tcfuzz.verdict.oracle import judge
 
 TESTS = Path(__file__).resolve().parent
 
 
 def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, capsys):
     art = tmp_path / "art"
-    status = main(["fuzz", "--corpus", str(tmp_path / "corpus"), "--artifacts", str(art), "--runs", "150",
-                   "--seed", "7", "--new", "tcfuzz.selftest.mutants:BOUND_CHECK_JA", "--ignore-known",
-                   "--", "-len_control=0", "-print_final_stats=0"])
+    status = main(
+        [
+            "fuzz",
+            "--corpus",
+            str(tmp_path / "corpus"),
+            "--artifacts",
+            str(art),
+            "--runs",
+            "150",
+            "--seed",
+            "7",
+            "--new",
+            "tcfuzz.selftest.mutants:BOUND_CHECK_JA",
+            "--ignore-known",
+            "--",
+            "-len_control=0",
+            "-print_final_stats=0",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 1, out
     summary = json.loads((art / "summary.json").read_text())
-    assert summary["inputs"] == 150 and summary["cases"] >= 150 and summary["seed"] == 7 and summary["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
+    assert (
+        summary["inputs"] == 150
+        and summary["cases"] >= 150
+        and summary["seed"] == 7
+        and summary["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
+    )
     unexplained = {s: e for s, e in summary["signatures"].items() if not e["known_causes"]}
     assert unexplained, summary["signatures"]
     voters = {"old": load_codegen("tcfuzz.jit_old:CODEGEN"), "new": load_codegen("tcfuzz.selftest.mutants:BOUND_CHECK_JA")}
@@ -28,8 +50,8 @@ def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, c
         doc = read_document(sidecar)
         assert doc.kind == "artifact" and doc.data["signature"] == sig and doc.data["seed"] == 7
         assert doc.data["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
-        assert judge(doc.world, **voters).verdict.signature == sig                       # the sidecar replays
-        if doc.data["input"] is not None:                                                # the raw input replays
+        assert judge(doc.world, **voters).verdict.signature == sig  # the sidecar replays
+        if doc.data["input"] is not None:  # the raw input replays
             raws += 1
             raw = sidecar.with_name(doc.data["input"])
             world, _ = resolve_world(read_document(raw), voters)
@@ -37,7 +59,7 @@ def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, c
     assert raws
     assert not list(art.glob("*.tmp")) and not list(art.glob(".*.tmp"))
     junit = (art / "junit.xml").read_text()
-    assert junit.startswith('<?xml') and f'failures="{len(summary["signatures"])}"' in junit
+    assert junit.startswith("<?xml") and f'failures="{len(summary["signatures"])}"' in junit
     assert "NEW" in out and "summary " in out
 
 

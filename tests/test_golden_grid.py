@@ -1,17 +1,17 @@
 """Golden bytes over the configuration grid, from an independent spec of the reference's byte tables
 (x86-tailcall.md §1.4, §1.5, §1.6 and series.md §1 2/4), and capstone agreement with every
 emitter comment."""
+
 import itertools
 
 import pytest
+from conftest import CODEGENS, jit_sample
 
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import asm_matches
 from tcfuzz.model.layout import RCX, indirect_thunk
 from tcfuzz.model.profile import JumpVariant, preset
 from tcfuzz.model.sample import tail_call_sites
-
-from conftest import CODEGENS, jit_sample
 
 IBT = (False, True)
 STACK_DEPTHS = (0, 1, 8, 20, 512)
@@ -52,8 +52,16 @@ def expected_site(codegen: str, kind: str, profile, sd: int, callee, max_entries
     tail = bytes.fromhex("48830001") + pops(callee) + bytes.fromhex("5858") + add_rsp
     if kind == "direct":
         body_len = 7 + 4 + 2 + 5 + len(tail) + 5
-        return (bytes.fromhex("488b85") + tcc + bytes.fromhex("48833821") + bytes([0x73, body_len - 13])
-                + b"\xe9" + le32(body_len - 18) + tail + bytes.fromhex("0f1f440000"))
+        return (
+            bytes.fromhex("488b85")
+            + tcc
+            + bytes.fromhex("48833821")
+            + bytes([0x73, body_len - 13])
+            + b"\xe9"
+            + le32(body_len - 18)
+            + tail
+            + bytes.fromhex("0f1f440000")
+        )
     static_new = codegen == "patched" and kind == "static"
     if codegen == "legacy":
         bound = bytes.fromhex("395644"), 0x76
@@ -72,8 +80,7 @@ def expected_site(codegen: str, kind: str, profile, sd: int, callee, max_entries
     j1 = L - (len(head) + 2)
     j2 = j1 - len(mid) - 2
     j3 = j2 - len(load) - 2
-    return (head + bytes([bound[1], j1]) + mid + bytes([0x73, j2]) + load + bytes([0x74, j3])
-            + tail + target + jump)
+    return head + bytes([bound[1], j1]) + mid + bytes([0x73, j2]) + load + bytes([0x74, j3]) + tail + target + jump
 
 
 GRID = list(itertools.product(IBT, STACK_DEPTHS, CALLEE_SETS, JUMPS, KINDS))
@@ -84,8 +91,9 @@ GRID = list(itertools.product(IBT, STACK_DEPTHS, CALLEE_SETS, JUMPS, KINDS))
 def test_golden_site_bytes(codegen, ibt, sd, callee, jump, kind, cs):
     profile = preset("default").replace(ibt=ibt, jump=jump)
     for max_entries in MAX_ENTRIES:
-        image = jit_sample(CODEGENS[codegen], profile, sites=(kind,), stack_depth=sd,
-                           callee_regs=CALLEE_SETS[callee], max_entries=max_entries)
+        image = jit_sample(
+            CODEGENS[codegen], profile, sites=(kind,), stack_depth=sd, callee_regs=CALLEE_SETS[callee], max_entries=max_entries
+        )
         [(start, end)] = tail_call_sites(image)
         expected = expected_site(codegen, kind, profile, sd, CALLEE_SETS[callee], max_entries, image.base + start)
         assert image.code[start:end] == expected, f"max_entries={max_entries:#x}"
@@ -108,9 +116,11 @@ def assert_comments_match_capstone(image, cs):
 def test_whole_images_match_comments(codegen, profile_name, cs):
     """Prologue, glue, unpriv bound check, every site kind, exit: all comments agree with capstone."""
     profile = preset(profile_name)
-    for cfg in (dict(sites=("static", "dynamic", "direct"), callee_regs=(R6, R9), stack_depth=300),
-                dict(sites=("static",), unpriv=True, max_entries=1000, exception_boundary=True),
-                dict(sites=("dynamic",), is_subprog=True, max_entries=2**32 - 1)):
+    for cfg in (
+        dict(sites=("static", "dynamic", "direct"), callee_regs=(R6, R9), stack_depth=300),
+        dict(sites=("static",), unpriv=True, max_entries=1000, exception_boundary=True),
+        dict(sites=("dynamic",), is_subprog=True, max_entries=2**32 - 1),
+    ):
         assert_comments_match_capstone(jit_sample(CODEGENS[codegen], profile, **cfg), cs)
 
 

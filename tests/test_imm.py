@@ -1,4 +1,5 @@
 """Patch 2/4's imm packing: exhaustive round trip at the kernel limits, hand-derived overflow points."""
+
 from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 from tcfuzz.model.profile import MAX_USED_MAPS, POKE_TAB_MAX
 

@@ -1,5 +1,7 @@
 """The pass loop and jit_context labels, poke descriptor addresses, and loud JIT failures."""
+
 import pytest
+from conftest import CODEGENS, jit_sample
 
 from tcfuzz.jit_old.emit import rel8
 from tcfuzz.jit_old.jit import poke_entry
@@ -7,21 +9,21 @@ from tcfuzz.model.bpf import BPF_JMP, BPF_TAIL_CALL, Insn
 from tcfuzz.model.interfaces import JitError, JitFault, VerifiedProgram
 from tcfuzz.model.sample import tail_call_sites
 
-from conftest import CODEGENS, jit_sample
-
 
 def jcc_targets(image, cs, start, end):
     """Image offsets that the site's conditional jumps go to."""
-    return {int(insn.op_str, 16) - image.base
-            for insn in cs.disasm(image.code[start:end], image.base + start)
-            if insn.mnemonic.startswith("j") and insn.mnemonic != "jmp"}
+    return {
+        int(insn.op_str, 16) - image.base
+        for insn in cs.disasm(image.code[start:end], image.base + start)
+        if insn.mnemonic.startswith("j") and insn.mnemonic != "jmp"
+    }
 
 
 @pytest.mark.parametrize("codegen", CODEGENS)
 @pytest.mark.parametrize("sites", [("static", "static"), ("dynamic", "dynamic"), ("direct", "direct", "direct")])
 def test_sites_of_one_length_jump_to_their_own_end(codegen, sites, cs):
     image = jit_sample(CODEGENS[codegen], sites=sites)
-    assert image.passes == 3      # as the kernel's own emitters converge (emulator-measurements.md §8)
+    assert image.passes == 3  # as the kernel's own emitters converge (emulator-measurements.md §8)
     for start, end in tail_call_sites(image):
         assert jcc_targets(image, cs, start, end) == {end}
 
@@ -50,16 +52,17 @@ def test_poke_descriptor_addresses(codegen):
     [poke] = image.pokes
     [(start, end)] = tail_call_sites(image)
     site = image.base + start
-    assert poke.tailcall_bypass == site + 13           # after mov rax,[rbp-x]; cmp; jae
+    assert poke.tailcall_bypass == site + 13  # after mov rax,[rbp-x]; cmp; jae
     assert poke.tailcall_target == image.base + end - 5
     assert poke.bypass_addr == image.base + end
     assert poke.adj_off == 12
-    assert image.code[start + 13] == 0xE9 and image.code[end - 5:end] == bytes.fromhex("0f1f440000")
+    assert image.code[start + 13] == 0xE9 and image.code[end - 5 : end] == bytes.fromhex("0f1f440000")
 
 
 def test_jit_does_not_mutate_its_input():
     from tcfuzz.model.profile import preset
     from tcfuzz.model.sample import SampleConfig, verified_sample
+
     prog = verified_sample(SampleConfig(sites=("direct",)), CODEGENS["legacy"], preset("default"))
     CODEGENS["legacy"].jit(prog, preset("default"), 0x100_0000)
     assert prog.poke_tab[0].tailcall_target is None

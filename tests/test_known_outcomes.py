@@ -1,18 +1,17 @@
 """Worlds whose outcome is known from the kernel's semantics: every voter must produce it under
 Unicorn (or, for the model, by reasoning), and the oracle must say AGREE — or name the divergence."""
-import pytest
 
-from tcfuzz import jit_new
-from tcfuzz import jit_old
+import pytest
+from conftest import static_world, world
+
+from tcfuzz import jit_new, jit_old
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import execute, load
 from tcfuzz.model.interfaces import FaultKind, VerdictKind
 from tcfuzz.model.lower import FALL_THROUGH
 from tcfuzz.model.profile import PRESETS
 from tcfuzz.model.semantics import CountOrder
-from tcfuzz.machine.engine import Engine
-from tcfuzz.machine.executor import execute, load
 from tcfuzz.verdict.oracle import judge
-
-from conftest import static_world, world
 
 
 def agreed(w, **kw):
@@ -23,8 +22,7 @@ def agreed(w, **kw):
 
 @pytest.mark.parametrize("profile", sorted(PRESETS))
 def test_self_call_runs_34_times(profile):
-    w = world([{"id": 0, "max_entries": 1, "slots": {"0": 0}}], [{"id": 0, "sites": [{"maps": [0]}]}],
-              [{"entry": 0}], profile)
+    w = world([{"id": 0, "max_entries": 1, "slots": {"0": 0}}], [{"id": 0, "sites": [{"maps": [0]}]}], [{"entry": 0}], profile)
     (obs,) = agreed(w)
     assert obs.trace == (0,) * 34
     assert obs.tail_call_cnt == 33
@@ -49,9 +47,11 @@ def test_index_bits_above_31_are_ignored(high):
 @pytest.mark.parametrize("profile", sorted(PRESETS))
 def test_chain_with_different_frames_keeps_ctx_and_balances_the_stack(profile):
     maps = [{"id": 0, "max_entries": 8, "slots": {"1": 1, "2": 2}}]
-    progs = [{"id": 0, "stack_depth": 8, "callee_regs": [6], "sites": [{"maps": [0], "key": 1}]},
-             {"id": 1, "stack_depth": 300, "callee_regs": [6, 7, 8, 9], "sites": [{"maps": [0]}]},
-             {"id": 2, "stack_depth": 17, "exception_boundary": True}]
+    progs = [
+        {"id": 0, "stack_depth": 8, "callee_regs": [6], "sites": [{"maps": [0], "key": 1}]},
+        {"id": 1, "stack_depth": 300, "callee_regs": [6, 7, 8, 9], "sites": [{"maps": [0]}]},
+        {"id": 2, "stack_depth": 17, "exception_boundary": True},
+    ]
     w = world(maps, progs, [{"entry": 0, "ctx": [{"prog": 1, "site": 0, "key": 2}]}], profile)
     (obs,) = agreed(w)
     assert obs.trace == (0, 1, 2) and obs.ret == FALL_THROUGH + 2 and obs.tail_call_cnt == 2
@@ -62,7 +62,7 @@ def test_chain_with_different_frames_keeps_ctx_and_balances_the_stack(profile):
 def test_poisoned_site_over_maps_with_different_max_entries():
     maps = [{"id": 0, "max_entries": 4, "slots": {"1": 1}}, {"id": 1, "max_entries": 16, "slots": {"5": 2}}]
     progs = [{"id": 0, "sites": [{"maps": [0, 1]}]}, {"id": 1}, {"id": 2}]
-    inputs = [(0, 1), (0, 5), (1, 5), (1, 1)]             # (map chosen at run time, key)
+    inputs = [(0, 1), (0, 5), (1, 5), (1, 1)]  # (map chosen at run time, key)
     w = world(maps, progs, [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "map": m, "key": k}]} for m, k in inputs])
     assert [o.trace for o in agreed(w)] == [(0, 1), (0,), (0, 2), (0,)]
 
@@ -70,11 +70,13 @@ def test_poisoned_site_over_maps_with_different_max_entries():
 def test_direct_call_follows_update_and_delete():
     maps = [{"id": 0, "max_entries": 4, "slots": {"3": 1}}]
     progs = [{"id": 0, "sites": [{"maps": [0], "key": 3}]}, {"id": 1}, {"id": 2}]
-    runs = [{"entry": 0},
-            {"entry": 0, "ops": [{"op": "delete", "map": 0, "index": 3}]},
-            {"entry": 0, "ops": [{"op": "update", "map": 0, "index": 3, "prog": 2}]},
-            {"entry": 0, "ops": [{"op": "update", "map": 0, "index": 3, "prog": 1}]},
-            {"entry": 0, "ops": [{"op": "update", "map": 0, "index": 4, "prog": 2}]}]   # -E2BIG: no change
+    runs = [
+        {"entry": 0},
+        {"entry": 0, "ops": [{"op": "delete", "map": 0, "index": 3}]},
+        {"entry": 0, "ops": [{"op": "update", "map": 0, "index": 3, "prog": 2}]},
+        {"entry": 0, "ops": [{"op": "update", "map": 0, "index": 3, "prog": 1}]},
+        {"entry": 0, "ops": [{"op": "update", "map": 0, "index": 4, "prog": 2}]},
+    ]  # -E2BIG: no change
     w = world(maps, progs, runs)
     assert [o.trace for o in agreed(w)] == [(0, 1), (0,), (0, 2), (0, 1), (0, 1)]
     for codegen in (jit_old.CODEGEN, jit_new.CODEGEN):
@@ -141,7 +143,7 @@ def test_lost_increment_is_a_timeout_not_a_hang(monkeypatch):
 
     def no_increment(p, prog, callee_regs_used, stack_depth):
         emit_count_and_unwind(p, prog, callee_regs_used, stack_depth)
-        p.code[p.code.rindex(b"\x48\x83\x00\x01") + 3] = 0      # add qword ptr [rax], 0
+        p.code[p.code.rindex(b"\x48\x83\x00\x01") + 3] = 0  # add qword ptr [rax], 0
 
     monkeypatch.setattr(jit_new.tail_call, "emit_count_and_unwind", no_increment)
     j = judge(static_world(max_entries=1, slots={0: 0}, keys=(0,), n_progs=1))
@@ -157,7 +159,7 @@ def test_interpreter_order_counts_null_slots():
     w = world(maps, progs, [{"entry": 0}])
     j = judge(w, order=CountOrder.INTERPRETER)
     assert (j.verdict.kind, j.verdict.field_name) == (VerdictKind.JITS_AGREE_MODEL_DIFFERS, "trace")
-    assert len(j.observations["model"][0].trace) == 1 + 16      # 2 increments per call: 16 calls, then 33
+    assert len(j.observations["model"][0].trace) == 1 + 16  # 2 increments per call: 16 calls, then 33
     assert agreed(w)[0].trace == (0,) * 34
 
 
@@ -177,8 +179,10 @@ def test_tail_calls_from_subprograms_share_one_counter(profile):
     whose main body tail-calls program 0 again. Subprograms pass the counter by pointer, so the
     chain still stops after 33 calls, and every frame the subprogram calls leave is unwound."""
     maps = [{"id": 0, "max_entries": 2, "slots": {"0": 1, "1": 0}}]
-    progs = [{"id": 0, "subprog": True, "stack_depth": 40, "callee_regs": [6, 7], "sites": [{"maps": [0], "key": 0}]},
-             {"id": 1, "stack_depth": 200, "callee_regs": [9], "sites": [{"maps": [0]}]}]
+    progs = [
+        {"id": 0, "subprog": True, "stack_depth": 40, "callee_regs": [6, 7], "sites": [{"maps": [0], "key": 0}]},
+        {"id": 1, "stack_depth": 200, "callee_regs": [9], "sites": [{"maps": [0]}]},
+    ]
     ctx = [{"prog": 1, "site": 0, "key": 1}]
     w = world(maps, progs, [{"entry": 0, "ctx": ctx}, {"entry": 1, "ctx": ctx}], profile)
     from_sub, from_main = agreed(w)
@@ -191,19 +195,23 @@ def test_tail_calls_from_subprograms_share_one_counter(profile):
 def test_subprogram_images_carry_the_counter_pointer_into_the_call(cs):
     from tcfuzz.model.interfaces import asm_matches
 
-    w = world([{"id": 0, "max_entries": 1}], [{"id": 0, "subprog": True, "stack_depth": 24,
-                                               "sites": [{"maps": [0], "key": 0}]}], [{"entry": 0}])
+    w = world(
+        [{"id": 0, "max_entries": 1}],
+        [{"id": 0, "subprog": True, "stack_depth": 24, "sites": [{"maps": [0], "key": 0}]}],
+        [{"entry": 0}],
+    )
     ld = load(w, jit_old.CODEGEN)
     names = [name for name, _ in ld.functions]
     assert names == ["prog 0", "prog 0 subprog"]
     main, sub = (img for _, img in ld.functions)
-    listing = [(f"{i.mnemonic} {i.op_str}".strip(), ins.asm) for ins in main.instrs
-               for i in cs.disasm(ins.data, main.base + ins.offset)]
+    listing = [
+        (f"{i.mnemonic} {i.op_str}".strip(), ins.asm) for ins in main.instrs for i in cs.disasm(ins.data, main.base + ins.offset)
+    ]
     assert ("mov rax, qword ptr [rbp - 0x28]", "mov rax, qword ptr [rbp + <tcc_ptr_off>]") in listing
     assert any(text == f"call {sub.base:#x}" for text, _ in listing)
     for text, comment in listing:
         assert asm_matches(comment, text), (comment, text)
-    assert sub.code[:16].hex().startswith("0f1f440000" + "0f1f00" + "55" + "4889e5")   # no xor rax, rax
+    assert sub.code[:16].hex().startswith("0f1f440000" + "0f1f00" + "55" + "4889e5")  # no xor rax, rax
 
 
 def test_poke_table_overflow_is_rejected_by_every_voter():
@@ -221,9 +229,12 @@ def test_poke_table_overflow_is_rejected_by_every_voter():
 def test_entry_as_a_tail_callee_with_a_count(profile, count, calls):
     """A run may start as the tail callee of a main program that has made `count` calls: the
     self-call chain then makes only 33 - count more, and the stack still balances."""
-    w = world([{"id": 0, "max_entries": 1, "slots": {"0": 0}}],
-              [{"id": 0, "stack_depth": 40, "callee_regs": [6], "sites": [{"maps": [0], "key": 0}]}],
-              [{"entry": 0, "tail_call_cnt": count}], profile)
+    w = world(
+        [{"id": 0, "max_entries": 1, "slots": {"0": 0}}],
+        [{"id": 0, "stack_depth": 40, "callee_regs": [6], "sites": [{"maps": [0], "key": 0}]}],
+        [{"entry": 0, "tail_call_cnt": count}],
+        profile,
+    )
     (obs,) = agreed(w)
     assert obs.trace == (0,) * (1 + calls) and obs.tail_call_cnt == 33
     assert obs.stack_delta == 0 and obs.callee_saved_clobbered == ()

@@ -2,22 +2,35 @@
 
 The data flows generator -> world -> verifier fix-up -> emitter -> executor -> oracle -> triage; a
 stage may import its own stage and the ones below it, never one above (ARCHITECTURE.md)."""
+
 import ast
 import importlib
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first. `tcfuzz` itself (SOURCE_TREE, __version__) is below everything. The generator sits
 # over the machine because a fuzz input decodes to the batch driver's case records.
-STAGES = ["tcfuzz", "tcfuzz.model", "tcfuzz.jit_old", "tcfuzz.jit_new", "tcfuzz.codegens", "tcfuzz.machine",
-          "tcfuzz.gen", "tcfuzz.verdict", "tcfuzz.triage", "tcfuzz.analysis", "tcfuzz.frontends",
-          "tcfuzz.selftest", "tcfuzz.cli"]
+STAGES = [
+    "tcfuzz",
+    "tcfuzz.model",
+    "tcfuzz.jit_old",
+    "tcfuzz.jit_new",
+    "tcfuzz.codegens",
+    "tcfuzz.machine",
+    "tcfuzz.gen",
+    "tcfuzz.verdict",
+    "tcfuzz.triage",
+    "tcfuzz.analysis",
+    "tcfuzz.frontends",
+    "tcfuzz.selftest",
+    "tcfuzz.cli",
+]
 FOLDERS = {"tcfuzz.model": "model", "tcfuzz.jit_old": "jit_old", "tcfuzz.jit_new": "jit_new", "tcfuzz": "fuzz"}
 
 

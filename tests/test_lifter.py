@@ -1,26 +1,46 @@
 """The lifter is validated against the emulator, not assumed: random concrete states run through the
 lifted z3 semantics and through Unicorn on the same bytes must leave the sequence the same way, with
 the same registers and the same counter."""
+
 import random
 import struct
 
 import pytest
 import z3
 from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, UC_PROT_ALL, Uc
-from unicorn.x86_const import (UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15, UC_X86_REG_RAX,
-                               UC_X86_REG_RBP, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RSI,
-                               UC_X86_REG_RSP)
+from unicorn.x86_const import (
+    UC_X86_REG_R12,
+    UC_X86_REG_R13,
+    UC_X86_REG_R14,
+    UC_X86_REG_R15,
+    UC_X86_REG_RAX,
+    UC_X86_REG_RBP,
+    UC_X86_REG_RBX,
+    UC_X86_REG_RCX,
+    UC_X86_REG_RDX,
+    UC_X86_REG_RSI,
+    UC_X86_REG_RSP,
+)
 
-from tcfuzz import jit_new
-from tcfuzz import jit_old
+from tcfuzz import jit_new, jit_old
 from tcfuzz.analysis.lifter import JUMP, OUT, LiftError, Sequence, State, run
 from tcfuzz.analysis.prove import Config, prove, site_sequence
 from tcfuzz.model.layout import indirect_thunk
 from tcfuzz.model.profile import PRESETS
 
-UC_REGS = {"rax": UC_X86_REG_RAX, "rcx": UC_X86_REG_RCX, "rdx": UC_X86_REG_RDX, "rbx": UC_X86_REG_RBX,
-           "rsp": UC_X86_REG_RSP, "rbp": UC_X86_REG_RBP, "rsi": UC_X86_REG_RSI, "r12": UC_X86_REG_R12,
-           "r13": UC_X86_REG_R13, "r14": UC_X86_REG_R14, "r15": UC_X86_REG_R15}
+UC_REGS = {
+    "rax": UC_X86_REG_RAX,
+    "rcx": UC_X86_REG_RCX,
+    "rdx": UC_X86_REG_RDX,
+    "rbx": UC_X86_REG_RBX,
+    "rsp": UC_X86_REG_RSP,
+    "rbp": UC_X86_REG_RBP,
+    "rsi": UC_X86_REG_RSI,
+    "r12": UC_X86_REG_R12,
+    "r13": UC_X86_REG_R13,
+    "r14": UC_X86_REG_R14,
+    "r15": UC_X86_REG_R15,
+}
 ARRAY, PROG, STACK, LANDING = 0x10_0000_0000, 0x20_0000, 0x40_0000, 0x7000_0000
 
 
@@ -37,12 +57,14 @@ def concrete_state(rng, cfg, profile):
     pushed = {"none": 0, "some": 2, "all": 4, "boundary": 5}[cfg.callee]
     regs = {r: rng.getrandbits(64) for r in UC_REGS}
     regs.update(rsi=ARRAY, rdx=rdx, rbp=rbp, rsp=rbp - frame - 16 - 8 * pushed)
-    cells = {ARRAY + profile.max_entries_off - 4: me << 32,                  # max_entries: the cell's high half
-             rbp - frame - 16: STACK + 0x100,                                 # tcc_ptr
-             rbp - frame - 8: rng.choice([count, STACK + 0x100]),             # tcc (or a copy of tcc_ptr)
-             STACK + 0x100: count}
+    cells = {
+        ARRAY + profile.max_entries_off - 4: me << 32,  # max_entries: the cell's high half
+        rbp - frame - 16: STACK + 0x100,  # tcc_ptr
+        rbp - frame - 8: rng.choice([count, STACK + 0x100]),  # tcc (or a copy of tcc_ptr)
+        STACK + 0x100: count,
+    }
     for k in range(pushed):
-        cells[regs["rsp"] + 8 * k] = rng.getrandbits(64)                      # the saved callee registers
+        cells[regs["rsp"] + 8 * k] = rng.getrandbits(64)  # the saved callee registers
     for i in {idx, idx + 4, idx + me}:
         cells[ARRAY + profile.ptrs_off + 8 * i] = rng.choice([0, prog, target])
     cells[ARRAY + profile.ptrs_off + 8 * (idx & 0xFFFFFFFF)] = prog
@@ -69,12 +91,18 @@ def lifted(seq, regs, cells):
 
 def emulated(image, seq, regs, cells, filled, direct_target):
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
-    for base, size in ((ARRAY, 0x10000), (STACK, 0x10000), (PROG, 0x10000), (LANDING, 0x10000),
-                       (image.base, 0x10000), (indirect_thunk() & ~0xFFF, 0x1000)):
+    for base, size in (
+        (ARRAY, 0x10000),
+        (STACK, 0x10000),
+        (PROG, 0x10000),
+        (LANDING, 0x10000),
+        (image.base, 0x10000),
+        (indirect_thunk() & ~0xFFF, 0x1000),
+    ):
         uc.mem_map(base, size, UC_PROT_ALL)
     uc.mem_write(image.base, image.code)
     for poke in image.pokes:
-        bypass = b"\x0f\x1f\x44\x00\x00" if filled else bytes(image.code[poke.tailcall_bypass - image.base:][:5])
+        bypass = b"\x0f\x1f\x44\x00\x00" if filled else bytes(image.code[poke.tailcall_bypass - image.base :][:5])
         jmp = b"\xe9" + struct.pack("<i", direct_target - (poke.tailcall_target + 5))
         uc.mem_write(poke.tailcall_bypass, bypass)
         uc.mem_write(poke.tailcall_target, jmp if filled else b"\x0f\x1f\x44\x00\x00")
@@ -88,6 +116,7 @@ def emulated(image, seq, regs, cells, filled, direct_target):
         if not seq.base <= address < seq.end:
             left["pc"] = address
             uc.emu_stop()
+
     uc.hook_add(UC_HOOK_CODE, on_code)
     uc.emu_start(seq.base, 0, count=200)
     pc = left["pc"]
@@ -104,8 +133,12 @@ def emulated(image, seq, regs, cells, filled, direct_target):
     return out
 
 
-CONFIGS = [Config(p, k, d, c) for p in ("default", "ibt", "retpoline", "lfence", "sls")
-           for k in ("static", "dynamic", "direct") for d, c in ((0, "none"), (20, "all"))]
+CONFIGS = [
+    Config(p, k, d, c)
+    for p in ("default", "ibt", "retpoline", "lfence", "sls")
+    for k in ("static", "dynamic", "direct")
+    for d, c in ((0, "none"), (20, "all"))
+]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
@@ -118,10 +151,10 @@ def test_lifter_agrees_with_unicorn(cfg, codegen):
         seq, image = site_sequence(codegen, cfg)
         regs, cells, filled = concrete_state(rng, cfg, profile)
         target = LANDING + 0x800
-        for poke in image.pokes:                      # the two poke sites in the state `filled` says
+        for poke in image.pokes:  # the two poke sites in the state `filled` says
             seq.pokes[poke.tailcall_bypass] = (z3.BoolVal(not filled), None)
             seq.pokes[poke.tailcall_target] = (z3.BoolVal(filled), z3.BitVecVal(target, 64))
-        a = lifted(seq, regs, cells)      # the poke states are already in seq.pokes
+        a = lifted(seq, regs, cells)  # the poke states are already in seq.pokes
         b = emulated(image, seq, regs, cells, filled, target)
         assert a == b, (cfg.name, codegen.name, regs, cells, filled)
         kinds.add(a["to"][0])
@@ -129,19 +162,21 @@ def test_lifter_agrees_with_unicorn(cfg, codegen):
 
 
 def test_unknown_instructions_fail_closed():
-    seq = Sequence(bytes.fromhex("4889d0" "0fa2"), 0x1000, 0x1005)     # mov rax, rdx; cpuid
-    state = State({r: z3.BitVec(r, 64) for r in UC_REGS} | {"rdi": z3.BitVec("rdi", 64)},
-                  z3.Array("m", z3.BitVecSort(64), z3.BitVecSort(64)))
+    seq = Sequence(bytes.fromhex("4889d00fa2"), 0x1000, 0x1005)  # mov rax, rdx; cpuid
+    state = State(
+        {r: z3.BitVec(r, 64) for r in UC_REGS} | {"rdi": z3.BitVec("rdi", 64)},
+        z3.Array("m", z3.BitVecSort(64), z3.BitVecSort(64)),
+    )
     with pytest.raises(LiftError, match=r"`cpuid ` \(0fa2\) is not a lifted form"):
         run(seq, state)
 
 
 def test_planted_bug_gives_a_counterexample_that_replays():
-    from tcfuzz.selftest.mutants import BOUND_CHECK_JA
     from tcfuzz.analysis.prove import replay
+    from tcfuzz.selftest.mutants import BOUND_CHECK_JA
 
     r = prove(Config("default", "static", 8, "some"), jit_old.CODEGEN, BOUND_CHECK_JA, show_necessary=False)
     assert not r.proven
     world, verdict = replay(r.config, r.counterexample, jit_old.CODEGEN, BOUND_CHECK_JA)
     assert verdict.kind.value == "NEW_DIVERGES"
-    assert r.counterexample["index"] & 0xFFFFFFFF == r.counterexample["max_entries"]      # index == max_entries
+    assert r.counterexample["index"] & 0xFFFFFFFF == r.counterexample["max_entries"]  # index == max_entries

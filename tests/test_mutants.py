@@ -1,13 +1,14 @@
 """The oracle's self-test: every planted bug in the catalogue is killed, each by a world on which its
 base codegen agrees. A survivor fails CI."""
+
 import json
 
 import pytest
 
 from tcfuzz.cli.main import main
+from tcfuzz.selftest.kill import hunt
 from tcfuzz.selftest.mutants import CATALOGUE
 from tcfuzz.verdict.oracle import judge
-from tcfuzz.selftest.kill import hunt
 
 
 @pytest.mark.parametrize("name", sorted(CATALOGUE))

@@ -7,8 +7,11 @@ def test_tail_call_offset_and_struct_offsets():
     assert preset("default").tail_call_offset == 12 and preset("ibt").tail_call_offset == 16
     assert preset("default").max_entries_off == 0x44 and preset("no-security").max_entries_off == 0x3C
     assert preset("default").bpf_func_off == 0x48
-    assert (preset("default").max_tail_call_cnt, preset("default").max_used_maps,
-            preset("default").poke_tab_max) == (33, 64, 1024)
+    assert (preset("default").max_tail_call_cnt, preset("default").max_used_maps, preset("default").poke_tab_max) == (
+        33,
+        64,
+        1024,
+    )
 
 
 def test_presets_cover_the_jump_variants():
@@ -27,9 +30,18 @@ def test_json_round_trip_and_unknown_field():
         KernelProfile.from_json({**p.to_json(), "colour": 1})
 
 
-@pytest.mark.parametrize("bad", [dict(max_entries_off=0x80), dict(bpf_func_off=-1), dict(ptrs_off=0x161),
-                                 dict(ptrs_off=0x20), dict(max_tail_call_cnt=200), dict(poke_tab_max=0),
-                                 dict(jump="spectre")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(max_entries_off=0x80),
+        dict(bpf_func_off=-1),
+        dict(ptrs_off=0x161),
+        dict(ptrs_off=0x20),
+        dict(max_tail_call_cnt=200),
+        dict(poke_tab_max=0),
+        dict(jump="spectre"),
+    ],
+)
 def test_impossible_profiles_are_rejected(bad):
     with pytest.raises((ProfileError, ValueError)):
         KernelProfile(**bad)

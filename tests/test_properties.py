@@ -3,16 +3,17 @@
 The legacy JIT must always agree with the reference. The patched one may diverge only for a known
 cause (fuzz/verdict/causes.py); any other divergence fails the test with a shrunk world. Corpus entries are
 explicit examples, so every regression scenario is tried first on each run."""
+
 from pathlib import Path
 
-from hypothesis import example, given, strategies as st, target
+from hypothesis import example, given, target
+from hypothesis import strategies as st
 
-from tcfuzz.triage.artifacts import read_document
-from tcfuzz import jit_new
-from tcfuzz import jit_old
-from tcfuzz.machine.batch import case_world, random_cases
-from tcfuzz.verdict.batch_oracle import judge_batch
+from tcfuzz import jit_new, jit_old
 from tcfuzz.gen.worlds import decode, single_run, worlds
+from tcfuzz.machine.batch import case_world, random_cases
+from tcfuzz.triage.artifacts import read_document
+from tcfuzz.verdict.batch_oracle import judge_batch
 from tcfuzz.verdict.causes import known_causes
 from tcfuzz.verdict.oracle import judge, same
 
@@ -31,8 +32,15 @@ def test_legacy_patched_and_model_agree_except_known_causes(world):
     j = judge(world)
     legacy, patched, model = (j.observations[v] for v in ("legacy", "patched", "model"))
     target(float(max(len(o.trace) for o in model)), label="longest chain")
-    target(-float(min((abs(c.key % 2**32 - world.site_map(r, c.prog, c.site).max_entries)
-                       for r in world.runs for c in r.ctx), default=2**32)), label="index next to max_entries")
+    target(
+        -float(
+            min(
+                (abs(c.key % 2**32 - world.site_map(r, c.prog, c.site).max_entries) for r in world.runs for c in r.ctx),
+                default=2**32,
+            )
+        ),
+        label="index next to max_entries",
+    )
     for run, (lo, mo) in enumerate(zip(legacy, model, strict=True)):
         assert same(lo, mo), f"legacy JIT differs from the reference in run {run}: {lo} vs {mo}"
     if j.verdict.diverges:

@@ -1,15 +1,15 @@
 """`tcfuzz prove`: the matrix is proven for the built-in codegens, every precondition is necessary,
 the disp32 boundary is exact, and planted bugs give counterexamples that replay as artifacts."""
+
 import json
 
 import pytest
 
-from tcfuzz import jit_new
-from tcfuzz import jit_old
-from tcfuzz.triage.artifacts import read_document
-from tcfuzz.cli.main import main
+from tcfuzz import jit_new, jit_old
 from tcfuzz.analysis.prove import INT_MAX, Config, matrix, prove, replay
+from tcfuzz.cli.main import main
 from tcfuzz.model.profile import PRESETS
+from tcfuzz.triage.artifacts import read_document
 
 
 @pytest.mark.parametrize("cfg", matrix(quick=True), ids=lambda c: c.name)
@@ -25,7 +25,7 @@ def test_every_precondition_is_necessary_and_the_boundary_is_exact(profile):
     r = prove(Config(profile, "static", 8, "some"), jit_old.CODEGEN, jit_new.CODEGEN)
     assert r.proven
     assert all(values is not None for values in r.necessary.values()), r.necessary
-    limit = (INT_MAX - PRESETS[profile].ptrs_off) // 8                 # largest ME with ptrs_off + 8 ME <= INT_MAX
+    limit = (INT_MAX - PRESETS[profile].ptrs_off) // 8  # largest ME with ptrs_off + 8 ME <= INT_MAX
     assert r.boundary["max_entries_max"] == limit and r.boundary["proven_at_max"]
     over = r.boundary["counterexample_at_max_plus_1"]
     assert over["max_entries"] == limit + 1
@@ -40,8 +40,20 @@ def test_cli_proves_and_reports(capsys):
 
 
 def test_planted_bug_counterexamples_become_artifacts(capsys, tmp_path):
-    status = main(["prove", "--profile", "default", "--kind", "static", "--quick", "--new",
-                   "tcfuzz.selftest.mutants:BOUND_CHECK_JA", "--artifacts", str(tmp_path)])
+    status = main(
+        [
+            "prove",
+            "--profile",
+            "default",
+            "--kind",
+            "static",
+            "--quick",
+            "--new",
+            "tcfuzz.selftest.mutants:BOUND_CHECK_JA",
+            "--artifacts",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 1 and "COUNTEREXAMPLE" in out and "DID NOT REPRODUCE" not in out
     artifacts = sorted(tmp_path.glob("prove-*.json"))

@@ -1,4 +1,5 @@
 """The README's world example is a real world: it parses and runs."""
+
 import json
 import re
 from pathlib import Path
@@ -35,8 +36,11 @@ def test_bad_plugin_specs_are_one_line_exit_2(capsys):
     from tcfuzz.cli.main import main
 
     world = str(README.parent / "examples" / "self-call.json")
-    for spec, message in [("jit_new", "expected module:object"), ("tcfuzz.jit_new:NOPE", "tcfuzz.jit_new has no NOPE"),
-                          ("tcfuzz.model.world:World", "not a Codegen (missing name, cached_targets, fixup, jit)")]:
+    for spec, message in [
+        ("jit_new", "expected module:object"),
+        ("tcfuzz.jit_new:NOPE", "tcfuzz.jit_new has no NOPE"),
+        ("tcfuzz.model.world:World", "not a Codegen (missing name, cached_targets, fixup, jit)"),
+    ]:
         assert main(["run", world, "--new", spec]) == 2
         err = capsys.readouterr().err
         assert err == f"tcfuzz run: error: codegen {spec!r}: {message}\n"

@@ -1,14 +1,15 @@
 """Crash triage: artifacts, repro, minimize, triage, corpus add — and bad input handled without loss."""
+
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from tcfuzz.triage.artifacts import ARTIFACT_SCHEMA, atomic_write, read_document, write_artifact
 from tcfuzz.cli.main import main
-from tcfuzz.verdict.oracle import judge
+from tcfuzz.triage.artifacts import ARTIFACT_SCHEMA, atomic_write, read_document, write_artifact
 from tcfuzz.triage.repro import size
+from tcfuzz.verdict.oracle import judge
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_LABEL = ROOT / "examples" / "shared-label.json"
@@ -44,6 +45,7 @@ def test_artifact_sidecar_carries_what_a_reproduction_needs(artifact):
 def test_atomic_write_leaves_nothing_behind_when_interrupted(tmp_path, monkeypatch):
     def killed(fd):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(os, "fsync", killed)
     with pytest.raises(KeyboardInterrupt):
         atomic_write(tmp_path / "crash-x.json", b"{}")
@@ -159,7 +161,9 @@ def test_triage_groups_by_signature(capsys, tmp_path):
     assert status == 1
     lines = out.splitlines()
     assert lines[0] == "3 diverging inputs, 2 unique signatures"
-    assert lines[1].startswith("    2  NEW_DIVERGES/fault/unmapped@") and lines[3].startswith("    1  NEW_DIVERGES/fault/wild_jump@")
+    assert lines[1].startswith("    2  NEW_DIVERGES/fault/unmapped@") and lines[3].startswith(
+        "    1  NEW_DIVERGES/fault/wild_jump@"
+    )
     assert lines[2].strip().startswith("representative: ") and lines[2].strip().endswith(".min.json")
 
 
@@ -179,8 +183,8 @@ def test_repro_of_a_raw_fuzzer_input_decodes_it(capsys, tmp_path):
     from tcfuzz.gen.worlds import decode_input
 
     single, batch = tmp_path / "crash-single", tmp_path / "crash-batch"
-    single.write_bytes(b"\x00" + bytes(range(1, 60)))          # mode 0: one world
-    batch.write_bytes(b"\x01" + bytes(range(1, 60)))           # otherwise: a world and a batch
+    single.write_bytes(b"\x00" + bytes(range(1, 60)))  # mode 0: one world
+    batch.write_bytes(b"\x01" + bytes(range(1, 60)))  # otherwise: a world and a batch
     for raw in (single, batch):
         status, out, _ = cli(capsys, "repro", raw, "--json")
         d = json.loads(out)

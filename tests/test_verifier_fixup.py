@@ -1,7 +1,9 @@
 """do_misc_fixups() for bpf_tail_call: direct vs indirect conditions, unpriv insertion, rejections."""
+
 import dataclasses
 
 import pytest
+from conftest import CODEGENS, jit_sample
 
 from tcfuzz.model.bpf import BPF_ALU, BPF_AND, BPF_EMIT_CALL_TAIL_CALL, BPF_JGE, BPF_JMP, BPF_K, BPF_TAIL_CALL, R3
 from tcfuzz.model.interfaces import MapRef, TailCallAux, VerifierEnv, VerifierReject
@@ -9,15 +11,12 @@ from tcfuzz.model.profile import preset
 from tcfuzz.model.sample import SampleConfig, sample_program
 from tcfuzz.model.world import index_mask
 
-from conftest import CODEGENS, jit_sample
-
 MAP = MapRef(0, 10, index_mask(10))
 PRIV_CONST = TailCallAux(MAP, key=3)
 
 
 def fixup(codegen, aux, env=None, used_maps=(MAP,)):
-    return CODEGENS[codegen].fixup([BPF_EMIT_CALL_TAIL_CALL(aux)], env or VerifierEnv(), list(used_maps),
-                                   preset("default"))
+    return CODEGENS[codegen].fixup([BPF_EMIT_CALL_TAIL_CALL(aux)], env or VerifierEnv(), list(used_maps), preset("default"))
 
 
 @pytest.mark.parametrize("codegen", CODEGENS)
@@ -29,13 +28,16 @@ def test_constant_key_privileged_becomes_direct(codegen):
 
 
 @pytest.mark.parametrize("codegen", CODEGENS)
-@pytest.mark.parametrize("change", [
-    dict(env=VerifierEnv(bpf_capable=False)),
-    dict(env=VerifierEnv(blinding_requested=True)),
-    dict(env=VerifierEnv(jit_requested=False)),
-    dict(aux=dataclasses.replace(PRIV_CONST, key=None)),
-    dict(aux=dataclasses.replace(PRIV_CONST, map_poisoned=True)),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(env=VerifierEnv(bpf_capable=False)),
+        dict(env=VerifierEnv(blinding_requested=True)),
+        dict(env=VerifierEnv(jit_requested=False)),
+        dict(aux=dataclasses.replace(PRIV_CONST, key=None)),
+        dict(aux=dataclasses.replace(PRIV_CONST, map_poisoned=True)),
+    ],
+)
 def test_each_condition_is_needed_for_a_direct_call(codegen, change):
     insns, poke_tab = fixup(codegen, **{"aux": PRIV_CONST, **change})
     assert poke_tab == [] and [i.code for i in insns] == [BPF_JMP | BPF_TAIL_CALL]

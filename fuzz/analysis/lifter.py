@@ -10,6 +10,7 @@ ends when control leaves it, and the way out is the observation:
     Exit.kind   OUT + k   a jump (or fall) to the sequence's end + k (k = 0: its own `out`)
                 JUMP      an indirect jump (`jmp rcx`, the retpoline thunk, a direct poke) to `target`
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,12 +21,23 @@ from capstone import x86
 
 from tcfuzz.model.layout import indirect_thunk
 
-JUMP = 1 << 20                    # Exit.kind of an indirect/direct jump out of the sequence
-OUT = 0                           # Exit.kind base for leaving to sequence end + k
+JUMP = 1 << 20  # Exit.kind of an indirect/direct jump out of the sequence
+OUT = 0  # Exit.kind base for leaving to sequence end + k
 
-REG64 = {x86.X86_REG_RAX: "rax", x86.X86_REG_RCX: "rcx", x86.X86_REG_RDX: "rdx", x86.X86_REG_RBX: "rbx",
-         x86.X86_REG_RSP: "rsp", x86.X86_REG_RBP: "rbp", x86.X86_REG_RSI: "rsi", x86.X86_REG_RDI: "rdi",
-         x86.X86_REG_R12: "r12", x86.X86_REG_R13: "r13", x86.X86_REG_R14: "r14", x86.X86_REG_R15: "r15"}
+REG64 = {
+    x86.X86_REG_RAX: "rax",
+    x86.X86_REG_RCX: "rcx",
+    x86.X86_REG_RDX: "rdx",
+    x86.X86_REG_RBX: "rbx",
+    x86.X86_REG_RSP: "rsp",
+    x86.X86_REG_RBP: "rbp",
+    x86.X86_REG_RSI: "rsi",
+    x86.X86_REG_RDI: "rdi",
+    x86.X86_REG_R12: "r12",
+    x86.X86_REG_R13: "r13",
+    x86.X86_REG_R14: "r14",
+    x86.X86_REG_R15: "r15",
+}
 REG32 = {x86.X86_REG_EAX: "rax", x86.X86_REG_ECX: "rcx", x86.X86_REG_EDX: "rdx", x86.X86_REG_EBX: "rbx"}
 REGS = tuple(REG64.values())
 
@@ -40,19 +52,19 @@ class LiftError(Exception):
 @dataclass
 class State:
     regs: dict[str, z3.BitVecRef]
-    mem: z3.ArrayRef                         # cell index (addr >> 3) -> u64
+    mem: z3.ArrayRef  # cell index (addr >> 3) -> u64
     cf: z3.BoolRef = z3.BoolVal(False)
     zf: z3.BoolRef = z3.BoolVal(False)
     sf: z3.BoolRef = z3.BoolVal(False)
     of: z3.BoolRef = z3.BoolVal(False)
 
-    def copy(self) -> "State":
+    def copy(self) -> State:
         return State(dict(self.regs), self.mem, self.cf, self.zf, self.sf, self.of)
 
 
 @dataclass
 class Exit:
-    cond: z3.BoolRef                         # the path condition
+    cond: z3.BoolRef  # the path condition
     kind: int
     state: State
     target: z3.BitVecRef | None = None
@@ -63,17 +75,16 @@ class Sequence:
     """One tail-call sequence to lift: its bytes at `base`, and the overrides the prover supplies."""
 
     code: bytes
-    base: int                                # address of code[0]
-    end: int                                 # the sequence's own end (its `out`), as an address
-    fields: dict[int, dict[str, z3.BitVecRef]] = field(default_factory=dict)   # address -> {"imm"/"disp": expr}
+    base: int  # address of code[0]
+    end: int  # the sequence's own end (its `out`), as an address
+    fields: dict[int, dict[str, z3.BitVecRef]] = field(default_factory=dict)  # address -> {"imm"/"disp": expr}
     pokes: dict[int, tuple[z3.BoolRef, z3.BitVecRef | None]] = field(default_factory=dict)
     # address -> (taken, target): a poke site; taken true = `jmp target` (target None: to the bypass
     # address in the bytes), false = nop5
 
 
 def initial_state(prefix: str = "") -> State:
-    return State({r: z3.BitVec(f"{prefix}{r}", 64) for r in REGS}, z3.Array(f"{prefix}mem", z3.BitVecSort(64),
-                                                                             z3.BitVecSort(64)))
+    return State({r: z3.BitVec(f"{prefix}{r}", 64) for r in REGS}, z3.Array(f"{prefix}mem", z3.BitVecSort(64), z3.BitVecSort(64)))
 
 
 def cell(addr: z3.BitVecRef) -> z3.BitVecRef:
@@ -106,7 +117,7 @@ def _set_reg(s: State, reg: int, value: z3.BitVecRef) -> None:
     if reg in REG64:
         s.regs[REG64[reg]] = value
     elif reg in REG32:
-        s.regs[REG32[reg]] = z3.ZeroExt(32, value)          # 32-bit writes zero-extend
+        s.regs[REG32[reg]] = z3.ZeroExt(32, value)  # 32-bit writes zero-extend
     else:
         raise LiftError(f"register {_CS.reg_name(reg)}")
 
@@ -157,8 +168,12 @@ def _widen(value: z3.BitVecRef, size: int) -> z3.BitVecRef:
 
 
 CONDITIONS = {
-    "jbe": lambda s: z3.Or(s.cf, s.zf), "ja": lambda s: z3.And(z3.Not(s.cf), z3.Not(s.zf)),
-    "jae": lambda s: z3.Not(s.cf), "jb": lambda s: s.cf, "je": lambda s: s.zf, "jne": lambda s: z3.Not(s.zf),
+    "jbe": lambda s: z3.Or(s.cf, s.zf),
+    "ja": lambda s: z3.And(z3.Not(s.cf), z3.Not(s.zf)),
+    "jae": lambda s: z3.Not(s.cf),
+    "jb": lambda s: s.cf,
+    "je": lambda s: s.zf,
+    "jne": lambda s: z3.Not(s.zf),
 }
 
 
@@ -178,15 +193,15 @@ def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exi
     while work:
         pc, s, c = work.pop()
         while True:
-            if pc not in insns:                                   # left the sequence
+            if pc not in insns:  # left the sequence
                 exits.append(Exit(c, OUT + (pc - seq.end), s))
                 break
             insn = insns[pc]
             fields = seq.fields.get(pc, {})
             nxt = pc + insn.size
-            if pc in seq.pokes:                                   # a text-poke site: two states
+            if pc in seq.pokes:  # a text-poke site: two states
                 taken, target = seq.pokes[pc]
-                if target is None:                                # the bypass: its bytes say where to
+                if target is None:  # the bypass: its bytes say where to
                     target_pc = insn.operands[0].imm if insn.mnemonic == "jmp" else seq.end
                     work.append((target_pc, s.copy(), z3.And(c, taken)))
                     c, pc = z3.And(c, z3.Not(taken)), nxt
@@ -235,7 +250,7 @@ def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exi
                 exits.append(Exit(c, JUMP, s, s.regs["rcx"]))
                 break
             elif m == "jmp" and ops[0].type == x86.X86_OP_IMM:
-                if ops[0].imm == indirect_thunk():                # __x86_indirect_thunk_rcx: jmp *%rcx
+                if ops[0].imm == indirect_thunk():  # __x86_indirect_thunk_rcx: jmp *%rcx
                     exits.append(Exit(c, JUMP, s, s.regs["rcx"]))
                     break
                 nxt = ops[0].imm

@@ -8,30 +8,30 @@
 2. The static path's disp32 `offsetof(ptrs) + max_entries * 8`, computed into an int: the smallest
    max_entries that no longer fits, and what the patched code reads there, run under Unicorn.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 from tcfuzz.model.bpf import BPF_EXIT_INSN, BPF_JMP, BPF_TAIL_CALL, Insn
 from tcfuzz.model.interfaces import JitError, MapRef, PokeDescriptor, VerifiedProgram
 from tcfuzz.model.layout import image_base
 from tcfuzz.model.profile import KernelProfile
 from tcfuzz.model.world import SCHEMA, World
 
-from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
-
-EXHAUSTIVE_MAX = 4_000_000        # round trips; past that the product is swept field by field
+EXHAUSTIVE_MAX = 4_000_000  # round trips; past that the product is swept field by field
 INT_MAX = 2**31 - 1
 
 
 @dataclass
 class Break:
-    field: str                    # "map_index", "poke_index"
-    first: int                    # the first value that does not round-trip
-    decoded: dict                 # what the JIT decodes for it
-    consequence: str              # what the JIT then emits
-    demo: dict = field(default_factory=dict)   # how it was shown: world + verdict, or the JIT's error
+    field: str  # "map_index", "poke_index"
+    first: int  # the first value that does not round-trip
+    decoded: dict  # what the JIT decodes for it
+    consequence: str  # what the JIT then emits
+    demo: dict = field(default_factory=dict)  # how it was shown: world + verdict, or the JIT's error
 
 
 @dataclass
@@ -45,9 +45,15 @@ class Report:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return {"max_used_maps": self.max_used_maps, "poke_tab_max": self.poke_tab_max, "checked": self.checked,
-                "exhaustive": self.exhaustive, "seconds": round(self.seconds, 3),
-                "imm": [b.__dict__ for b in self.breaks], "disp": self.disp}
+        return {
+            "max_used_maps": self.max_used_maps,
+            "poke_tab_max": self.poke_tab_max,
+            "checked": self.checked,
+            "exhaustive": self.exhaustive,
+            "seconds": round(self.seconds, 3),
+            "imm": [b.__dict__ for b in self.breaks],
+            "disp": self.disp,
+        }
 
 
 PATCH_CODEC = (encode_tail_call_imm, decode_tail_call_imm)
@@ -57,7 +63,7 @@ def round_trips(map_index: int, poisoned: bool, poke: int | None, codec=PATCH_CO
     encode, decode = codec
     m, dyn, imm16 = decode(encode(map_index, poisoned, poke))
     if poke is not None:
-        return imm16 == poke + 1                      # direct: only the poke index is used
+        return imm16 == poke + 1  # direct: only the poke index is used
     return imm16 == 0 and dyn == poisoned and m == map_index
 
 
@@ -108,8 +114,10 @@ def describe_map_break(m: int, codec=PATCH_CODEC) -> tuple[dict, str]:
     if imm16:
         return decoded, f"a direct call through poke_tab[{imm16 - 1}] instead of an indirect one"
     if dyn:
-        return decoded, (f"the dynamic sequence (run-time max_entries and bpf_func loads) for a static site: "
-                         f"used_maps[{got_map}] is read but not used")
+        return decoded, (
+            f"the dynamic sequence (run-time max_entries and bpf_func loads) for a static site: "
+            f"used_maps[{got_map}] is read but not used"
+        )
     return decoded, f"the static sequence with used_maps[{got_map}]'s max_entries baked in"
 
 
@@ -132,10 +140,18 @@ def demo_map_break(profile: KernelProfile, m: int, voters: dict) -> dict:
     maps = [{"id": 1 + i, "kind": "filler", "max_entries": 1} for i in range(m)]
     maps.append({"id": 0, "max_entries": 2, "slots": {"0": 1}})
     prof = profile.replace(name=f"{profile.name}+maps{m + 1}", max_used_maps=m + 1).to_json()
-    world = World.from_json({"schema": SCHEMA, "profile": prof, "maps": maps,
-                             "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
-                             "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]},
-                                      {"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 2}]}]})
+    world = World.from_json(
+        {
+            "schema": SCHEMA,
+            "profile": prof,
+            "maps": maps,
+            "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
+            "runs": [
+                {"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]},
+                {"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 2}]},
+            ],
+        }
+    )
     v = judge(world, **voters).verdict
     return {"world": world.to_json(), "verdict": v.kind.value, "signature": v.signature}
 
@@ -160,29 +176,39 @@ def first_disp_overflow(ptrs_off: int) -> int:
 
 
 def demo_disp(profile: KernelProfile, voters: dict) -> dict:
-    from tcfuzz.verdict.oracle import judge
     from tcfuzz.jit_new.tail_call import static_ptrs_disp
+    from tcfuzz.verdict.oracle import judge
 
     me = first_disp_overflow(profile.ptrs_off)
     disp = static_ptrs_disp(profile, me)
-    world = World.from_json({"schema": SCHEMA, "profile": profile.to_json(),
-                             "maps": [{"id": 0, "max_entries": me, "slots": {"0": 1}}],
-                             "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
-                             "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]}]})
+    world = World.from_json(
+        {
+            "schema": SCHEMA,
+            "profile": profile.to_json(),
+            "maps": [{"id": 0, "max_entries": me, "slots": {"0": 1}}],
+            "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
+            "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]}],
+        }
+    )
     j = judge(world, **voters)
     fault = j.observations["patched"][0].fault
-    return {"first_max_entries": me, "product": profile.ptrs_off + me * 8, "disp32": disp,
-            "reads": f"[rsi + rdx*8 {'-' if disp < 0 else '+'} {abs(disp):#x}] instead of "
-                     f"[rsi + rdx*8 + {profile.ptrs_off + me * 8:#x}]",
-            "verdict": j.verdict.kind.value, "signature": j.verdict.signature,
-            "patched_fault": str(fault) if fault else None, "world": world.to_json()}
+    return {
+        "first_max_entries": me,
+        "product": profile.ptrs_off + me * 8,
+        "disp32": disp,
+        "reads": f"[rsi + rdx*8 {'-' if disp < 0 else '+'} {abs(disp):#x}] instead of "
+        f"[rsi + rdx*8 + {profile.ptrs_off + me * 8:#x}]",
+        "verdict": j.verdict.kind.value,
+        "signature": j.verdict.signature,
+        "patched_fault": str(fault) if fault else None,
+        "world": world.to_json(),
+    }
 
 
 def hunt(profile: KernelProfile, run_demos: bool = True, old=None, new=None) -> Report:
     """The imm codec is `new.imm_codec` (encode, decode) when the codegen has one, else patch 2/4's;
     the demonstrations run `old` and `new`."""
-    from tcfuzz import jit_new
-    from tcfuzz import jit_old
+    from tcfuzz import jit_new, jit_old
 
     old, new = old or jit_old.CODEGEN, new or jit_new.CODEGEN
     codec = getattr(new, "imm_codec", None) or PATCH_CODEC
@@ -192,35 +218,46 @@ def hunt(profile: KernelProfile, run_demos: bool = True, old=None, new=None) -> 
     breaks = []
     if first_map is not None:
         decoded, consequence = describe_map_break(first_map, codec)
-        breaks.append(Break("map_index", first_map, decoded, consequence,
-                            demo_map_break(profile, first_map, voters) if run_demos else {}))
+        breaks.append(
+            Break("map_index", first_map, decoded, consequence, demo_map_break(profile, first_map, voters) if run_demos else {})
+        )
     if first_poke is not None:
         decoded, consequence = describe_poke_break(first_poke, codec)
-        breaks.append(Break("poke_index", first_poke, decoded, consequence,
-                            demo_poke_break(profile, first_poke, new, codec) if run_demos else {}))
+        breaks.append(
+            Break(
+                "poke_index",
+                first_poke,
+                decoded,
+                consequence,
+                demo_poke_break(profile, first_poke, new, codec) if run_demos else {},
+            )
+        )
     disp = demo_disp(profile, voters) if run_demos else {"first_max_entries": first_disp_overflow(profile.ptrs_off)}
-    return Report(profile.max_used_maps, profile.poke_tab_max, checked, exhaustive, breaks, disp,
-                  time.perf_counter() - started)
+    return Report(profile.max_used_maps, profile.poke_tab_max, checked, exhaustive, breaks, disp, time.perf_counter() - started)
 
 
 def render(r: Report) -> str:
-    out = [f"imm round trip: {r.checked} (map index, poisoned, poke index) values for max_used_maps="
-           f"{r.max_used_maps}, poke_tab_max={r.poke_tab_max}"
-           + ("" if r.exhaustive else " (field by field: the full product is too large)") + f", {r.seconds:.2f} s"]
+    out = [
+        f"imm round trip: {r.checked} (map index, poisoned, poke index) values for max_used_maps="
+        f"{r.max_used_maps}, poke_tab_max={r.poke_tab_max}"
+        + ("" if r.exhaustive else " (field by field: the full product is too large)")
+        + f", {r.seconds:.2f} s"
+    ]
     if not r.breaks:
         out.append("  every value round-trips: no overflow within these limits")
     for b in r.breaks:
         out.append(f"  {b.field}: first failure at {b.first}; the JIT decodes {b.decoded}")
         out.append(f"    and emits {b.consequence}")
         if "verdict" in b.demo:
-            out.append(f"    world (prog array at used_maps[{b.first}]): {b.demo['verdict']}"
-                       + (f" {b.demo['signature']}" if b.demo["signature"] else ""))
+            out.append(
+                f"    world (prog array at used_maps[{b.first}]): {b.demo['verdict']}"
+                + (f" {b.demo['signature']}" if b.demo["signature"] else "")
+            )
         elif b.demo:
             out.append(f"    {b.demo.get('jit') or b.demo.get('why')}")
     d = r.disp
     out.append(f"static disp32 offsetof(ptrs) + max_entries * 8: leaves int at max_entries = {d['first_max_entries']}")
     if "disp32" in d:
         out.append(f"  the patched code reads {d['reads']}")
-        out.append(f"  world (max_entries {d['first_max_entries']}, slot 0 filled, key 0): {d['verdict']} "
-                   f"{d['signature']}")
+        out.append(f"  world (max_entries {d['first_max_entries']}, slot 0 filled, key 0): {d['verdict']} {d['signature']}")
     return "\n".join(out)

@@ -20,6 +20,7 @@ Preconditions (each shown necessary by dropping it and asking z3 for a counterex
 Static sites need all five; dynamic and direct sites need none (their sequences do the same loads).
 Modelling assumptions, not preconditions: qword accesses are 8-aligned (8-byte memory cells).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -29,25 +30,24 @@ from dataclasses import dataclass, field
 import z3
 from capstone.x86 import X86_OP_IMM
 
+from tcfuzz.analysis.lifter import JUMP, Sequence, initial_state, load, merge, run
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import Codegen
 from tcfuzz.model.layout import image_base
 from tcfuzz.model.profile import PRESETS, KernelProfile
 from tcfuzz.model.sample import SampleConfig, SiteKind, tail_call_sites, verified_sample
 
-from tcfuzz.analysis.lifter import JUMP, Sequence, initial_state, load, merge, run
-
 INT_MAX = 2**31 - 1
 CALLEE = ("rbx", "rbp", "r12", "r13", "r14", "r15")
-ME0 = 4                                       # the concrete max_entries the sequences are JITed with
+ME0 = 4  # the concrete max_entries the sequences are JITed with
 
 
 @dataclass(frozen=True)
 class Config:
     profile: str
-    kind: str                                 # static, dynamic, direct
+    kind: str  # static, dynamic, direct
     stack_depth: int
-    callee: str                               # none, some, all, boundary
+    callee: str  # none, some, all, boundary
 
     @property
     def name(self) -> str:
@@ -55,8 +55,14 @@ class Config:
 
     def sample(self) -> SampleConfig:
         regs = {"none": (), "some": (R6, R8), "all": (R6, R7, R8, R9), "boundary": ()}[self.callee]
-        return SampleConfig(sites=(SiteKind(self.kind),), max_entries=ME0, key=1, stack_depth=self.stack_depth,
-                            callee_regs=regs, exception_boundary=self.callee == "boundary")
+        return SampleConfig(
+            sites=(SiteKind(self.kind),),
+            max_entries=ME0,
+            key=1,
+            stack_depth=self.stack_depth,
+            callee_regs=regs,
+            exception_boundary=self.callee == "boundary",
+        )
 
 
 @dataclass
@@ -66,13 +72,19 @@ class Result:
     preconditions: list[str]
     seconds: float
     counterexample: dict | None = None
-    necessary: dict[str, dict | None] = field(default_factory=dict)   # precondition -> counterexample without it
+    necessary: dict[str, dict | None] = field(default_factory=dict)  # precondition -> counterexample without it
     boundary: dict | None = None
 
     def to_json(self) -> dict:
-        return {"config": self.config.name, "result": "PROVEN" if self.proven else "COUNTEREXAMPLE",
-                "preconditions": self.preconditions, "seconds": round(self.seconds, 3),
-                "counterexample": self.counterexample, "necessary": self.necessary, "boundary": self.boundary}
+        return {
+            "config": self.config.name,
+            "result": "PROVEN" if self.proven else "COUNTEREXAMPLE",
+            "preconditions": self.preconditions,
+            "seconds": round(self.seconds, 3),
+            "counterexample": self.counterexample,
+            "necessary": self.necessary,
+            "boundary": self.boundary,
+        }
 
 
 def site_sequence(codegen: Codegen, cfg: Config) -> tuple[Sequence, object]:
@@ -91,9 +103,9 @@ class Claim:
         self.profile: KernelProfile = PRESETS[cfg.profile]
         self.s0 = initial_state()
         self.me = z3.BitVec("max_entries", 32)
-        self.filled = z3.Bool("slot_filled")                   # direct: the poke state
-        self.direct_target = z3.BitVec("direct_target", 64)    # direct: bpf_func + adj_off of the slot's program
-        self.fixed_me = False                                  # a codegen whose baked fields are not the patch's
+        self.filled = z3.Bool("slot_filled")  # direct: the poke state
+        self.direct_target = z3.BitVec("direct_target", 64)  # direct: bpf_func + adj_off of the slot's program
+        self.fixed_me = False  # a codegen whose baked fields are not the patch's
 
     # -- the patch's symbolic fields ---------------------------------------------------------------
     def disp(self) -> z3.BitVecRef:
@@ -111,8 +123,7 @@ class Claim:
         fields = {}
         for insn in decode(seq):
             ops = insn.operands
-            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and ops[1].type == X86_OP_IMM \
-                    and ops[1].imm == ME0:
+            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and ops[1].type == X86_OP_IMM and ops[1].imm == ME0:
                 fields[insn.address] = {"imm": self.me}
             if insn.mnemonic == "mov" and "rdx*8" in insn.op_str and ops[1].mem.disp == concrete_disp:
                 fields[insn.address] = {"disp": self.disp()}
@@ -140,8 +151,9 @@ class Claim:
             cache = load(s, rsi + p.ptrs_off + (z3.ZeroExt(32, self.me) + idx) * 8, 8)
             bpf_func = load(s, prog + p.bpf_func_off, 8)
             out["baked-max-entries"] = me_field == self.me
-            out["cached-target"] = z3.Implies(z3.ULT(idx, z3.ZeroExt(32, self.me)),
-                                              cache == z3.If(prog != 0, bpf_func + p.tail_call_offset, 0))
+            out["cached-target"] = z3.Implies(
+                z3.ULT(idx, z3.ZeroExt(32, self.me)), cache == z3.If(prog != 0, bpf_func + p.tail_call_offset, 0)
+            )
             out["disp-fits-int"] = z3.ULE(z3.ZeroExt(32, self.me) * 8 + p.ptrs_off, INT_MAX)
             out["entry-not-null"] = z3.Implies(prog != 0, bpf_func + p.tail_call_offset != 0)
             out["counter-not-prog"] = z3.LShR(tcc_ptr, 3) != z3.LShR(prog + p.bpf_func_off, 3)
@@ -156,11 +168,13 @@ class Claim:
             self.direct_pokes(seq, image)
         exits = run(seq, self.s0.copy())
         zero = z3.BitVecVal(0, 64)
-        out = {"exit": merge(exits, lambda e: z3.BitVecVal(e.kind, 32)),
-               "target": merge(exits, lambda e: e.target if e.kind == JUMP else zero),
-               "rax": merge(exits, lambda e: e.state.regs["rax"] if e.kind == JUMP else zero),
-               "rsp": merge(exits, lambda e: e.state.regs["rsp"]),
-               "mem": merge(exits, lambda e: e.state.mem)}
+        out = {
+            "exit": merge(exits, lambda e: z3.BitVecVal(e.kind, 32)),
+            "target": merge(exits, lambda e: e.target if e.kind == JUMP else zero),
+            "rax": merge(exits, lambda e: e.state.regs["rax"] if e.kind == JUMP else zero),
+            "rsp": merge(exits, lambda e: e.state.regs["rsp"]),
+            "mem": merge(exits, lambda e: e.state.mem),
+        }
         for r in CALLEE:
             out[r] = merge(exits, lambda e, r=r: e.state.regs[r])
         return out
@@ -171,17 +185,21 @@ class Claim:
 
     def model_values(self, m: z3.ModelRef) -> dict:
         s = self.s0
-        ev = lambda e: m.eval(e, model_completion=True).as_long()   # noqa: E731
+        ev = lambda e: m.eval(e, model_completion=True).as_long()
         p = self.profile
         rdx = ev(s.regs["rdx"])
         idx = rdx & 0xFFFFFFFF
         rsi = s.regs["rsi"]
         prog = load(s, rsi + p.ptrs_off + z3.BitVecVal(idx, 64) * 8, 8)
         tcc_ptr = load(s, s.regs["rbp"] - 16 - ((self.cfg.stack_depth + 7) // 8 * 8), 8)
-        return {"index": rdx, "max_entries": ev(self.me) if self.cfg.kind == "static" else
-                ev(load(s, rsi + p.max_entries_off, 4)), "max_entries_field": ev(load(s, rsi + p.max_entries_off, 4)),
-                "slot": ev(prog), "count": ev(load(s, tcc_ptr, 8)), "slot_filled": bool(m.eval(self.filled,
-                                                                                               model_completion=True))}
+        return {
+            "index": rdx,
+            "max_entries": ev(self.me) if self.cfg.kind == "static" else ev(load(s, rsi + p.max_entries_off, 4)),
+            "max_entries_field": ev(load(s, rsi + p.max_entries_off, 4)),
+            "slot": ev(prog),
+            "count": ev(load(s, tcc_ptr, 8)),
+            "slot_filled": bool(m.eval(self.filled, model_completion=True)),
+        }
 
 
 def counterexample_worlds(cfg: Config, values: dict) -> list:
@@ -192,7 +210,7 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
     from tcfuzz.model.world import SCHEMA, World, WorldError
 
     sample = cfg.sample()
-    me = ME0 if cfg.kind == "direct" else (values["max_entries_field"] or 1)   # a direct site reads no max_entries
+    me = ME0 if cfg.kind == "direct" else (values["max_entries_field"] or 1)  # a direct site reads no max_entries
     index = values["index"]
     filled = values["slot_filled"] if cfg.kind == "direct" else values["slot"] != 0
     key_slot = 1 if cfg.kind == "direct" else index & 0xFFFFFFFF
@@ -204,14 +222,25 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
         if cfg.kind == "dynamic":
             maps.append({"id": 1, "max_entries": 2})
             site = {"maps": [1, 0]}
-        prog = {"id": 0, "stack_depth": cfg.stack_depth, "callee_regs": list(sample.callee_regs),
-                "exception_boundary": sample.exception_boundary, "sites": [site]}
-        ctx = [] if cfg.kind == "direct" else [{"prog": 0, "site": 0, "key": index,
-                                                **({"map": 0} if cfg.kind == "dynamic" else {})}]
+        prog = {
+            "id": 0,
+            "stack_depth": cfg.stack_depth,
+            "callee_regs": list(sample.callee_regs),
+            "exception_boundary": sample.exception_boundary,
+            "sites": [site],
+        }
+        ctx = (
+            []
+            if cfg.kind == "direct"
+            else [{"prog": 0, "site": 0, "key": index, **({"map": 0} if cfg.kind == "dynamic" else {})}]
+        )
         run = {"entry": 0, "ctx": ctx, "tail_call_cnt": min(values["count"], PRESETS[cfg.profile].max_tail_call_cnt)}
         try:
-            worlds.append(World.from_json({"schema": SCHEMA, "profile": cfg.profile, "maps": maps,
-                                           "programs": [prog, {"id": 1}], "runs": [run]}))
+            worlds.append(
+                World.from_json(
+                    {"schema": SCHEMA, "profile": cfg.profile, "maps": maps, "programs": [prog, {"id": 1}], "runs": [run]}
+                )
+            )
         except WorldError:
             continue
     return worlds
@@ -253,8 +282,11 @@ def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) 
             others = [v for k, v in pre.items() if k != "disp-fits-int"]
             over = check(claim, diff, others + [claim.me == limit + 1])
             at = check(claim, diff, others + [claim.me == limit])
-            result.boundary = {"max_entries_max": limit, "proven_at_max": at is None,
-                               "counterexample_at_max_plus_1": claim.model_values(over) if over is not None else None}
+            result.boundary = {
+                "max_entries_max": limit,
+                "proven_at_max": at is None,
+                "counterexample_at_max_plus_1": claim.model_values(over) if over is not None else None,
+            }
     result.seconds = time.perf_counter() - started
     return result
 
@@ -264,15 +296,10 @@ def matrix(quick: bool = False) -> list[Config]:
     depths, callees = [0, 8, 20, 512], ["none", "some", "all", "boundary"]
     if quick:
         profiles, depths, callees = ["default", "ibt", "retpoline"], [0, 20], ["none", "all"]
-    return [Config(p, k, d, c) for p, k, d, c in itertools.product(profiles, ["static", "dynamic", "direct"],
-                                                                      depths, callees)]
+    return [Config(p, k, d, c) for p, k, d, c in itertools.product(profiles, ["static", "dynamic", "direct"], depths, callees)]
 
 
-
-
-
-def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None,
-               specs: dict[str, str] | None = None) -> dict:
+def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None, specs: dict[str, str] | None = None) -> dict:
     """Prove every configuration. Necessity of each precondition and the disp32 boundary are shown
     once per profile (on its first static configuration). Every counterexample is replayed as a world
     under Unicorn and, with `artifacts`, written as an artifact `tcfuzz repro` accepts."""
@@ -290,8 +317,14 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
             todo.append(("disp-fits-int boundary + 1", r.boundary["counterexample_at_max_plus_1"]))
         for what, values in todo:
             got = replay(cfg, values, old, new)
-            entry = {"config": cfg.name, "what": what, "values": values, "reproduced": got is not None,
-                     "signature": got[1].signature if got else None, "artifact": None}
+            entry = {
+                "config": cfg.name,
+                "what": what,
+                "values": values,
+                "reproduced": got is not None,
+                "signature": got[1].signature if got else None,
+                "artifact": None,
+            }
             if got and artifacts is not None:
                 entry["artifact"] = str(write_artifact(artifacts, got[0], got[1], prefix="prove-", codegens=specs))
             replays.append(entry)
@@ -301,8 +334,10 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
 def render(report: dict) -> str:
     rows = [f"{'configuration':<34} {'result':<15} {'time':>6}  preconditions"]
     for r in report["results"]:
-        rows.append(f"{r.config.name:<34} {'PROVEN' if r.proven else 'COUNTEREXAMPLE':<15} {r.seconds:5.2f}s  "
-                    + (", ".join(r.preconditions) or "none"))
+        rows.append(
+            f"{r.config.name:<34} {'PROVEN' if r.proven else 'COUNTEREXAMPLE':<15} {r.seconds:5.2f}s  "
+            + (", ".join(r.preconditions) or "none")
+        )
     shown = [r for r in report["results"] if r.necessary]
     for r in shown:
         rows.append(f"\nnecessity on {r.config.name} (each precondition dropped in turn):")
@@ -310,15 +345,22 @@ def render(report: dict) -> str:
             rows.append(f"  without {name:<20} " + (f"counterexample {values}" if values else "still proven"))
         if r.boundary:
             b = r.boundary
-            rows.append(f"  disp-fits-int boundary: max_entries <= {b['max_entries_max']} "
-                        f"({'proven' if b['proven_at_max'] else 'NOT proven'} at {b['max_entries_max']}, "
-                        f"counterexample at {b['max_entries_max'] + 1})")
+            rows.append(
+                f"  disp-fits-int boundary: max_entries <= {b['max_entries_max']} "
+                f"({'proven' if b['proven_at_max'] else 'NOT proven'} at {b['max_entries_max']}, "
+                f"counterexample at {b['max_entries_max'] + 1})"
+            )
     if report["replays"]:
         rows.append("\ncounterexamples replayed as worlds under Unicorn:")
         for e in report["replays"]:
-            rows.append(f"  {e['config']:<34} {e['what']:<28} "
-                        + (f"{e['signature']}" + (f"  {e['artifact']}" if e["artifact"] else "")
-                           if e["reproduced"] else "DID NOT REPRODUCE"))
+            rows.append(
+                f"  {e['config']:<34} {e['what']:<28} "
+                + (
+                    f"{e['signature']}" + (f"  {e['artifact']}" if e["artifact"] else "")
+                    if e["reproduced"]
+                    else "DID NOT REPRODUCE"
+                )
+            )
     proven = sum(r.proven for r in report["results"])
     rows.append(f"\n{proven}/{len(report['results'])} configurations proven")
     return "\n".join(rows)

@@ -1,4 +1,5 @@
 """The `tcfuzz` command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ def _callee_regs(text: str) -> tuple[int, ...]:
     try:
         return tuple(sorted({_REGS[name.strip().lower()] for name in text.split(",")}))
     except KeyError as e:
-        raise argparse.ArgumentTypeError(f"unknown callee-saved register {e.args[0]!r} "
-                                         f"(use r6..r9 or rbx,r13,r14,r15, 'none', 'all')") from None
+        raise argparse.ArgumentTypeError(
+            f"unknown callee-saved register {e.args[0]!r} (use r6..r9 or rbx,r13,r14,r15, 'none', 'all')"
+        ) from None
 
 
 def _sites(text: str) -> tuple[SiteKind, ...]:
@@ -41,7 +43,8 @@ def _sites(text: str) -> tuple[SiteKind, ...]:
         return tuple(SiteKind(kind.strip()) for kind in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--kind {text!r}: use a comma-separated list of {', '.join(k.value for k in SiteKind)}") from None
+            f"--kind {text!r}: use a comma-separated list of {', '.join(k.value for k in SiteKind)}"
+        ) from None
 
 
 def _add_profile_args(ap: argparse.ArgumentParser) -> None:
@@ -75,40 +78,61 @@ def profile_from_args(args: argparse.Namespace):
 
 
 def cmd_disasm(args: argparse.Namespace) -> int:
-    from tcfuzz import jit_new
-    from tcfuzz import jit_old
+    from tcfuzz import jit_new, jit_old
     from tcfuzz.triage.disasm import listing, render_side_by_side
 
     profile = profile_from_args(args)
     try:
-        cfg = SampleConfig(sites=args.kind, max_entries=args.max_entries, key=args.key,
-                           stack_depth=args.stack_depth, callee_regs=args.callee_regs, unpriv=args.unpriv,
-                           exception_boundary=args.exception_boundary, is_subprog=args.subprog)
+        cfg = SampleConfig(
+            sites=args.kind,
+            max_entries=args.max_entries,
+            key=args.key,
+            stack_depth=args.stack_depth,
+            callee_regs=args.callee_regs,
+            unpriv=args.unpriv,
+            exception_boundary=args.exception_boundary,
+            is_subprog=args.subprog,
+        )
     except ValueError as e:
         raise UsageError(str(e)) from None
     old = listing(jit_old.CODEGEN, cfg, profile, whole=args.whole)
     new = listing(jit_new.CODEGEN, cfg, profile, whole=args.whole)
     if args.json:
-        json.dump({"profile": profile.to_json(),
-                   "config": {"sites": [k.value for k in cfg.sites], "max_entries": cfg.max_entries,
-                              "key": cfg.key, "stack_depth": cfg.stack_depth,
-                              "callee_regs": [f"r{r}" for r in cfg.callee_regs], "unpriv": cfg.unpriv,
-                              "exception_boundary": cfg.exception_boundary, "subprog": cfg.is_subprog},
-                   "old": old.to_json(), "new": new.to_json()}, sys.stdout, indent=2)
+        json.dump(
+            {
+                "profile": profile.to_json(),
+                "config": {
+                    "sites": [k.value for k in cfg.sites],
+                    "max_entries": cfg.max_entries,
+                    "key": cfg.key,
+                    "stack_depth": cfg.stack_depth,
+                    "callee_regs": [f"r{r}" for r in cfg.callee_regs],
+                    "unpriv": cfg.unpriv,
+                    "exception_boundary": cfg.exception_boundary,
+                    "subprog": cfg.is_subprog,
+                },
+                "old": old.to_json(),
+                "new": new.to_json(),
+            },
+            sys.stdout,
+            indent=2,
+        )
         print()
     else:
-        print(f"profile {profile.name}: ibt={profile.ibt} jump={profile.jump.value} sls={profile.sls} "
-              f"max_entries@{profile.max_entries_off:#x} ptrs@{profile.ptrs_off:#x} "
-              f"bpf_func@{profile.bpf_func_off:#x} X86_TAIL_CALL_OFFSET={profile.tail_call_offset}")
+        print(
+            f"profile {profile.name}: ibt={profile.ibt} jump={profile.jump.value} sls={profile.sls} "
+            f"max_entries@{profile.max_entries_off:#x} ptrs@{profile.ptrs_off:#x} "
+            f"bpf_func@{profile.bpf_func_off:#x} X86_TAIL_CALL_OFFSET={profile.tail_call_offset}"
+        )
         print(render_side_by_side(old, new))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tcfuzz.model.semantics import CountOrder
-    from tcfuzz.verdict.oracle import VOTERS, judge
-    from tcfuzz.triage.repro import describe_observation
     from tcfuzz.triage.artifacts import InputError, read_document
+    from tcfuzz.triage.repro import describe_observation
+    from tcfuzz.verdict.oracle import VOTERS, judge
 
     try:
         doc = read_document(args.world)
@@ -121,14 +145,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     j = judge(world, order=CountOrder(args.model_order), **voters)
     v = j.verdict
     if args.json:
-        json.dump({"world": args.world, "verdict": v.kind.value, "run": v.run, "field": v.field_name,
-                   "values": v.values, "signature": v.signature,
-                   "observations": {voter: [o.to_json() for o in obs] for voter, obs in j.observations.items()}},
-                  sys.stdout, indent=2)
+        json.dump(
+            {
+                "world": args.world,
+                "verdict": v.kind.value,
+                "run": v.run,
+                "field": v.field_name,
+                "values": v.values,
+                "signature": v.signature,
+                "observations": {voter: [o.to_json() for o in obs] for voter, obs in j.observations.items()},
+            },
+            sys.stdout,
+            indent=2,
+        )
         print()
     else:
-        print(f"world {args.world}: profile {world.profile.name}, {len(world.maps)} maps, "
-              f"{len(world.programs)} programs, {len(world.runs)} runs; model order {args.model_order}")
+        print(
+            f"world {args.world}: profile {world.profile.name}, {len(world.maps)} maps, "
+            f"{len(world.programs)} programs, {len(world.runs)} runs; model order {args.model_order}"
+        )
         for i, run in enumerate(world.runs):
             print(f"run {i}: entry prog {run.entry}" + (f", after {len(run.ops)} map ops" if run.ops else ""))
             for voter in VOTERS:
@@ -185,8 +220,8 @@ def codegens_from_args(args: argparse.Namespace) -> dict:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     from tcfuzz.triage.artifacts import verdict_json
-    from tcfuzz.verdict.oracle import judge
     from tcfuzz.triage.repro import repro_report
+    from tcfuzz.verdict.oracle import judge
 
     voters = codegens_from_args(args)
     doc = _document(args.file)
@@ -195,9 +230,15 @@ def cmd_repro(args: argparse.Namespace) -> int:
     if which and not args.json:
         print(f"raw input: {which}")
     if args.json:
-        json.dump({"file": args.file, **verdict_json(j.verdict),
-                   "observations": {v: [o.to_json() for o in obs] for v, obs in j.observations.items()}},
-                  sys.stdout, indent=2)
+        json.dump(
+            {
+                "file": args.file,
+                **verdict_json(j.verdict),
+                "observations": {v: [o.to_json() for o in obs] for v, obs in j.observations.items()},
+            },
+            sys.stdout,
+            indent=2,
+        )
         print()
     else:
         print(repro_report(j, {"legacy": voters["old"], "patched": voters["new"]}))
@@ -211,8 +252,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     voters = codegens_from_args(args)
     before = _document(args.file).world
     try:
-        out, final, small, tried = minimize_file(Path(args.file), **voters,
-                                                 codegens={"old": args.old, "new": args.new})
+        out, final, small, tried = minimize_file(Path(args.file), **voters, codegens={"old": args.old, "new": args.new})
     except InputError as e:
         raise UsageError(str(e)) from None
     print(f"{out}: {final.verdict.signature}")
@@ -229,9 +269,19 @@ def cmd_triage(args: argparse.Namespace) -> int:
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     if args.json:
-        json.dump([{"signature": b.signature, "count": len(b.files), "files": [str(f) for f in b.files],
-                    "representative": str(b.representative) if b.representative else None} for b in buckets],
-                  sys.stdout, indent=2)
+        json.dump(
+            [
+                {
+                    "signature": b.signature,
+                    "count": len(b.files),
+                    "files": [str(f) for f in b.files],
+                    "representative": str(b.representative) if b.representative else None,
+                }
+                for b in buckets
+            ],
+            sys.stdout,
+            indent=2,
+        )
         print()
     else:
         print(f"{sum(len(b.files) for b in buckets)} diverging inputs, {len(buckets)} unique signatures")
@@ -247,8 +297,7 @@ def cmd_corpus_add(args: argparse.Namespace) -> int:
 
     voters = codegens_from_args(args)
     doc = _document(args.file)
-    purpose = args.purpose or (doc.data.get("purpose") if doc.kind == "corpus" else None) or \
-        f"added from {Path(args.file).name}"
+    purpose = args.purpose or (doc.data.get("purpose") if doc.kind == "corpus" else None) or f"added from {Path(args.file).name}"
     v = judge(doc.world, **voters).verdict
     name = args.name or Path(args.file).name.removesuffix(".json").removesuffix(".min") + ".json"
     out = Path(args.corpus) / args.group / name
@@ -264,19 +313,30 @@ def cmd_corpus_add(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from tcfuzz.frontends.fuzzcmd import run
 
-    codegens_from_args(args)                      # fail early, with one line, on a bad spec
+    codegens_from_args(args)  # fail early, with one line, on a bad spec
     extra = [a for a in args.libfuzzer if a != "--"]
-    return run(Path(args.corpus), Path(args.artifacts), args.max_time, args.runs, args.seed, args.jobs, args.fork,
-               extra, args.old, args.new, args.ignore_known,
-               Path(args.summary) if args.summary else None, Path(args.junit) if args.junit else None)
+    return run(
+        Path(args.corpus),
+        Path(args.artifacts),
+        args.max_time,
+        args.runs,
+        args.seed,
+        args.jobs,
+        args.fork,
+        extra,
+        args.old,
+        args.new,
+        args.ignore_known,
+        Path(args.summary) if args.summary else None,
+        Path(args.junit) if args.junit else None,
+    )
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
     from tcfuzz.analysis.limits import hunt, render
 
     profile = profile_from_args(args)
-    changes = {k: v for k, v in (("max_used_maps", args.max_used_maps), ("poke_tab_max", args.poke_tab_max))
-               if v is not None}
+    changes = {k: v for k, v in (("max_used_maps", args.max_used_maps), ("poke_tab_max", args.poke_tab_max)) if v is not None}
     if changes:
         profile = profile.replace(name=f"{profile.name}+limits", **changes)
     report = hunt(profile, run_demos=not args.no_demo, **codegens_from_args(args))
@@ -289,8 +349,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from tcfuzz.selftest.mutants import CATALOGUE
     from tcfuzz.selftest.kill import render, run
+    from tcfuzz.selftest.mutants import CATALOGUE
 
     names = list(CATALOGUE) if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n not in CATALOGUE]
@@ -298,8 +358,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         raise UsageError(f"--only: unknown mutant {unknown[0]!r}; the catalogue: {', '.join(CATALOGUE)}")
     kills = run(names, args.budget, args.seed, use_corpus=not args.no_corpus)
     if args.json:
-        json.dump({"budget": args.budget, "seed": args.seed, "mutants": [k.to_json() for k in kills]},
-                  sys.stdout, indent=2)
+        json.dump({"budget": args.budget, "seed": args.seed, "mutants": [k.to_json() for k in kills]}, sys.stdout, indent=2)
         print()
     else:
         print(render(kills))
@@ -330,11 +389,15 @@ def cmd_prove(args: argparse.Namespace) -> int:
         configs = [c for c in configs if c.profile == args.profile]
     if not configs:
         raise UsageError("no configuration left to prove")
-    report = run_matrix(configs, voters["old"], voters["new"], Path(args.artifacts) if args.artifacts else None,
-                        {"old": args.old, "new": args.new})
+    report = run_matrix(
+        configs,
+        voters["old"],
+        voters["new"],
+        Path(args.artifacts) if args.artifacts else None,
+        {"old": args.old, "new": args.new},
+    )
     if args.json:
-        json.dump({"results": [r.to_json() for r in report["results"]], "replays": report["replays"]},
-                  sys.stdout, indent=2)
+        json.dump({"results": [r.to_json() for r in report["results"]], "replays": report["replays"]}, sys.stdout, indent=2)
         print()
     else:
         print(render(report))
@@ -349,8 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("disasm", help="legacy and patched tail-call sequences side by side (capstone)")
     _add_profile_args(d)
     g = d.add_argument_group("program")
-    g.add_argument("--kind", type=_sites, default=(SiteKind.STATIC,),
-                   help="tail-call site(s), in program order: static, dynamic, direct (e.g. static,dynamic)")
+    g.add_argument(
+        "--kind",
+        type=_sites,
+        default=(SiteKind.STATIC,),
+        help="tail-call site(s), in program order: static, dynamic, direct (e.g. static,dynamic)",
+    )
     g.add_argument("--max-entries", type=_int, default=4)
     g.add_argument("--key", type=_int, default=0, help="constant key of a direct site")
     g.add_argument("--stack-depth", type=_int, default=0)
@@ -362,18 +429,28 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.set_defaults(func=cmd_disasm)
 
-    r = sub.add_parser("run", help="run a world under legacy, patched and the reference model; print the verdict",
-                       description="Exit status: 0 the three agree, 1 they diverge, 2 unusable input.")
+    r = sub.add_parser(
+        "run",
+        help="run a world under legacy, patched and the reference model; print the verdict",
+        description="Exit status: 0 the three agree, 1 they diverge, 2 unusable input.",
+    )
     r.add_argument("world", help="world JSON file")
-    r.add_argument("--model-order", choices=["jit", "interpreter"], default="jit",
-                   help="reference counter order: increment after the NULL check (jit, the default) or before "
-                        "it (interpreter before its 2026 fix)")
+    r.add_argument(
+        "--model-order",
+        choices=["jit", "interpreter"],
+        default="jit",
+        help="reference counter order: increment after the NULL check (jit, the default) or before "
+        "it (interpreter before its 2026 fix)",
+    )
     r.add_argument("--json", action="store_true", help="machine-readable output")
     _add_codegen_args(r)
     r.set_defaults(func=cmd_run)
 
-    rp = sub.add_parser("repro", help="re-run a world, artifact or corpus entry; show where the runs part",
-                        description="Exit status: 0 it no longer diverges, 1 it still does, 2 unusable input.")
+    rp = sub.add_parser(
+        "repro",
+        help="re-run a world, artifact or corpus entry; show where the runs part",
+        description="Exit status: 0 it no longer diverges, 1 it still does, 2 unusable input.",
+    )
     rp.add_argument("file")
     rp.add_argument("--json", action="store_true")
     _add_codegen_args(rp)
@@ -384,17 +461,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codegen_args(m)
     m.set_defaults(func=cmd_minimize)
 
-    t = sub.add_parser("triage", help="unique signatures in a directory of findings, with counts and a "
-                                      "minimized representative each (exit 1 if any diverges)")
+    t = sub.add_parser(
+        "triage",
+        help="unique signatures in a directory of findings, with counts and a "
+        "minimized representative each (exit 1 if any diverges)",
+    )
     t.add_argument("dir")
     t.add_argument("--no-minimize", action="store_true", help="list only; write nothing")
     t.add_argument("--json", action="store_true")
     _add_codegen_args(t)
     t.set_defaults(func=cmd_triage)
 
-    f = sub.add_parser("fuzz", help="the nightly run: libFuzzer through Atheris, artifacts, summary, JUnit",
-                       description="Exit status: 1 iff a divergence was found (with --ignore-known: one without a "
-                                   "known cause), 2 for bad arguments. libFuzzer flags go after `--`.")
+    f = sub.add_parser(
+        "fuzz",
+        help="the nightly run: libFuzzer through Atheris, artifacts, summary, JUnit",
+        description="Exit status: 1 iff a divergence was found (with --ignore-known: one without a "
+        "known cause), 2 for bad arguments. libFuzzer flags go after `--`.",
+    )
     f.add_argument("--corpus", default="fuzz-corpus", help="libFuzzer corpus directory (default: fuzz-corpus)")
     f.add_argument("--artifacts", default="fuzz-artifacts", help="artifact directory (-artifact_prefix)")
     f.add_argument("--max-time", type=_int, help="seconds (-max_total_time)")
@@ -418,8 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codegen_args(li)
     li.set_defaults(func=cmd_limits)
 
-    mu = sub.add_parser("mutants", help="the oracle's self-test: fuzz each planted bug, report time to kill",
-                        description="Exit status: 0 every mutant killed, 1 one survived its budget.")
+    mu = sub.add_parser(
+        "mutants",
+        help="the oracle's self-test: fuzz each planted bug, report time to kill",
+        description="Exit status: 0 every mutant killed, 1 one survived its budget.",
+    )
     mu.add_argument("--budget", type=float, default=30.0, help="seconds per mutant (default 30)")
     mu.add_argument("--seed", type=_int, default=1)
     mu.add_argument("--only", help="comma-separated mutant names")
@@ -427,17 +513,18 @@ def build_parser() -> argparse.ArgumentParser:
     mu.add_argument("--json", action="store_true")
     mu.set_defaults(func=cmd_mutants)
 
-    b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, "
-                                     "not a test)")
+    b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, not a test)")
     b.add_argument("--cases", type=_int, default=2000, help="cases per batch (default 2000)")
     b.add_argument("--repeat", type=_int, default=5, help="repetitions; the best one counts")
     b.add_argument("--atheris-seconds", type=_int, default=10, help="seconds per Atheris run; 0 to skip")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
 
-    pv = sub.add_parser("prove", help="SMT proof that legacy and patched sequences agree for all inputs",
-                        description="Exit status: 0 every configuration proven and every counterexample "
-                                    "reproduced; 1 otherwise.")
+    pv = sub.add_parser(
+        "prove",
+        help="SMT proof that legacy and patched sequences agree for all inputs",
+        description="Exit status: 0 every configuration proven and every counterexample reproduced; 1 otherwise.",
+    )
     pv.add_argument("--quick", action="store_true", help="a smaller matrix (3 profiles, 2 depths, 2 register sets)")
     pv.add_argument("--kind", help="comma-separated site kinds: static, dynamic, direct")
     pv.add_argument("--profile", choices=sorted(PRESETS), help="only this profile")

@@ -12,6 +12,7 @@ Two modes, chosen by the environment:
     raises, so the engine records the crash input itself.
 TCFUZZ_OLD / TCFUZZ_NEW name the codegens (module:object); TCFUZZ_SEED is recorded in artifacts.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,18 +21,17 @@ import sys
 import time
 from pathlib import Path
 
-from tcfuzz.model.interfaces import FaultKind, Observation, VerdictKind
-
-from tcfuzz.triage.artifacts import atomic_write, write_artifact
-from tcfuzz.machine.batch import case_world
-from tcfuzz.verdict.batch_oracle import judge_batch
+from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT, load_codegen
 from tcfuzz.gen.worlds import decode_input
+from tcfuzz.machine.batch import case_world
+from tcfuzz.model.interfaces import FaultKind, Observation, VerdictKind
+from tcfuzz.triage.artifacts import atomic_write, write_artifact
+from tcfuzz.verdict.batch_oracle import judge_batch
 from tcfuzz.verdict.causes import known_causes
 from tcfuzz.verdict.oracle import judge
-from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT, load_codegen
 
 PROGRESS_EVERY = 5.0
-MAX_TRIAGED_PER_BATCH = 4      # flagged cases re-run per input through the per-case path
+MAX_TRIAGED_PER_BATCH = 4  # flagged cases re-run per input through the per-case path
 
 
 class Divergence(Exception):
@@ -112,7 +112,7 @@ class Target:
             # sidecars only (their worlds are exact), so none is lost.
             for n, i in enumerate(flagged[:MAX_TRIAGED_PER_BATCH]):
                 self.judge_one(data, case_world(world, cases[int(i)]), raw=n == 0)
-        self.save_stats()           # every case: libFuzzer exits without running Python's atexit
+        self.save_stats()  # every case: libFuzzer exits without running Python's atexit
         now = time.monotonic()
         if now - self.last_progress >= PROGRESS_EVERY:
             self.last_progress = now
@@ -144,21 +144,28 @@ class Target:
 
     def stats(self) -> dict:
         elapsed = time.monotonic() - self.started
-        return {"pid": os.getpid(), "inputs": self.inputs, "cases": self.cases, "elapsed": elapsed,
-                "signatures": self.signatures}
+        return {"pid": os.getpid(), "inputs": self.inputs, "cases": self.cases, "elapsed": elapsed, "signatures": self.signatures}
 
     def report(self) -> None:
         s = self.stats()
         known = sum(1 for e in self.signatures.values() if e["known_causes"])
-        print(f"#{self.inputs}\ttcfuzz: {self.inputs / max(s['elapsed'], 1e-9):.0f} exec/s, "
-              f"{self.cases / max(s['elapsed'], 1e-9):.0f} cases/s, "
-              f"{sum(e['count'] for e in self.signatures.values())} divergences, "
-              f"{len(self.signatures)} signatures ({known} with a known cause)", file=sys.stderr, flush=True)
+        print(
+            f"#{self.inputs}\ttcfuzz: {self.inputs / max(s['elapsed'], 1e-9):.0f} exec/s, "
+            f"{self.cases / max(s['elapsed'], 1e-9):.0f} cases/s, "
+            f"{sum(e['count'] for e in self.signatures.values())} divergences, "
+            f"{len(self.signatures)} signatures ({known} with a known cause)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def save_stats(self) -> None:
         if self.artifacts is not None:
-            atomic_write(self.artifacts / f".tcfuzz-stats-{os.getpid()}.json", json.dumps(self.stats()).encode(),
-                         overwrite=True, durable=False)
+            atomic_write(
+                self.artifacts / f".tcfuzz-stats-{os.getpid()}.json",
+                json.dumps(self.stats()).encode(),
+                overwrite=True,
+                durable=False,
+            )
 
 
 def main(argv: list[str]) -> None:

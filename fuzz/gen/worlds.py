@@ -13,15 +13,16 @@ and filled slots; static, poisoned and direct sites; a prog array late in used_m
 depths; callee-saved subsets; unpriv maps; every profile preset; map operations between runs; runs
 entered as a tail callee with a count near 33.
 """
+
 from __future__ import annotations
 
-from typing import Protocol, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from tcfuzz.model.bpf import CALLEE_SAVED
-from tcfuzz.model.profile import PRESETS
-from tcfuzz.model.world import (U32_MAX, MapOp, MapSpec, ProgramSpec, RunSpec, SiteInput, SiteSpec, World,
-                         index_mask)
 from tcfuzz.model.interfaces import VerifierEnv
+from tcfuzz.model.profile import PRESETS
+from tcfuzz.model.world import U32_MAX, MapOp, MapSpec, ProgramSpec, RunSpec, SiteInput, SiteSpec, World, index_mask
 
 T = TypeVar("T")
 
@@ -99,7 +100,7 @@ def build_world(src: Source) -> World:
             if index < max_entries:
                 slots[index] = src.int(0, n_progs - 1)
         arrays.append(MapSpec(a, max_entries, unpriv=unpriv, slots=slots))
-    maps = arrays + maps if coin(src) else maps + arrays           # prog arrays early or late in used_maps
+    maps = arrays + maps if coin(src) else maps + arrays  # prog arrays early or late in used_maps
 
     programs = []
     for pid in range(n_progs):
@@ -108,17 +109,24 @@ def build_world(src: Source) -> World:
             first = pick(src, arrays)
             others = [a for a in arrays if a is not first and not a.unpriv]
             if others and not first.unpriv and coin(src, 3):
-                site_maps = (first.id, pick(src, others).id)              # poisoned
+                site_maps = (first.id, pick(src, others).id)  # poisoned
             else:
                 site_maps = (first.id,)
             key = index_near(src, first.max_entries) if coin(src, 3) else None
             sites.append(SiteSpec(site_maps, key))
         subprog = coin(src, 6)
         stack = pick(src, STACK_DEPTHS)
-        programs.append(ProgramSpec(
-            pid, tuple(sites), min(stack, 224) if subprog else stack,
-            tuple(r for r in CALLEE_SAVED if coin(src, 3)), exception_boundary=coin(src, 8), subprog=subprog,
-            env=VerifierEnv(bpf_capable=not coin(src, 8), blinding_requested=coin(src, 8))))
+        programs.append(
+            ProgramSpec(
+                pid,
+                tuple(sites),
+                min(stack, 224) if subprog else stack,
+                tuple(r for r in CALLEE_SAVED if coin(src, 3)),
+                exception_boundary=coin(src, 8),
+                subprog=subprog,
+                env=VerifierEnv(bpf_capable=not coin(src, 8), blinding_requested=coin(src, 8)),
+            )
+        )
 
     runs = []
     for _ in range(src.int(1, 3)):
@@ -138,7 +146,7 @@ def build_world(src: Source) -> World:
                     base = index_near(src, next(a for a in arrays if a.id == chosen).max_entries)
                     ctx.append(SiteInput(p.id, j, base | pick(src, HIGH_BITS), chosen if len(site.maps) > 1 else None))
         entry = src.int(0, n_progs - 1)
-        count = pick(src, [None, None, None, 0, 31, 32, 33])       # as a tail callee, near the limit
+        count = pick(src, [None, None, None, 0, 31, 32, 33])  # as a tail callee, near the limit
         runs.append(RunSpec(entry, tuple(ops), tuple(ctx), count))
     return World(profile, tuple(maps), tuple(programs), tuple(runs))
 
@@ -155,6 +163,7 @@ def worlds():
     @st.composite
     def _worlds(draw):
         return build_world(DrawSource(draw))
+
     return _worlds()
 
 
@@ -169,8 +178,10 @@ def to_batchable(world: World) -> World:
     site = entry.sites[0] if entry.sites else SiteSpec((next(m.id for m in world.maps if m.kind == "prog_array"),))
     programs = tuple(dataclasses.replace(p, sites=(site,)) if p.id == entry.id else p for p in world.programs)
     leafy = {p.id for p in programs if not p.sites or p.id == entry.id}
-    maps = tuple(dataclasses.replace(m, slots={k: (v if v in leafy else entry.id) for k, v in m.slots.items()})
-                 if m.id in site.maps else m for m in world.maps)
+    maps = tuple(
+        dataclasses.replace(m, slots={k: (v if v in leafy else entry.id) for k, v in m.slots.items()}) if m.id in site.maps else m
+        for m in world.maps
+    )
     ctx = tuple(c for c in run.ctx if c.prog != entry.id or c.site == 0)
     return World(world.profile, maps, programs, (dataclasses.replace(run, ctx=ctx),))
 
@@ -204,5 +215,5 @@ def decode_input(data: bytes):
         return world, None
     world = single_run(world)
     n = 64 << src.int(0, 3)
-    seed = int.from_bytes(hashlib.sha256(data[src.pos:]).digest()[:8], "little")
+    seed = int.from_bytes(hashlib.sha256(data[src.pos :]).digest()[:8], "little")
     return world, random_cases(world, n, np.random.default_rng(seed))

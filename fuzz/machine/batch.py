@@ -22,6 +22,7 @@ gives the verdict, the signature and the artifact.
 
 The reference side and the comparison are in fuzz/verdict/batch_oracle.py.
 """
+
 from __future__ import annotations
 
 import struct
@@ -31,25 +32,24 @@ import numpy as np
 from unicorn import UcError
 from unicorn.x86_const import UC_X86_REG_RIP
 
-from tcfuzz.model.bpf import round_up
-from tcfuzz.model.interfaces import Codegen
-from tcfuzz.model.layout import (BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site)
-from tcfuzz.model.world import World
-
 from tcfuzz.jit_old.emit import Emitter
 from tcfuzz.machine.engine import Engine
 from tcfuzz.machine.executor import SENTINEL, Loaded, load
+from tcfuzz.model.bpf import round_up
+from tcfuzz.model.interfaces import Codegen
+from tcfuzz.model.layout import BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site
+from tcfuzz.model.world import World
 
 DRIVER = KTEXT_BASE + 0x1000
-STATE = BATCH_BASE                       # u64 case pointer, result pointer, cases left, saved slot, saved cache
-SCRATCH = BATCH_BASE + 0x80              # the "slot" of a case that changes none
+STATE = BATCH_BASE  # u64 case pointer, result pointer, cases left, saved slot, saved cache
+SCRATCH = BATCH_BASE + 0x80  # the "slot" of a case that changes none
 CASES = BATCH_BASE + 0x1000
 RESULTS = BATCH_BASE + 0x20_0000
 TABLE_SIZE = 0x1F_F000
 NORMAL_CALL = 2**64 - 1
-INSNS_PER_CASE = 4000                    # budget per case; a 34-deep chain of 1-site programs needs ~2000
+INSNS_PER_CASE = 4000  # budget per case; a 34-deep chain of 1-site programs needs ~2000
 REGS = ("rax", "rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")
-FAULT = 2**64 - 2                        # rax value Python writes for a case that faulted
+FAULT = 2**64 - 2  # rax value Python writes for a case that faulted
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ class Inputs:
     """Where each case's values go: ctx offsets (keys, map pointers), in case-record order."""
 
     ctx_offsets: tuple[int, ...]
-    columns: tuple[tuple[int, int, str], ...]   # (program, site, "key" | "map") of each ctx offset
-    programs: tuple[int, ...]            # program ids, sorted
-    frames: tuple[int, ...]              # round_up(stack_depth, 8) of each program, same order
+    columns: tuple[tuple[int, int, str], ...]  # (program, site, "key" | "map") of each ctx offset
+    programs: tuple[int, ...]  # program ids, sorted
+    frames: tuple[int, ...]  # round_up(stack_depth, 8) of each program, same order
 
     def column(self, prog: int, site: int, what: str) -> int:
         return self.columns.index((prog, site, what))
@@ -89,8 +89,7 @@ def inputs_of(world: World) -> Inputs:
                 offsets.append(ctx_site(prog.id, j) + 8)
                 columns.append((prog.id, j, "map"))
     progs = tuple(sorted(p.id for p in world.programs))
-    return Inputs(tuple(offsets), tuple(columns), progs,
-                  tuple(round_up(world.program(p).stack_depth, 8) for p in progs))
+    return Inputs(tuple(offsets), tuple(columns), progs, tuple(round_up(world.program(p).stack_depth, 8) for p in progs))
 
 
 def random_cases(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -102,13 +101,11 @@ def random_cases(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
     for prog, j, what in inputs.columns:
         site = world.program(prog).sites[j]
         if what == "map":
-            cols.append(np.array([array_base(m) for m in site.maps], dtype=np.uint64)[
-                rng.integers(0, len(site.maps), n)])
+            cols.append(np.array([array_base(m) for m in site.maps], dtype=np.uint64)[rng.integers(0, len(site.maps), n)])
             continue
         me = np.uint64(max(world.map(m).max_entries for m in site.maps))
         edges = np.array([0, me - np.uint64(1), me, me + np.uint64(1)], dtype=np.uint64) & np.uint64(0xFFFFFFFF)
-        keys = np.where(rng.random(n) < 0.6, edges[rng.integers(0, 4, n)],
-                        rng.integers(0, 2**32, n, dtype=np.uint64))
+        keys = np.where(rng.random(n) < 0.6, edges[rng.integers(0, 4, n)], rng.integers(0, 2**32, n, dtype=np.uint64))
         high = np.where(rng.random(n) < 0.3, rng.integers(0, 2**32, n, dtype=np.uint64) << np.uint64(32), 0)
         cols.append(keys | high.astype(np.uint64))
     cols += slot_columns(world, n, rng)
@@ -121,8 +118,10 @@ def plain_cases(values: list[list[int]], counts: list[int | None] | None = None)
     """Case records from ctx input values (one row per case) that change no slot; count None is a
     plain call."""
     counts = counts or [None] * len(values)
-    return np.array([[*row, SCRATCH, 0, SCRATCH + 8, 0, NORMAL_CALL if c is None else c]
-                     for row, c in zip(values, counts, strict=True)], dtype=np.uint64)
+    return np.array(
+        [[*row, SCRATCH, 0, SCRATCH + 8, 0, NORMAL_CALL if c is None else c] for row, c in zip(values, counts, strict=True)],
+        dtype=np.uint64,
+    )
 
 
 def slot_map(world: World) -> int:
@@ -149,8 +148,9 @@ def slot_columns(world: World, n: int, rng: np.random.Generator) -> list[np.ndar
     slot = np.where(use, ptrs + index * np.uint64(8), np.uint64(SCRATCH))
     cache = np.where(use, ptrs + (index + np.uint64(me)) * np.uint64(8), np.uint64(SCRATCH + 8))
     value = np.array([0 if t is None else prog_struct(t) for t in targets], dtype=np.uint64)[choice]
-    cached = np.array([0 if t is None else image_base(t) + world.profile.tail_call_offset for t in targets],
-                      dtype=np.uint64)[choice]
+    cached = np.array([0 if t is None else image_base(t) + world.profile.tail_call_offset for t in targets], dtype=np.uint64)[
+        choice
+    ]
     return [slot, np.where(use, value, 0), cache, np.where(use, cached, 0)]
 
 
@@ -175,9 +175,12 @@ def slot_override(world: World, row) -> tuple[int, int | None] | None:
     """(index, program or None) a case sets in `slot_map`, or None when it sets nothing."""
     from tcfuzz.model.layout import prog_struct
 
-    return decode_slot(row, len(inputs_of(world).ctx_offsets),
-                       array_base(slot_map(world)) + world.profile.ptrs_off,
-                       {prog_struct(p.id): p.id for p in world.programs})
+    return decode_slot(
+        row,
+        len(inputs_of(world).ctx_offsets),
+        array_base(slot_map(world)) + world.profile.ptrs_off,
+        {prog_struct(p.id): p.id for p in world.programs},
+    )
 
 
 def rip_disp(p: Emitter, target: int, insn_len: int) -> int:
@@ -188,7 +191,7 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: 
     """The driver loop for one world; `cached`: the codegen keeps patch 1/4's cached half, so the
     case's slot write covers it too."""
     p = Emitter()
-    frame_top = ENTRY_RSP - 16                       # rbp of the entry frame
+    frame_top = ENTRY_RSP - 16  # rbp of the entry frame
     results = {name: 8 * i for i, name in enumerate(REGS)}
     next_case = p.pos
     p.emit3_off32(0x48, 0x8B, 0x05, rip_disp(p, STATE + 16, 7))  # mov rax, qword ptr [rip + <left>]
@@ -200,14 +203,20 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: 
         p.emit3_off32(0x48, 0x8B, 0x86, 8 * k)  # mov rax, qword ptr [rsi + <k>]
         p.emit4_off32(0x48, 0x89, 0x04, 0x25, CTX_BASE + off)  # mov qword ptr [<ctx_off>], rax
     col = 8 * inputs.slot_col
-    for save, (addr, value) in ((STATE + 24, (col, col + 8)), (STATE + 32, (col + 16, col + 24)))[:1 + cached]:
+    for save, (addr, value) in ((STATE + 24, (col, col + 8)), (STATE + 32, (col + 16, col + 24)))[: 1 + cached]:
         p.emit3_off32(0x48, 0x8B, 0x96, addr)  # mov rdx, qword ptr [rsi + <slot>]
         p.emit3(0x48, 0x8B, 0x02)  # mov rax, qword ptr [rdx]
         p.emit3_off32(0x48, 0x89, 0x05, rip_disp(p, save, 7))  # mov qword ptr [rip + <save>], rax
         p.emit3_off32(0x48, 0x8B, 0x86, value)  # mov rax, qword ptr [rsi + <value>]
         p.emit3(0x48, 0x89, 0x02)  # mov qword ptr [rdx], rax
-    for name, (rex, op) in {"rbx": (0x48, 0xBB), "rbp": (0x48, 0xBD), "r12": (0x49, 0xBC), "r13": (0x49, 0xBD),
-                            "r14": (0x49, 0xBE), "r15": (0x49, 0xBF)}.items():
+    for name, (rex, op) in {
+        "rbx": (0x48, 0xBB),
+        "rbp": (0x48, 0xBD),
+        "r12": (0x49, 0xBC),
+        "r13": (0x49, 0xBD),
+        "r14": (0x49, 0xBE),
+        "r15": (0x49, 0xBF),
+    }.items():
         p.emit2_off64(rex, op, SENTINEL[name])  # movabs <reg>, <sentinel>
     p.emit3_off32(0x48, 0xC7, 0xC4, ENTRY_RSP - 8)  # mov rsp, <entry_rsp>
     p.emit4_off32(0x48, 0xC7, 0x04, 0x24, DRIVER + 0x200)  # mov qword ptr [rsp], <landing>
@@ -239,20 +248,26 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: 
     for i, prog in enumerate(inputs.programs):
         p.emit4_off32(0x48, 0x8B, 0x04, 0x25, CTX_BASE + ctx_run_count(prog))  # mov rax, qword ptr [<run_count>]
         p.emit3_off32(0x48, 0x89, 0x86, base + 8 * i)  # mov qword ptr [rsi + <runs>], rax
-        p.emit_bytes(b"\x48\xc7\x04\x25" + struct.pack("<I", CTX_BASE + ctx_run_count(prog)) + bytes(4))  # mov qword ptr [<run_count>], 0
+        p.emit_bytes(
+            b"\x48\xc7\x04\x25" + struct.pack("<I", CTX_BASE + ctx_run_count(prog)) + bytes(4)
+        )  # mov qword ptr [<run_count>], 0
         p.emit4_off32(0x48, 0x8B, 0x04, 0x25, frame_top - frames_slot(inputs.frames[i]))  # mov rax, qword ptr [<tcc_slot>]
         p.emit3_off32(0x48, 0x89, 0x86, base + 8 * (len(inputs.programs) + i))  # mov qword ptr [rsi + <cnt>], rax
     p.emit3_off32(0x48, 0x8B, 0x35, rip_disp(p, STATE, 7))  # mov rsi, qword ptr [rip + <case>]
-    for save, addr in ((STATE + 24, col), (STATE + 32, col + 16))[:1 + cached]:
+    for save, addr in ((STATE + 24, col), (STATE + 32, col + 16))[: 1 + cached]:
         p.emit3_off32(0x48, 0x8B, 0x96, addr)  # mov rdx, qword ptr [rsi + <slot>]
         p.emit3_off32(0x48, 0x8B, 0x05, rip_disp(p, save, 7))  # mov rax, qword ptr [rip + <save>]
         p.emit3(0x48, 0x89, 0x02)  # mov qword ptr [rdx], rax
-    p.emit_bytes(b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE, 11)) + struct.pack("<I", inputs.case_size))  # add qword ptr [rip + <case>], <size>
-    p.emit_bytes(b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE + 8, 11)) + struct.pack("<I", inputs.result_size))  # add qword ptr [rip + <result>], <size>
+    p.emit_bytes(
+        b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE, 11)) + struct.pack("<I", inputs.case_size)
+    )  # add qword ptr [rip + <case>], <size>
+    p.emit_bytes(
+        b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE + 8, 11)) + struct.pack("<I", inputs.result_size)
+    )  # add qword ptr [rip + <result>], <size>
     p.emit_bytes(b"\x48\x83\x2d" + struct.pack("<i", rip_disp(p, STATE + 16, 8)) + b"\x01")  # sub qword ptr [rip + <left>], 1
     p.emit1_off32(0xE9, next_case - (p.pos + 5))  # jmp <next>
     done = p.pos
-    p.code[je_done + 2:je_done + 6] = struct.pack("<i", done - (je_done + 6))
+    p.code[je_done + 2 : je_done + 6] = struct.pack("<i", done - (je_done + 6))
     p.emit1(0xF4)  # hlt
     return bytes(p.code)
 
@@ -275,12 +290,12 @@ def batch_engine(role: int) -> Engine:
 
 @dataclass
 class BatchResult:
-    regs: np.ndarray                     # (n, 8) u64: rax rsp rbx rbp r12 r13 r14 r15; rax = FAULT when faulted
-    runs: np.ndarray                     # (n, programs) u64
-    counters: np.ndarray                 # (n, programs) u64: each program's frame counter slot (machine)
-    faulted: np.ndarray                  # (n,) bool
-    home: np.ndarray | None = None       # (n,) column of the frame that holds the count (model only)
-    count: np.ndarray | None = None      # (n,) the final count (model only)
+    regs: np.ndarray  # (n, 8) u64: rax rsp rbx rbp r12 r13 r14 r15; rax = FAULT when faulted
+    runs: np.ndarray  # (n, programs) u64
+    counters: np.ndarray  # (n, programs) u64: each program's frame counter slot (machine)
+    faulted: np.ndarray  # (n,) bool
+    home: np.ndarray | None = None  # (n,) column of the frame that holds the count (model only)
+    count: np.ndarray | None = None  # (n,) the final count (model only)
 
 
 class Batch:
@@ -299,8 +314,9 @@ class Batch:
         if ld.load != "ok" or ld.dead is not None:
             raise ValueError(f"the world does not load under {self.codegen.name}: {ld.load} {ld.load_detail}")
         run = self.world.runs[0]
-        driver = emit_driver(self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset,
-                             self.codegen.cached_targets)
+        driver = emit_driver(
+            self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset, self.codegen.cached_targets
+        )
         self.hlt = DRIVER + len(driver) - 1
         self.engine.write_code(DRIVER, driver)
         self.engine.owner = self
@@ -329,7 +345,7 @@ class Batch:
                 stopped = self.engine.fault is not None or uc.reg_read(UC_X86_REG_RIP) != self.hlt + 1
             except UcError:
                 stopped = True
-            if stopped:                                  # the current case faulted or ran out of budget
+            if stopped:  # the current case faulted or ran out of budget
                 left = struct.unpack("<Q", uc.mem_read(STATE + 16, 8))[0]
                 if left == 0:
                     break
@@ -340,14 +356,15 @@ class Batch:
                 uc.mem_write(slot_addr, struct.pack("<Q", saved_slot))
                 if self.codegen.cached_targets:
                     uc.mem_write(cache_addr, struct.pack("<Q", saved_cache))
-                uc.mem_write(STATE, struct.pack("<QQQ", case_ptr + self.inputs.case_size,
-                                                res_ptr + self.inputs.result_size, left - 1))
+                uc.mem_write(
+                    STATE, struct.pack("<QQQ", case_ptr + self.inputs.case_size, res_ptr + self.inputs.result_size, left - 1)
+                )
                 uc.mem_write(res_ptr, struct.pack("<Q", FAULT) + bytes(self.inputs.result_size - 8))
-                uc.mem_write(CTX_BASE, bytes(0x1000))   # the faulted case may have left run counts behind
+                uc.mem_write(CTX_BASE, bytes(0x1000))  # the faulted case may have left run counts behind
         raw = np.frombuffer(bytes(uc.mem_read(RESULTS, n * self.inputs.result_size)), dtype=np.uint64)
         table = raw.reshape(n, -1)
         m = len(self.inputs.programs)
-        return BatchResult(table[:, :8], table[:, 8:8 + m], table[:, 8 + m:8 + 2 * m], faulted)
+        return BatchResult(table[:, :8], table[:, 8 : 8 + m], table[:, 8 + m : 8 + 2 * m], faulted)
 
 
 def case_world(world: World, row: np.ndarray) -> World:
@@ -360,10 +377,11 @@ def case_world(world: World, row: np.ndarray) -> World:
     override = slot_override(world, row)
     if override is not None:
         target = slot_map(world)
-        world = dataclasses.replace(world, maps=tuple(
-            dataclasses.replace(m, slots=with_slot(m.slots, *override)) if m.id == target else m
-            for m in world.maps))
-    values = iter(int(v) for v in row[:len(inputs_of(world).ctx_offsets)])
+        world = dataclasses.replace(
+            world,
+            maps=tuple(dataclasses.replace(m, slots=with_slot(m.slots, *override)) if m.id == target else m for m in world.maps),
+        )
+    values = iter(int(v) for v in row[: len(inputs_of(world).ctx_offsets)])
     ctx = []
     for prog in sorted(world.programs, key=lambda p: p.id):
         for j, site in enumerate(prog.sites):

@@ -15,34 +15,63 @@ allocation's last page is guarded one of two ways: exactly, by a memory hook tha
 can be read there is a pointer, and the poison pointer faults wherever it is used, at an address
 that says where it came from.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
-                     UC_MEM_FETCH_UNMAPPED, UC_MODE_64, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc)
+from unicorn import (
+    UC_ARCH_X86,
+    UC_HOOK_CODE,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_UNMAPPED,
+    UC_HOOK_MEM_WRITE,
+    UC_MEM_FETCH_UNMAPPED,
+    UC_MODE_64,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+    Uc,
+)
 
 from tcfuzz.model.interfaces import FaultKind
-from tcfuzz.model.layout import (ARRAY_BASE, ARRAY_SLOT, BATCH_BASE, BATCH_SIZE, CTX_BASE, CTX_SIZE, IMAGE_SLOT, JIT_BASE, KTEXT_BASE,
-                          MAX_PROGS, PAGE, PROG_BASE, STACK_BASE, STACK_SIZE)
+from tcfuzz.model.layout import (
+    ARRAY_BASE,
+    ARRAY_SLOT,
+    BATCH_BASE,
+    BATCH_SIZE,
+    CTX_BASE,
+    CTX_SIZE,
+    IMAGE_SLOT,
+    JIT_BASE,
+    KTEXT_BASE,
+    MAX_PROGS,
+    PAGE,
+    PROG_BASE,
+    STACK_BASE,
+    STACK_SIZE,
+)
 
 JIT_SIZE = IMAGE_SLOT * MAX_PROGS
-KTEXT_SIZE = 2 * PAGE                  # thunks, harness return; the batch driver in the second page
+KTEXT_SIZE = 2 * PAGE  # thunks, harness return; the batch driver in the second page
 PROG_SIZE = PAGE
-INT3_FILL = b"\xcc"            # the kernel fills JIT image holes with int3 (jit_fill_hole)
-POISON = 0xF_FFF0_0000_0000    # unmapped, below 2**52, above every array slot
+INT3_FILL = b"\xcc"  # the kernel fills JIT image holes with int3 (jit_fill_hole)
+POISON = 0xF_FFF0_0000_0000  # unmapped, below 2**52, above every array slot
 POISON_SPAN = 1 << 32
 
 # (base, size, perms), mapped in this order: largest first.
-FIXED_REGIONS = sorted([
-    (JIT_BASE, JIT_SIZE, UC_PROT_READ | UC_PROT_EXEC),
-    (STACK_BASE, STACK_SIZE, UC_PROT_READ | UC_PROT_WRITE),
-    (BATCH_BASE, BATCH_SIZE, UC_PROT_READ | UC_PROT_WRITE),
-    (KTEXT_BASE, KTEXT_SIZE, UC_PROT_READ | UC_PROT_EXEC),
-    (PROG_BASE, PROG_SIZE, UC_PROT_READ | UC_PROT_WRITE),
-    (CTX_BASE, CTX_SIZE, UC_PROT_READ | UC_PROT_WRITE),
-], key=lambda r: -r[1])
+FIXED_REGIONS = sorted(
+    [
+        (JIT_BASE, JIT_SIZE, UC_PROT_READ | UC_PROT_EXEC),
+        (STACK_BASE, STACK_SIZE, UC_PROT_READ | UC_PROT_WRITE),
+        (BATCH_BASE, BATCH_SIZE, UC_PROT_READ | UC_PROT_WRITE),
+        (KTEXT_BASE, KTEXT_SIZE, UC_PROT_READ | UC_PROT_EXEC),
+        (PROG_BASE, PROG_SIZE, UC_PROT_READ | UC_PROT_WRITE),
+        (CTX_BASE, CTX_SIZE, UC_PROT_READ | UC_PROT_WRITE),
+    ],
+    key=lambda r: -r[1],
+)
 
 
 @dataclass
@@ -77,7 +106,7 @@ class Engine:
         self.lazy_pages: set[int] = set()
         self.world_hooks: list[int] = []
         self.fault: MemFault | None = None
-        self.owner = None                      # the batch whose world is loaded (fuzz/machine/batch.py)
+        self.owner = None  # the batch whose world is loaded (fuzz/machine/batch.py)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self.uc.mem_write(JIT_BASE, INT3_FILL * JIT_SIZE)
         self.uc.mem_write(KTEXT_BASE, INT3_FILL * KTEXT_SIZE)
@@ -111,8 +140,9 @@ class Engine:
         self.allocations.append(alloc)
         tail_end = -(-alloc.end // PAGE) * PAGE
         if tail_end > alloc.end and self.exact_tails:
-            self.world_hooks.append(self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_tail,
-                                                     None, alloc.end, tail_end - 1))
+            self.world_hooks.append(
+                self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_tail, None, alloc.end, tail_end - 1)
+            )
 
     def write_data(self, addr: int, data: bytes) -> None:
         """Write into an allocation, through its page only if that page is already mapped (an
@@ -122,7 +152,7 @@ class Engine:
             page = (addr + pos) & ~(PAGE - 1)
             chunk = min(len(data) - pos, page + PAGE - (addr + pos))
             if page in self.lazy_pages:
-                self.uc.mem_write(addr + pos, data[pos:pos + chunk])
+                self.uc.mem_write(addr + pos, data[pos : pos + chunk])
             pos += chunk
 
     def hook_code(self, addr: int, callback) -> None:
@@ -132,15 +162,16 @@ class Engine:
 
     def classify(self, addr: int) -> FaultKind:
         if POISON <= addr < POISON + POISON_SPAN:
-            return FaultKind.OUT_OF_ALLOCATION        # a pointer read past an allocation's end, used
-        if ARRAY_BASE <= addr and any(a.start - a.start % ARRAY_SLOT <= addr < a.start - a.start % ARRAY_SLOT
-                                      + ARRAY_SLOT for a in self.allocations):
+            return FaultKind.OUT_OF_ALLOCATION  # a pointer read past an allocation's end, used
+        if ARRAY_BASE <= addr and any(
+            a.start - a.start % ARRAY_SLOT <= addr < a.start - a.start % ARRAY_SLOT + ARRAY_SLOT for a in self.allocations
+        ):
             return FaultKind.OUT_OF_ALLOCATION
         return FaultKind.UNMAPPED
 
     def _on_unmapped(self, uc, access, addr, size, value, user_data) -> bool:
         if access == UC_MEM_FETCH_UNMAPPED:
-            return False                       # a wild jump: classified from the UcError
+            return False  # a wild jump: classified from the UcError
         for alloc in self.allocations:
             if addr in alloc:
                 page = addr & ~(PAGE - 1)

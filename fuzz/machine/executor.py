@@ -9,41 +9,88 @@ return address pointing at a `hlt`. Every instruction that can leave a program f
 each `jmp rcx`, the retpoline thunk, each direct-call poke site — carries a code hook recording the
 destination, which must be some program's bpf_func + X86_TAIL_CALL_OFFSET.
 """
+
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
 
 from unicorn import UcError
-from unicorn.unicorn_const import (UC_ERR_FETCH_PROT, UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_PROT,
-                                   UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_PROT, UC_ERR_WRITE_UNMAPPED)
-from unicorn.x86_const import (UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
-                               UC_X86_REG_RAX, UC_X86_REG_RBP, UC_X86_REG_RBX, UC_X86_REG_RCX,
-                               UC_X86_REG_RDI, UC_X86_REG_RDX, UC_X86_REG_RIP, UC_X86_REG_RSI,
-                               UC_X86_REG_RSP)
+from unicorn.unicorn_const import (
+    UC_ERR_FETCH_PROT,
+    UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_READ_PROT,
+    UC_ERR_READ_UNMAPPED,
+    UC_ERR_WRITE_PROT,
+    UC_ERR_WRITE_UNMAPPED,
+)
+from unicorn.x86_const import (
+    UC_X86_REG_R12,
+    UC_X86_REG_R13,
+    UC_X86_REG_R14,
+    UC_X86_REG_R15,
+    UC_X86_REG_RAX,
+    UC_X86_REG_RBP,
+    UC_X86_REG_RBX,
+    UC_X86_REG_RCX,
+    UC_X86_REG_RDI,
+    UC_X86_REG_RDX,
+    UC_X86_REG_RIP,
+    UC_X86_REG_RSI,
+    UC_X86_REG_RSP,
+)
 
+from tcfuzz.machine.engine import Engine, shared_engine
+from tcfuzz.machine.prog_array import PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup
 from tcfuzz.model.bpf import round_up
-from tcfuzz.model.interfaces import (Codegen, Fault, FaultKind, JitError, JitFault, JitImage, Observation,
-                              VerifiedProgram, VerifierReject)
-from tcfuzz.model.layout import (CTX_BASE, CTX_SIZE, ENTRY_RSP, HARNESS_RETURN, IMAGE_SLOT, MAX_PROGS,
-                          PROG_BASE, PROG_STRUCT_SIZE, STACK_BASE, STACK_SIZE, SUBPROG_OFFSET, array_base, ctx_run_count, ctx_site, indirect_thunk,
-                          prog_struct)
+from tcfuzz.model.interfaces import (
+    Codegen,
+    Fault,
+    FaultKind,
+    JitError,
+    JitFault,
+    JitImage,
+    Observation,
+    VerifiedProgram,
+    VerifierReject,
+)
+from tcfuzz.model.layout import (
+    CTX_BASE,
+    CTX_SIZE,
+    ENTRY_RSP,
+    HARNESS_RETURN,
+    IMAGE_SLOT,
+    MAX_PROGS,
+    PROG_BASE,
+    PROG_STRUCT_SIZE,
+    STACK_BASE,
+    STACK_SIZE,
+    SUBPROG_OFFSET,
+    array_base,
+    ctx_run_count,
+    ctx_site,
+    indirect_thunk,
+    prog_struct,
+)
 from tcfuzz.model.lower import lower_program, used_maps
 from tcfuzz.model.sample import tail_call_sites
 from tcfuzz.model.world import MapOp, ProgramSpec, RunSpec, World
 
-from tcfuzz.machine.engine import Engine, shared_engine
-from tcfuzz.machine.prog_array import (PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup)
-
-INSN_BUDGET = 200_000          # a full 33-call chain of 8-site programs runs well under 20k instructions
+INSN_BUDGET = 200_000  # a full 33-call chain of 8-site programs runs well under 20k instructions
 
 # __x86_indirect_thunk_rcx (arch/x86/lib/retpoline.S): call 1f; 2: pause; lfence; jmp 2b; 1: mov [rsp], rcx; ret
-RETPOLINE_RCX = bytes.fromhex("e807000000" "f390" "0faee8" "ebf9" "48890c24" "c3")
+RETPOLINE_RCX = bytes.fromhex("e807000000f3900faee8ebf948890c24c3")
 
-CALLEE_SAVED = {"rbx": UC_X86_REG_RBX, "rbp": UC_X86_REG_RBP, "r12": UC_X86_REG_R12,
-                "r13": UC_X86_REG_R13, "r14": UC_X86_REG_R14, "r15": UC_X86_REG_R15}
+CALLEE_SAVED = {
+    "rbx": UC_X86_REG_RBX,
+    "rbp": UC_X86_REG_RBP,
+    "r12": UC_X86_REG_R12,
+    "r13": UC_X86_REG_R13,
+    "r14": UC_X86_REG_R14,
+    "r15": UC_X86_REG_R15,
+}
 SENTINEL = {name: 0x5E5E_0000_0000_0000 | (i << 8) for i, name in enumerate(CALLEE_SAVED)}
-SCRATCH_AT_ENTRY = 0xC1C1_C1C1_C1C1_C1C1   # rax/rcx/rdx/rsi at entry: the prologue must not rely on them
+SCRATCH_AT_ENTRY = 0xC1C1_C1C1_C1C1_C1C1  # rax/rcx/rdx/rsi at entry: the prologue must not rely on them
 
 
 @dataclass
@@ -55,10 +102,10 @@ class Loaded:
     engine: Engine
     load: str = "ok"
     load_detail: str = ""
-    images: dict[int, JitImage] = field(default_factory=dict)          # program id -> main function's image
-    functions: list[tuple[str, JitImage]] = field(default_factory=list)   # ("prog 1" / "prog 1 subprog", image)
+    images: dict[int, JitImage] = field(default_factory=dict)  # program id -> main function's image
+    functions: list[tuple[str, JitImage]] = field(default_factory=list)  # ("prog 1" / "prog 1 subprog", image)
     arrays: dict[int, ProgArray] = field(default_factory=dict)
-    dead: Fault | None = None              # the kernel hit BUG_ON in a text poke: nothing runs after that
+    dead: Fault | None = None  # the kernel hit BUG_ON in a text poke: nothing runs after that
 
     @property
     def bpf_func(self) -> dict[int, int]:
@@ -91,8 +138,15 @@ def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
     for prog in world.programs:
         for fn in lower_program(world, prog):
             fixed, poke_tab = codegen.fixup(fn.insns, prog.env, maps, world.profile)
-            vp = VerifiedProgram(fixed, fn.stack_depth, tail_call_reachable=True, is_subprog=fn.is_subprog,
-                                 exception_boundary=fn.exception_boundary, used_maps=maps, poke_tab=poke_tab)
+            vp = VerifiedProgram(
+                fixed,
+                fn.stack_depth,
+                tail_call_reachable=True,
+                is_subprog=fn.is_subprog,
+                exception_boundary=fn.exception_boundary,
+                used_maps=maps,
+                poke_tab=poke_tab,
+            )
             image = codegen.jit(vp, world.profile, fn.base)
             if len(image.code) > SUBPROG_OFFSET:
                 raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
@@ -122,9 +176,9 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
     for pid, image in ld.images.items():
         engine.uc.mem_write(prog_struct(pid) + profile.bpf_func_off, struct.pack("<Q", image.base))
     engine.write_code(indirect_thunk(), RETPOLINE_RCX)
-    engine.write_code(HARNESS_RETURN, b"\xf4")                 # hlt
+    engine.write_code(HARNESS_RETURN, b"\xf4")  # hlt
 
-    for spec in world.maps:                                   # created, then filled, before any load
+    for spec in world.maps:  # created, then filled, before any load
         array = ld.arrays[spec.id] = ProgArray(engine, spec, profile, codegen.cached_targets)
         for key, pid in sorted(spec.slots.items()):
             array.xchg(key, pid)
@@ -141,11 +195,11 @@ def map_op(ld: Loaded, op: MapOp) -> None:
     """bpf_fd_array_map_update_elem() / fd_array_map_delete_elem(): xchg, then prog_array_map_poke_run()."""
     array = ld.arrays[op.map]
     if op.index >= array.spec.max_entries:
-        return                                                # -E2BIG
+        return  # -E2BIG
     old = array.xchg(op.index, op.prog)
     new_func = ld.bpf_func[op.prog] if op.prog is not None else None
     old_func = ld.bpf_func[old] if old is not None else None
-    array.update_cache(op.index, new_func, ld.codegen)       # patch 1/4: before the pokes
+    array.update_cache(op.index, new_func, ld.codegen)  # patch 1/4: before the pokes
     for _, image in ld.functions:
         for poke in image.pokes:
             if poke.map.map_id == op.map and poke.key == op.index:
@@ -186,7 +240,7 @@ def install_hooks(ld: Loaded, run: _Run) -> None:
     ld.engine.hook_code(indirect_thunk(), run.on_indirect)
     for _, image in ld.functions:
         for ins in image.instrs:
-            if ins.data == b"\xff\xe1":                      # jmp rcx
+            if ins.data == b"\xff\xe1":  # jmp rcx
                 ld.engine.hook_code(image.base + ins.offset, run.on_indirect)
         for poke in image.pokes:
             ld.engine.hook_code(poke.tailcall_target, run.on_direct)
@@ -196,8 +250,9 @@ def write_ctx(ld: Loaded, run: RunSpec) -> None:
     ctx = bytearray(CTX_SIZE)
     for prog in ld.world.programs:
         for j in range(len(prog.sites)):
-            struct.pack_into("<QQ", ctx, ctx_site(prog.id, j), run.input_for(prog.id, j).key,
-                             array_base(ld.world.site_map(run, prog.id, j).id))
+            struct.pack_into(
+                "<QQ", ctx, ctx_site(prog.id, j), run.input_for(prog.id, j).key, array_base(ld.world.site_map(run, prog.id, j).id)
+            )
     ld.engine.uc.mem_write(CTX_BASE, bytes(ctx))
 
 
@@ -260,7 +315,7 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
     try:
         uc.emu_start(start, 0, count=INSN_BUDGET)
         fault = state.fault
-        if fault is None and ld.engine.fault is not None:        # the allocation-tail guard stopped it
+        if fault is None and ld.engine.fault is not None:  # the allocation-tail guard stopped it
             rip = uc.reg_read(UC_X86_REG_RIP)
             fault = Fault(ld.engine.fault.kind, ld.engine.fault.address, ld.describe(rip), rip)
         if fault is None and uc.reg_read(UC_X86_REG_RIP) != HARNESS_RETURN + 1:
@@ -274,17 +329,32 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
         del ld.engine.world_hooks[hooks_before:]
 
     counter_addr = ENTRY_RSP - 8 - 8 - round_up(counter_home(ld.world, state.trace).stack_depth, 8) - 8
-    counts = tuple((p.id, struct.unpack("<Q", uc.mem_read(CTX_BASE + ctx_run_count(p.id), 8))[0])
-                   for p in sorted(ld.world.programs, key=lambda p: p.id))
+    counts = tuple(
+        (p.id, struct.unpack("<Q", uc.mem_read(CTX_BASE + ctx_run_count(p.id), 8))[0])
+        for p in sorted(ld.world.programs, key=lambda p: p.id)
+    )
     tail_call_cnt = struct.unpack("<Q", uc.mem_read(counter_addr, 8))[0]
     if fault is not None:
-        return Observation(fault=fault, trace=tuple(state.trace), ret=None, tail_call_cnt=tail_call_cnt,
-                           runs=counts, callee_saved_clobbered=(), stack_delta=None, ctx_preserved=None)
+        return Observation(
+            fault=fault,
+            trace=tuple(state.trace),
+            ret=None,
+            tail_call_cnt=tail_call_cnt,
+            runs=counts,
+            callee_saved_clobbered=(),
+            stack_delta=None,
+            ctx_preserved=None,
+        )
     clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
-    return Observation(trace=tuple(state.trace), ret=uc.reg_read(UC_X86_REG_RAX), tail_call_cnt=tail_call_cnt,
-                       runs=counts, callee_saved_clobbered=clobbered,
-                       stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
-                       ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE)
+    return Observation(
+        trace=tuple(state.trace),
+        ret=uc.reg_read(UC_X86_REG_RAX),
+        tail_call_cnt=tail_call_cnt,
+        runs=counts,
+        callee_saved_clobbered=clobbered,
+        stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
+        ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE,
+    )
 
 
 def execute(world: World, codegen: Codegen, engine: Engine | None = None) -> list[Observation]:

@@ -12,19 +12,19 @@ struct bpf_array as the JIT sees it (offsets from the profile):
     +ptrs_off + 8*alloc     void *cached[alloc_entries]      patched codegen only (patch 1/4): the
                                                               cache of slot i is ptrs[map.max_entries + i]
 """
+
 from __future__ import annotations
 
 import struct
 
+from tcfuzz.machine.engine import Allocation, Engine
 from tcfuzz.model.interfaces import PokeDescriptor
 from tcfuzz.model.layout import PAGE, array_base, prog_struct
 from tcfuzz.model.profile import KernelProfile
 from tcfuzz.model.world import MapSpec
 
-from tcfuzz.machine.engine import Allocation, Engine
-
-NOP5 = bytes.fromhex("0f1f440000")      # x86_nops[5]
-ARRAY_AUX_POISON = 0xA0A0_0000_0000     # array->aux: never dereferenced by a tail call
+NOP5 = bytes.fromhex("0f1f440000")  # x86_nops[5]
+ARRAY_AUX_POISON = 0xA0A0_0000_0000  # array->aux: never dereferenced by a tail call
 
 
 class PokeBusy(Exception):
@@ -41,9 +41,9 @@ class ProgArray:
         if spec.kind == "prog_array":
             size = profile.ptrs_off + 8 * spec.alloc_entries * (2 if self.cached_targets else 1)
         else:
-            size = PAGE                        # some other map type: one page, so no tail guard is needed
-        self.words: dict[int, int] = {}        # byte offset -> u64, the non-zero ptrs[] words
-        self.progs: dict[int, int] = {}        # slot -> program id
+            size = PAGE  # some other map type: one page, so no tail guard is needed
+        self.words: dict[int, int] = {}  # byte offset -> u64, the non-zero ptrs[] words
+        self.progs: dict[int, int] = {}  # slot -> program id
         self.alloc = Allocation(f"map {spec.id}", self.base, self.base + size, self.page_bytes)
         engine.add_allocation(self.alloc)
 
@@ -59,11 +59,11 @@ class ProgArray:
         head = self.header()
         lo = page - self.base
         if lo < len(head):
-            out[:len(head) - lo] = head[lo:lo + PAGE]
+            out[: len(head) - lo] = head[lo : lo + PAGE]
         for off, value in self.words.items():
             if lo <= off < lo + PAGE:
                 struct.pack_into("<Q", out, off - lo, value)
-        return bytes(out[:self.alloc.end - page] if self.alloc.end - page < PAGE else out)
+        return bytes(out[: self.alloc.end - page] if self.alloc.end - page < PAGE else out)
 
     def _set_word(self, index: int, value: int) -> None:
         off = self.profile.ptrs_off + 8 * index
@@ -114,8 +114,7 @@ def text_poke(engine: Engine, ip: int, old_addr: int | None, new_addr: int | Non
     return 1
 
 
-def bpf_arch_poke_desc_update(engine: Engine, poke: PokeDescriptor, new_func: int | None,
-                              old_func: int | None) -> None:
+def bpf_arch_poke_desc_update(engine: Engine, poke: PokeDescriptor, new_func: int | None, old_func: int | None) -> None:
     """Mirrors bpf_arch_poke_desc_update(poke, new, old) with bpf_func values for the programs."""
     old_addr = old_func + poke.adj_off if old_func is not None else None
     new_addr = new_func + poke.adj_off if new_func is not None else None
@@ -129,8 +128,9 @@ def bpf_arch_poke_desc_update(engine: Engine, poke: PokeDescriptor, new_func: in
         text_poke(engine, poke.tailcall_target, old_addr, None)
 
 
-def bpf_tail_call_direct_fixup(engine: Engine, pokes: list[PokeDescriptor], arrays: dict[int, ProgArray],
-                               bpf_func: dict[int, int]) -> None:
+def bpf_tail_call_direct_fixup(
+    engine: Engine, pokes: list[PokeDescriptor], arrays: dict[int, ProgArray], bpf_func: dict[int, int]
+) -> None:
     """Mirrors bpf_tail_call_direct_fixup(): at the end of the JIT, patch sites whose slot is filled."""
     for poke in pokes:
         target = arrays[poke.map.map_id].progs.get(poke.key)

@@ -4,17 +4,17 @@ to kill it. A mutant is killed by a world on which it diverges while its base co
 Each mutant first meets the regression corpus (the worlds every run replays), then generated
 worlds from a seeded byte stream, until its budget runs out.
 """
+
 from __future__ import annotations
 
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from tcfuzz import SOURCE_TREE
-from tcfuzz.triage.artifacts import InputError, read_document
 from tcfuzz.gen.worlds import decode
 from tcfuzz.selftest.mutants import CATALOGUE
+from tcfuzz.triage.artifacts import InputError, read_document
 from tcfuzz.verdict.oracle import judge
 
 CORPUS = SOURCE_TREE / "corpus"
@@ -28,7 +28,7 @@ class Kill:
     seconds: float
     cases: int
     signature: str = ""
-    by: str = ""                   # "corpus/kernel/x.json" or "generated #N"
+    by: str = ""  # "corpus/kernel/x.json" or "generated #N"
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -74,8 +74,10 @@ def render(kills: list[Kill]) -> str:
     rows = [f"{'mutant':<30} {'result':<9} {'time':>7} {'cases':>6}  by / signature"]
     for k in kills:
         result = "killed" if k.killed else "SURVIVED"
-        rows.append(f"{k.mutant:<30} {result:<9} {k.seconds:6.2f}s {k.cases:6d}  "
-                    + (f"{k.by}: {k.signature}" if k.killed else k.description))
+        rows.append(
+            f"{k.mutant:<30} {result:<9} {k.seconds:6.2f}s {k.cases:6d}  "
+            + (f"{k.by}: {k.signature}" if k.killed else k.description)
+        )
     survived = [k.mutant for k in kills if not k.killed]
     rows.append(f"{len(kills) - len(survived)}/{len(kills)} killed" + (f"; survived: {', '.join(survived)}" if survived else ""))
     return "\n".join(rows)

@@ -8,11 +8,12 @@ Most mutants emit their base's sequence and then rewrite one instruction of it, 
 emitter's own asm comment (the same comments the golden tests check against capstone), keeping
 its length so the pass loop still converges. Each is importable as `tcfuzz.selftest.mutants:NAME`.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from tcfuzz.jit_new import PatchedCodegen
 from tcfuzz.jit_new.imm import decode_tail_call_imm
@@ -34,7 +35,7 @@ def rewrite_instr(p, first: int, asm: str, change: Rewrite, nth: int = 0) -> boo
             if seen == nth:
                 new = change(ins.data)
                 assert len(new) == len(ins.data), "a mutant must keep instruction lengths"
-                p.code[ins.offset:ins.offset + len(new)] = new
+                p.code[ins.offset : ins.offset + len(new)] = new
                 p.instrs[k] = dataclasses.replace(ins, data=new)
                 return True
             seen += 1
@@ -42,7 +43,7 @@ def rewrite_instr(p, first: int, asm: str, change: Rewrite, nth: int = 0) -> boo
 
 
 def set_byte(index: int, value: int) -> Rewrite:
-    return lambda data: data[:index] + bytes([value]) + data[index + 1:]
+    return lambda data: data[:index] + bytes([value]) + data[index + 1 :]
 
 
 def add_disp32(delta: int) -> Rewrite:
@@ -52,6 +53,7 @@ def add_disp32(delta: int) -> Rewrite:
 
 def rewriting_codegen(base, name: str, asm: str, change: Rewrite, nth: int = 0, indirect_only: bool = True):
     """A codegen like `base` whose every (indirect) tail-call sequence has one instruction rewritten."""
+
     class Jit(base.jit_class):
         def emit_tail_call(self, p, prog, insn, ip, callee_regs_used, stack_depth, ctx):
             first = len(p.instrs)
@@ -70,15 +72,17 @@ LEGACY = LegacyCodegen()
 
 BOUND_CHECK_JA = rewriting_codegen(PATCH, "bound-check-ja", "jae <out>", set_byte(0, 0x77))
 NULL_CHECK_JNE = rewriting_codegen(PATCH, "null-check-jne", "je <out>", set_byte(0, 0x75))
-SWAPPED_CMP_OPERANDS = rewriting_codegen(PATCH, "swapped-cmp-operands",
-                                         "cmp edx, dword ptr [rsi + <max_entries_off>]", set_byte(0, 0x39))
-COUNTER_LIMIT_34 = rewriting_codegen(PATCH, "counter-limit-34", "cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>",
-                                     set_byte(3, 34), indirect_only=False)
+SWAPPED_CMP_OPERANDS = rewriting_codegen(
+    PATCH, "swapped-cmp-operands", "cmp edx, dword ptr [rsi + <max_entries_off>]", set_byte(0, 0x39)
+)
+COUNTER_LIMIT_34 = rewriting_codegen(
+    PATCH, "counter-limit-34", "cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>", set_byte(3, 34), indirect_only=False
+)
 NO_ZERO_EXTENSION = rewriting_codegen(PATCH, "no-zero-extension", "mov edx, edx", lambda d: b"\x66\x90")
-WRONG_DISPLACEMENT = rewriting_codegen(PATCH, "wrong-displacement",
-                                       "mov rcx, qword ptr [rsi + rdx*8 + <offset>]", add_disp32(-8))
-COUNTER_SLOT_OFFSET = rewriting_codegen(PATCH, "counter-slot-offset", "mov rax, qword ptr [rbp + <tcc_ptr_off>]",
-                                        add_disp32(+8), indirect_only=False)
+WRONG_DISPLACEMENT = rewriting_codegen(PATCH, "wrong-displacement", "mov rcx, qword ptr [rsi + rdx*8 + <offset>]", add_disp32(-8))
+COUNTER_SLOT_OFFSET = rewriting_codegen(
+    PATCH, "counter-slot-offset", "mov rax, qword ptr [rbp + <tcc_ptr_off>]", add_disp32(+8), indirect_only=False
+)
 
 
 class _IgnoredDynamicFlagJit(PatchedX86Jit):
@@ -95,10 +99,10 @@ class _SwappedImmFieldsJit(PatchedX86Jit):
     def emit_tail_call(self, p, prog, insn, ip, callee_regs_used, stack_depth, ctx):
         flag_byte, map_byte, imm16 = decode_tail_call_imm(insn.imm)
         if imm16:
-            return emit_bpf_tail_call_direct(p, self.profile, prog, poke_entry(prog, imm16 - 1), ip,
-                                             callee_regs_used, stack_depth, ctx)
-        emit_bpf_tail_call_indirect(p, self.profile, prog, int(map_byte), bool(flag_byte), callee_regs_used,
-                                    stack_depth, ip, ctx)
+            return emit_bpf_tail_call_direct(
+                p, self.profile, prog, poke_entry(prog, imm16 - 1), ip, callee_regs_used, stack_depth, ctx
+            )
+        emit_bpf_tail_call_indirect(p, self.profile, prog, int(map_byte), bool(flag_byte), callee_regs_used, stack_depth, ip, ctx)
 
 
 class IgnoredDynamicFlag(PatchedCodegen):
@@ -125,8 +129,9 @@ SWAPPED_IMM_FIELDS = SwappedImmFields()
 STALE_CACHE_ON_DELETE = StaleCacheOnDelete()
 
 # --- mutants of the legacy JIT (jit_old) -------------------------------------------------------------
-LEGACY_WRONG_PROLOGUE_OFFSET = rewriting_codegen(LEGACY, "legacy-wrong-prologue-offset",
-                                                 "add rcx, <X86_TAIL_CALL_OFFSET>", lambda d: d[:3] + bytes([d[3] + 1]))
+LEGACY_WRONG_PROLOGUE_OFFSET = rewriting_codegen(
+    LEGACY, "legacy-wrong-prologue-offset", "add rcx, <X86_TAIL_CALL_OFFSET>", lambda d: d[:3] + bytes([d[3] + 1])
+)
 LEGACY_BOUND_CHECK_JB = rewriting_codegen(LEGACY, "legacy-bound-check-jb", "jbe <out>", set_byte(0, 0x72))
 
 CATALOGUE = {

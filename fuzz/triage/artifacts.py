@@ -11,6 +11,7 @@ Every write is atomic (a temporary file in the same directory, fsync, rename), s
 leaves either the old state or the whole new file, never part of one; and nothing existing is
 overwritten unless the caller says so.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from tcfuzz.model.interfaces import Verdict, VerdictKind
-from tcfuzz.model.world import SCHEMA as WORLD_SCHEMA, World, WorldError, field_problem
-
+from tcfuzz.model.world import SCHEMA as WORLD_SCHEMA
+from tcfuzz.model.world import World, WorldError, field_problem
 
 
 class InputError(Exception):
     """An unusable input file; the message starts with the path and names the field."""
+
 
 ARTIFACT_SCHEMA = "tcfuzz-artifact/1"
 CORPUS_SCHEMA = "tcfuzz-corpus/1"
@@ -41,8 +43,13 @@ def versions() -> dict[str, str]:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
             return "unknown"
-    return {"tcfuzz": dist("tcfuzz"), "unicorn": dist("unicorn"), "capstone": dist("capstone"),
-            "python": platform.python_version()}
+
+    return {
+        "tcfuzz": dist("tcfuzz"),
+        "unicorn": dist("unicorn"),
+        "capstone": dist("capstone"),
+        "python": platform.python_version(),
+    }
 
 
 def atomic_write(path: Path, data: bytes, overwrite: bool = False, durable: bool = True) -> Path:
@@ -61,7 +68,7 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False, durable: bool
         if overwrite:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)            # fails if `path` appeared meanwhile; never clobbers
+            os.link(tmp, path)  # fails if `path` appeared meanwhile; never clobbers
             os.unlink(tmp)
     except BaseException:
         if os.path.exists(tmp):
@@ -75,20 +82,39 @@ def dump(doc: dict) -> bytes:
 
 
 def verdict_json(v: Verdict) -> dict:
-    return {"verdict": v.kind.value, "run": v.run, "field": v.field_name, "values": v.values,
-            "signature": v.signature}
+    return {"verdict": v.kind.value, "run": v.run, "field": v.field_name, "values": v.values, "signature": v.signature}
 
 
-def artifact_doc(world: World, verdict: Verdict, seed: int | None = None, raw_name: str | None = None,
-                 codegens: dict[str, str] | None = None, model_order: str = "jit") -> dict:
-    return {"schema": ARTIFACT_SCHEMA, **verdict_json(verdict), "seed": seed, "input": raw_name,
-            "versions": versions(), "profile": world.profile.to_json(),
-            "codegens": codegens or {"old": "tcfuzz.jit_old:CODEGEN", "new": "tcfuzz.jit_new:CODEGEN"},
-            "model_order": model_order, "world": world.to_json()}
+def artifact_doc(
+    world: World,
+    verdict: Verdict,
+    seed: int | None = None,
+    raw_name: str | None = None,
+    codegens: dict[str, str] | None = None,
+    model_order: str = "jit",
+) -> dict:
+    return {
+        "schema": ARTIFACT_SCHEMA,
+        **verdict_json(verdict),
+        "seed": seed,
+        "input": raw_name,
+        "versions": versions(),
+        "profile": world.profile.to_json(),
+        "codegens": codegens or {"old": "tcfuzz.jit_old:CODEGEN", "new": "tcfuzz.jit_new:CODEGEN"},
+        "model_order": model_order,
+        "world": world.to_json(),
+    }
 
 
-def write_artifact(directory: Path, world: World, verdict: Verdict, raw: bytes | None = None,
-                   seed: int | None = None, prefix: str = "crash-", **kw) -> Path:
+def write_artifact(
+    directory: Path,
+    world: World,
+    verdict: Verdict,
+    raw: bytes | None = None,
+    seed: int | None = None,
+    prefix: str = "crash-",
+    **kw,
+) -> Path:
     """`<prefix><sha1>` (the raw input, if any) and `<prefix><sha1>.json` (the sidecar). The sha1 is
     of the raw input, or of the world's canonical JSON. An existing artifact with the same name is the
     same finding and is left as it is."""
@@ -110,10 +136,10 @@ class Document:
     """Any JSON file tcfuzz reads, with the world it holds."""
 
     path: Path
-    kind: str                  # "world", "artifact", "corpus", or "raw" (a fuzzer input)
+    kind: str  # "world", "artifact", "corpus", or "raw" (a fuzzer input)
     world: World
     data: dict[str, Any]
-    cases: Any = None          # a raw input's batch of inputs for `world` (numpy rows), if it has one
+    cases: Any = None  # a raw input's batch of inputs for `world` (numpy rows), if it has one
 
     @property
     def expected(self) -> tuple[VerdictKind, str | None] | None:
@@ -168,8 +194,13 @@ def read_document(path: Path) -> Document:
         if schema == WORLD_SCHEMA:
             return Document(path, "world", World.from_json(data), data)
         if schema == ARTIFACT_SCHEMA:
-            _fields(data, path, "artifact", {"schema", "world", "verdict", "signature"},
-                    {"run", "field", "values", "seed", "input", "versions", "profile", "codegens", "model_order"})
+            _fields(
+                data,
+                path,
+                "artifact",
+                {"schema", "world", "verdict", "signature"},
+                {"run", "field", "values", "seed", "input", "versions", "profile", "codegens", "model_order"},
+            )
             return Document(path, "artifact", World.from_json(data["world"]), data)
         if schema == CORPUS_SCHEMA:
             _fields(data, path, "corpus entry", {"schema", "purpose", "expect", "world"}, set())

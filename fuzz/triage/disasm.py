@@ -1,4 +1,5 @@
 """Side-by-side capstone listings of the legacy and patched tail-call sequences (`tcfuzz disasm`)."""
+
 from __future__ import annotations
 
 import difflib
@@ -19,11 +20,11 @@ _SYMBOLS = {indirect_thunk(RCX): "__x86_indirect_thunk_rcx"}
 
 @dataclass
 class Line:
-    offset: int          # image offset
+    offset: int  # image offset
     data: bytes
-    text: str            # capstone `mnemonic op_str`, jump targets symbolised
-    asm: str             # the emitter's comment for this instruction
-    marked: bool = False # where the execution under this codegen parted from the reference
+    text: str  # capstone `mnemonic op_str`, jump targets symbolised
+    asm: str  # the emitter's comment for this instruction
+    marked: bool = False  # where the execution under this codegen parted from the reference
 
     def to_json(self) -> dict:
         return {"offset": self.offset, "bytes": self.data.hex(" "), "insn": self.text, "emitter": self.asm}
@@ -32,19 +33,23 @@ class Line:
 @dataclass
 class Listing:
     codegen: str
-    imms: list[int]                      # the tail-call insns' imm after the verifier fix-up
-    sites: list[tuple[int, int]]         # [start, end) image offsets of each site
+    imms: list[int]  # the tail-call insns' imm after the verifier fix-up
+    sites: list[tuple[int, int]]  # [start, end) image offsets of each site
     lines: list[Line]
     error: str | None = None
-    ranges: list[tuple[int, int]] | None = None   # what was listed: the sites, or the whole image
+    ranges: list[tuple[int, int]] | None = None  # what was listed: the sites, or the whole image
 
     def lines_in(self, start: int, end: int) -> list[Line]:
         return [line for line in self.lines if start <= line.offset < end]
 
     def to_json(self) -> dict:
-        return {"codegen": self.codegen, "imm": [f"{imm & 0xFFFFFFFF:#010x}" for imm in self.imms],
-                "sites": [{"start": s, "end": e, "length": e - s} for s, e in self.sites],
-                "error": self.error, "instructions": [line.to_json() for line in self.lines]}
+        return {
+            "codegen": self.codegen,
+            "imm": [f"{imm & 0xFFFFFFFF:#010x}" for imm in self.imms],
+            "sites": [{"start": s, "end": e, "length": e - s} for s, e in self.sites],
+            "error": self.error,
+            "instructions": [line.to_json() for line in self.lines],
+        }
 
 
 def _symbolise(image: JitImage, sites: list[tuple[int, int]], target: int) -> str:
@@ -67,8 +72,9 @@ def listing(codegen: Codegen, cfg: SampleConfig, profile: KernelProfile, whole: 
     return image_listing(codegen.name, image, [(0, len(image.code))] if whole else None)
 
 
-def image_listing(name: str, image: JitImage, ranges: list[tuple[int, int]] | None = None,
-                  marks: frozenset[int] = frozenset()) -> Listing:
+def image_listing(
+    name: str, image: JitImage, ranges: list[tuple[int, int]] | None = None, marks: frozenset[int] = frozenset()
+) -> Listing:
     """Capstone listing of `ranges` of an image (default: its tail-call sites); instructions at the
     image offsets in `marks` are flagged `=>`."""
     sites = tail_call_sites(image)
@@ -99,8 +105,9 @@ def render_side_by_side(old: Listing, new: Listing, width: int = 72) -> str:
     for listing_ in (old, new):
         sites = ", ".join(f"[{s:#x},{e:#x}) {e - s} bytes" for s, e in listing_.sites)
         imms = ", ".join(f"{imm & 0xFFFFFFFF:#x}" for imm in listing_.imms)
-        out.append(f"{listing_.codegen:>8}: imm {imms or '-'}; sites {sites or '-'}"
-                   + (f"; {listing_.error}" if listing_.error else ""))
+        out.append(
+            f"{listing_.codegen:>8}: imm {imms or '-'}; sites {sites or '-'}" + (f"; {listing_.error}" if listing_.error else "")
+        )
     out.append(f"{old.codegen:<{width}} | {new.codegen}")
     old_ranges, new_ranges = old.ranges or [], new.ranges or []
     for k in range(max(len(old_ranges), len(new_ranges))):
@@ -108,8 +115,7 @@ def render_side_by_side(old: Listing, new: Listing, width: int = 72) -> str:
         right = new.lines_in(*new_ranges[k]) if k < len(new_ranges) else []
         if k:
             out.append("")
-        matcher = difflib.SequenceMatcher(None, [line.asm for line in left], [line.asm for line in right],
-                                          autojunk=False)
+        matcher = difflib.SequenceMatcher(None, [line.asm for line in left], [line.asm for line in right], autojunk=False)
         for _tag, i1, i2, j1, j2 in matcher.get_opcodes():
             for n in range(max(i2 - i1, j2 - j1)):
                 a = left[i1 + n] if i1 + n < i2 else None

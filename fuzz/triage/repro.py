@@ -1,24 +1,24 @@
 """Triage of one finding or a directory of them: repro report, minimization, dedup by signature."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
+from tcfuzz.machine.executor import compile_world
 from tcfuzz.model.interfaces import Codegen, Observation
 from tcfuzz.model.lower import FALL_THROUGH
 from tcfuzz.model.profile import PRESETS
 from tcfuzz.model.sample import tail_call_sites
 from tcfuzz.model.world import World, WorldError
-
 from tcfuzz.triage.artifacts import InputError, artifact_doc, atomic_write, dump, read_document
 from tcfuzz.triage.disasm import image_listing, render_side_by_side
-from tcfuzz.machine.executor import compile_world
 from tcfuzz.verdict.oracle import VOTERS, Judgement, judge
 
-
 # --- repro -------------------------------------------------------------------------------------------
+
 
 def describe_observation(obs, world) -> str:
     """One line: how the run ended, the programs it went through, the counter, anything unbalanced."""
@@ -46,7 +46,6 @@ def describe_observation(obs, world) -> str:
     if obs.ctx_preserved is False:
         parts.append("rdi (ctx) lost")
     return "  ".join(parts)
-
 
 
 def odd_voter(j: Judgement) -> str:
@@ -118,15 +117,27 @@ def repro_report(j: Judgement, codegens: dict[str, Codegen]) -> str:
 
 # --- minimize ----------------------------------------------------------------------------------------
 
+
 def size(w: World) -> tuple:
     """A well-founded measure: every accepted minimization step makes it strictly smaller."""
-    structure = (len(w.runs) + sum(len(r.ops) + len(r.ctx) for r in w.runs) + len(w.programs)
-                 + sum(len(p.sites) + len(p.callee_regs) for p in w.programs) + len(w.maps)
-                 + sum(len(m.slots) for m in w.maps))
-    flags = sum(p.exception_boundary + p.subprog + (not p.env.bpf_capable) + p.env.blinding_requested
-                + (not p.env.jit_requested) for p in w.programs) + sum(m.unpriv for m in w.maps)
-    numbers = (sum(m.max_entries for m in w.maps) + sum(p.stack_depth for p in w.programs)
-               + sum(s.key or 0 for p in w.programs for s in p.sites) + sum(c.key for r in w.runs for c in r.ctx))
+    structure = (
+        len(w.runs)
+        + sum(len(r.ops) + len(r.ctx) for r in w.runs)
+        + len(w.programs)
+        + sum(len(p.sites) + len(p.callee_regs) for p in w.programs)
+        + len(w.maps)
+        + sum(len(m.slots) for m in w.maps)
+    )
+    flags = sum(
+        p.exception_boundary + p.subprog + (not p.env.bpf_capable) + p.env.blinding_requested + (not p.env.jit_requested)
+        for p in w.programs
+    ) + sum(m.unpriv for m in w.maps)
+    numbers = (
+        sum(m.max_entries for m in w.maps)
+        + sum(p.stack_depth for p in w.programs)
+        + sum(s.key or 0 for p in w.programs for s in p.sites)
+        + sum(c.key for r in w.runs for c in r.ctx)
+    )
     return structure, flags, w.profile != PRESETS["default"], numbers
 
 
@@ -136,22 +147,31 @@ def _smaller_ints(n: int) -> list[int]:
 
 def _without_program(w: World, pid: int) -> World:
     maps = tuple(dataclasses.replace(m, slots={k: v for k, v in m.slots.items() if v != pid}) for m in w.maps)
-    runs = tuple(dataclasses.replace(r, ops=tuple(o for o in r.ops if o.prog != pid),
-                                     ctx=tuple(c for c in r.ctx if c.prog != pid)) for r in w.runs)
+    runs = tuple(
+        dataclasses.replace(r, ops=tuple(o for o in r.ops if o.prog != pid), ctx=tuple(c for c in r.ctx if c.prog != pid))
+        for r in w.runs
+    )
     return World(w.profile, maps, tuple(p for p in w.programs if p.id != pid), runs)
 
 
 def _without_site(w: World, pid: int, j: int) -> World:
-    progs = tuple(dataclasses.replace(p, sites=p.sites[:j] + p.sites[j + 1:]) if p.id == pid else p
-                  for p in w.programs)
-    runs = tuple(dataclasses.replace(r, ctx=tuple(
-        c if c.prog != pid or c.site < j else dataclasses.replace(c, site=c.site - 1)
-        for c in r.ctx if not (c.prog == pid and c.site == j))) for r in w.runs)
+    progs = tuple(dataclasses.replace(p, sites=p.sites[:j] + p.sites[j + 1 :]) if p.id == pid else p for p in w.programs)
+    runs = tuple(
+        dataclasses.replace(
+            r,
+            ctx=tuple(
+                c if c.prog != pid or c.site < j else dataclasses.replace(c, site=c.site - 1)
+                for c in r.ctx
+                if not (c.prog == pid and c.site == j)
+            ),
+        )
+        for r in w.runs
+    )
     return World(w.profile, w.maps, progs, runs)
 
 
 def _replace_in(items: tuple, i: int, new) -> tuple:
-    return items[:i] + (new,) + items[i + 1:]
+    return items[:i] + (new,) + items[i + 1 :]
 
 
 def candidates(w: World) -> Iterator[Callable[[], World]]:
@@ -159,7 +179,7 @@ def candidates(w: World) -> Iterator[Callable[[], World]]:
     R = dataclasses.replace
     for i in range(len(w.runs)):
         if len(w.runs) > 1:
-            yield lambda i=i: R(w, runs=w.runs[:i] + w.runs[i + 1:])
+            yield lambda i=i: R(w, runs=w.runs[:i] + w.runs[i + 1 :])
     for p in w.programs:
         if all(r.entry != p.id for r in w.runs):
             yield lambda p=p: _without_program(w, p.id)
@@ -170,16 +190,22 @@ def candidates(w: World) -> Iterator[Callable[[], World]]:
             yield lambda p=p, j=j: _without_site(w, p.id, j)
     for i, r in enumerate(w.runs):
         for k in range(len(r.ops)):
-            yield lambda i=i, r=r, k=k: R(w, runs=_replace_in(w.runs, i, R(r, ops=r.ops[:k] + r.ops[k + 1:])))
+            yield lambda i=i, r=r, k=k: R(w, runs=_replace_in(w.runs, i, R(r, ops=r.ops[:k] + r.ops[k + 1 :])))
         for k in range(len(r.ctx)):
-            yield lambda i=i, r=r, k=k: R(w, runs=_replace_in(w.runs, i, R(r, ctx=r.ctx[:k] + r.ctx[k + 1:])))
+            yield lambda i=i, r=r, k=k: R(w, runs=_replace_in(w.runs, i, R(r, ctx=r.ctx[:k] + r.ctx[k + 1 :])))
     for i, m in enumerate(w.maps):
         for key in m.slots:
-            yield lambda i=i, m=m, key=key: R(w, maps=_replace_in(w.maps, i, R(m, slots={
-                k: v for k, v in m.slots.items() if k != key})))
+            yield lambda i=i, m=m, key=key: R(
+                w, maps=_replace_in(w.maps, i, R(m, slots={k: v for k, v in m.slots.items() if k != key}))
+            )
     for i, p in enumerate(w.programs):
-        for change in ({"callee_regs": ()}, {"exception_boundary": False}, {"subprog": False},
-                       {"env": type(p.env)()}, {"stack_depth": 0}):
+        for change in (
+            {"callee_regs": ()},
+            {"exception_boundary": False},
+            {"subprog": False},
+            {"env": type(p.env)()},
+            {"stack_depth": 0},
+        ):
             if any(getattr(p, k) != v for k, v in change.items()):
                 yield lambda i=i, p=p, change=change: R(w, programs=_replace_in(w.programs, i, R(p, **change)))
     if w.profile != PRESETS["default"]:
@@ -194,17 +220,25 @@ def candidates(w: World) -> Iterator[Callable[[], World]]:
             yield lambda i=i, p=p, n=n: R(w, programs=_replace_in(w.programs, i, R(p, stack_depth=n)))
         for j, s in enumerate(p.sites):
             for n in _smaller_ints(s.key or 0):
-                yield lambda i=i, p=p, j=j, s=s, n=n: R(w, programs=_replace_in(
-                    w.programs, i, R(p, sites=_replace_in(p.sites, j, R(s, key=n)))))
+                yield lambda i=i, p=p, j=j, s=s, n=n: R(
+                    w, programs=_replace_in(w.programs, i, R(p, sites=_replace_in(p.sites, j, R(s, key=n))))
+                )
     for i, r in enumerate(w.runs):
         for k, c in enumerate(r.ctx):
             for n in _smaller_ints(c.key):
-                yield lambda i=i, r=r, k=k, c=c, n=n: R(w, runs=_replace_in(
-                    w.runs, i, R(r, ctx=_replace_in(r.ctx, k, R(c, key=n)))))
+                yield lambda i=i, r=r, k=k, c=c, n=n: R(
+                    w, runs=_replace_in(w.runs, i, R(r, ctx=_replace_in(r.ctx, k, R(c, key=n))))
+                )
 
 
-def minimize(world: World, signature: str, keeps: Callable[[World], bool] | None = None,
-             max_steps: int = 5000, old: Codegen | None = None, new: Codegen | None = None) -> tuple[World, int]:
+def minimize(
+    world: World,
+    signature: str,
+    keeps: Callable[[World], bool] | None = None,
+    max_steps: int = 5000,
+    old: Codegen | None = None,
+    new: Codegen | None = None,
+) -> tuple[World, int]:
     """Greedy reduction: take the first smaller variant that keeps `signature`, repeat until none
     does. Returns the minimal world and the number of worlds judged."""
     voters = {k: v for k, v in (("old", old), ("new", new)) if v is not None}
@@ -238,8 +272,9 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
-def minimize_file(path: Path, old: Codegen | None = None, new: Codegen | None = None,
-                  codegens: dict[str, str] | None = None) -> tuple[Path, Judgement, World, int]:
+def minimize_file(
+    path: Path, old: Codegen | None = None, new: Codegen | None = None, codegens: dict[str, str] | None = None
+) -> tuple[Path, Judgement, World, int]:
     """Minimize the world in `path`, keeping its signature; write `<stem>.min.json` beside it."""
     voters = {k: v for k, v in (("old", old), ("new", new)) if v is not None}
     doc = read_document(path)
@@ -249,13 +284,14 @@ def minimize_file(path: Path, old: Codegen | None = None, new: Codegen | None = 
     small, tried = minimize(doc.world, j.verdict.signature, old=old, new=new)
     final = judge(small, **voters)
     seed = doc.data.get("seed") if doc.kind == "artifact" else None
-    base = path.name[:-len(".json")] if path.name.endswith(".json") else path.name
+    base = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
     out = free_path(path.with_name(f"{base}.min.json"))
     atomic_write(out, dump(artifact_doc(small, final.verdict, seed, codegens=codegens)))
     return out, final, small, tried
 
 
 # --- triage of a directory ---------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Bucket:
@@ -264,8 +300,9 @@ class Bucket:
     representative: Path | None = None
 
 
-def triage_dir(directory: Path, do_minimize: bool = True, old: Codegen | None = None,
-               new: Codegen | None = None) -> tuple[list[Bucket], list[str]]:
+def triage_dir(
+    directory: Path, do_minimize: bool = True, old: Codegen | None = None, new: Codegen | None = None
+) -> tuple[list[Bucket], list[str]]:
     """Judge every JSON document under `directory`; group the diverging ones by signature."""
     voters = {k: v for k, v in (("old", old), ("new", new)) if v is not None}
     buckets: dict[str, Bucket] = {}

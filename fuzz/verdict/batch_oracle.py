@@ -6,21 +6,32 @@ map operations, an entry program with one site whose slots hold itself or progra
 `ChainModel` does any single-run world without map operations case by case, with the world's
 lookups done once. Both follow model/semantics.py, and tests hold them equal to it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from tcfuzz.machine.batch import (
+    NORMAL_CALL,
+    REGS,
+    SCRATCH,
+    Batch,
+    BatchResult,
+    batch_engine,
+    case_world,
+    decode_slot,
+    inputs_of,
+    slot_map,
+    with_slot,
+)
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import SENTINEL
 from tcfuzz.model.interfaces import Codegen
 from tcfuzz.model.layout import ENTRY_RSP, array_base, prog_struct
 from tcfuzz.model.lower import FALL_THROUGH, site_aux
 from tcfuzz.model.world import World
-
-from tcfuzz.machine.batch import (NORMAL_CALL, REGS, SCRATCH, Batch, BatchResult, batch_engine, case_world, decode_slot,
-                        inputs_of, slot_map, with_slot)
-from tcfuzz.machine.engine import Engine
-from tcfuzz.machine.executor import SENTINEL
 
 
 def batchable(world: World) -> bool:
@@ -59,8 +70,9 @@ def model_batch(world: World, cases: np.ndarray) -> BatchResult:
     index = keys & np.uint64(0xFFFFFFFF)
     skip = np.zeros(n, dtype=bool)
     if aux.map_unpriv:
-        bound = np.uint64((aux.map.max_entries if aux.map.max_entries < 2**31 else aux.map.max_entries - 2**32)
-                          & 0xFFFFFFFFFFFFFFFF)
+        bound = np.uint64(
+            (aux.map.max_entries if aux.map.max_entries < 2**31 else aux.map.max_entries - 2**32) & 0xFFFFFFFFFFFFFFFF
+        )
         skip = keys >= bound
         index = keys & np.uint64(aux.map.index_mask)
     max_entries = np.zeros(n, dtype=np.uint64)
@@ -99,8 +111,9 @@ def model_batch(world: World, cases: np.ndarray) -> BatchResult:
         regs[:, i] = SENTINEL[name]
     home = np.full(n, entry.id) if entry.subprog else last
     column = np.searchsorted(np.array(progs), home)
-    return BatchResult(regs, runs, np.zeros((n, len(progs)), dtype=np.uint64), np.zeros(n, dtype=bool),
-                       column, final.astype(np.uint64))
+    return BatchResult(
+        regs, runs, np.zeros((n, len(progs)), dtype=np.uint64), np.zeros(n, dtype=bool), column, final.astype(np.uint64)
+    )
 
 
 class ChainModel:
@@ -188,18 +201,21 @@ def differs(machine: BatchResult, model: BatchResult) -> np.ndarray:
     """Cases where the machine's outcome differs from the model's: a fault, the registers, the run
     counts, or the count in the frame the model says holds it."""
     counter = machine.counters[np.arange(len(model.home)), model.home]
-    return (machine.faulted | (machine.regs != model.regs).any(axis=1) | (machine.runs != model.runs).any(axis=1)
-            | (counter != model.count))
+    return (
+        machine.faulted
+        | (machine.regs != model.regs).any(axis=1)
+        | (machine.runs != model.runs).any(axis=1)
+        | (counter != model.count)
+    )
 
 
 @dataclass
 class BatchJudgement:
     cases: int
-    flagged: np.ndarray                  # indices where legacy, patched and model are not all equal
+    flagged: np.ndarray  # indices where legacy, patched and model are not all equal
 
 
-def judge_batch(world: World, cases: np.ndarray, old: Codegen, new: Codegen,
-                engine: Engine | None = None) -> BatchJudgement:
+def judge_batch(world: World, cases: np.ndarray, old: Codegen, new: Codegen, engine: Engine | None = None) -> BatchJudgement:
     """Both codegens over the whole batch, the model (vectorized for single-site worlds, per case
     for chains), compared with numpy. The flagged cases are the ones to re-run through
     `case_world` + `judge` for a verdict."""

@@ -7,6 +7,7 @@ these apart so that anything else stands out; `tcfuzz run/repro` still report th
     disp-wrap       a static site's map has max_entries with offsetof(ptrs) + max_entries * 8 past
                     INT_MAX: the disp32 computed into an int wraps.
 """
+
 from __future__ import annotations
 
 from tcfuzz.model.lower import site_aux

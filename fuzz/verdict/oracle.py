@@ -11,20 +11,18 @@ equal decides the verdict:
 Faults compare by kind and address; their `where` text is for people. Which differences are
 intended, and therefore not observed at all, is written on `Observation`.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from tcfuzz import jit_new, jit_old
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import execute
 from tcfuzz.model.interfaces import Codegen, Observation, Verdict, VerdictKind
 from tcfuzz.model.semantics import CountOrder, predict
 from tcfuzz.model.world import World
-
-from tcfuzz import jit_new
-from tcfuzz import jit_old
-
-from tcfuzz.machine.engine import Engine
-from tcfuzz.machine.executor import execute
 
 VOTERS = ("legacy", "patched", "model")
 
@@ -33,7 +31,7 @@ VOTERS = ("legacy", "patched", "model")
 class Judgement:
     world: World
     verdict: Verdict
-    observations: dict[str, list[Observation]]    # voter -> one Observation per run
+    observations: dict[str, list[Observation]]  # voter -> one Observation per run
 
 
 def comparable(obs: Observation, name: str):
@@ -96,8 +94,12 @@ def decide(obs: dict[str, list[Observation]]) -> Verdict:
     return Verdict(VerdictKind.AGREE)
 
 
-def judge(world: World, old: Codegen = jit_old.CODEGEN, new: Codegen = jit_new.CODEGEN,
-          order: CountOrder = CountOrder.JIT, engine: Engine | None = None) -> Judgement:
-    observations = {"legacy": execute(world, old, engine), "patched": execute(world, new, engine),
-                    "model": predict(world, order)}
+def judge(
+    world: World,
+    old: Codegen = jit_old.CODEGEN,
+    new: Codegen = jit_new.CODEGEN,
+    order: CountOrder = CountOrder.JIT,
+    engine: Engine | None = None,
+) -> Judgement:
+    observations = {"legacy": execute(world, old, engine), "patched": execute(world, new, engine), "model": predict(world, order)}
     return Judgement(world, decide(observations), observations)
