@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test fuzz nightly clean
+.PHONY: test lint fuzz nightly clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2 -m 'not nightly'
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # A bounded differential run (about a minute) on the built-in profiles: artifacts, summary.json and
 # junit.xml under fuzz-artifacts/. Fails only on a divergence without a known cause (fuzz/verdict/causes.py);
