@@ -95,8 +95,20 @@ class KernelProfile:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict:
+        """Every field, expanded (what a report shows)."""
         d = dataclasses.asdict(self)
         d["jump"] = self.jump.value
+        return d
+
+    def to_world_json(self) -> str | dict:
+        """What a world file holds: a preset's name, or only the fields that differ from the default
+        profile (derived offsets included only where they differ from what they derive to)."""
+        if PRESETS.get(self.name) == self:
+            return self.name
+        full, d = self.to_json(), {"name": self.name}
+        for f in dataclasses.fields(self):
+            if f.name != "name" and getattr(KernelProfile.from_json(d), f.name) != getattr(self, f.name):
+                d[f.name] = full[f.name]
         return d
 
     @classmethod

@@ -20,7 +20,7 @@ values are rejected with a `WorldError` naming the field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from tcfuzz.model.bpf import CALLEE_SAVED, MAX_BPF_STACK, round_up
@@ -135,49 +135,42 @@ class World:
         return self.map(spec.maps[0] if chosen is None else chosen)
 
     def to_json(self) -> dict:
+        """The world file's form: defaults omitted, a preset by its name, so a finding prints as the
+        few lines a person would write (the reader fills the defaults back in)."""
         return {
             "schema": SCHEMA,
-            "profile": self.profile.to_json(),
-            "maps": [
-                {
-                    "id": m.id,
-                    "kind": m.kind,
-                    "max_entries": m.max_entries,
-                    "unpriv": m.unpriv,
-                    "slots": {str(k): v for k, v in sorted(m.slots.items())},
-                }
-                for m in self.maps
-            ],
+            "profile": self.profile.to_world_json(),
+            "maps": [_non_default(m, slots={str(k): v for k, v in sorted(m.slots.items())}) for m in self.maps],
             "programs": [
-                {
-                    "id": p.id,
-                    "stack_depth": p.stack_depth,
-                    "callee_regs": list(p.callee_regs),
-                    "exception_boundary": p.exception_boundary,
-                    "subprog": p.subprog,
-                    "env": {
-                        "bpf_capable": p.env.bpf_capable,
-                        "blinding_requested": p.env.blinding_requested,
-                        "jit_requested": p.env.jit_requested,
-                    },
-                    "sites": [{"maps": list(s.maps), "key": s.key} for s in p.sites],
-                }
+                _non_default(
+                    p,
+                    callee_regs=list(p.callee_regs),
+                    env=_non_default(p.env),
+                    sites=[_non_default(s, maps=list(s.maps)) for s in p.sites],
+                )
                 for p in self.programs
             ],
             "runs": [
-                {
-                    "entry": r.entry,
-                    **({"tail_call_cnt": r.tail_call_cnt} if r.tail_call_cnt is not None else {}),
-                    "ops": [{"op": o.op, "map": o.map, "index": o.index, "prog": o.prog} for o in r.ops],
-                    "ctx": [{"prog": c.prog, "site": c.site, "key": c.key, "map": c.map} for c in r.ctx],
-                }
-                for r in self.runs
+                _non_default(r, ops=[_non_default(o) for o in r.ops], ctx=[_non_default(c) for c in r.ctx]) for r in self.runs
             ],
         }
 
     @classmethod
     def from_json(cls, d: Any) -> World:
         return _Reader().world(d)
+
+
+def _non_default(record: Any, **json_values: Any) -> dict:
+    """A dataclass record as JSON: its fields in declaration order (values from `json_values` where
+    given), leaving out every field that equals its default or is empty (no field's non-default
+    value is an empty container)."""
+    out = {}
+    for f in fields(record):
+        value = json_values.get(f.name, getattr(record, f.name))
+        if value in ({}, []) or (f.default is not MISSING and value == f.default):
+            continue
+        out[f.name] = value
+    return out
 
 
 def validate(w: World) -> None:

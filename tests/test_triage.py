@@ -179,6 +179,19 @@ def test_corpus_add_expects_the_current_verdict_and_never_overwrites(capsys, tmp
     assert status == 2 and "exists; not overwriting it" in err and entry.read_bytes() == before
 
 
+def test_a_corpus_entry_from_a_finding_is_about_as_short_as_the_hand_written_world(capsys, tmp_path):
+    """corpus add writes the world as a person would (defaults omitted, preset by name, one record
+    per line): the entry is the hand-written world's lines under a header (purpose, expectation)."""
+    hand_written = Path(SHARED_LABEL).read_text().splitlines()
+    cli(capsys, "corpus", "add", SHARED_LABEL, "--corpus", tmp_path, "--group", "findings", "--purpose", "p")
+    entry = (tmp_path / "findings" / "shared-label.json").read_text().splitlines()
+    world_part = entry[entry.index('  "world": {') :]
+    # The hand-written runs line is 124 characters; tcfuzz wraps at 100 (two more lines), plus the
+    # document's closing brace.
+    assert len(world_part) <= len(hand_written) + 3
+    assert len(entry) <= len(hand_written) + 10  # the header: schema, purpose, expectation
+
+
 def test_repro_of_a_raw_fuzzer_input_decodes_it(capsys, tmp_path):
     from tcfuzz.gen.worlds import decode_input
 

@@ -114,3 +114,28 @@ def test_subprogram_frame_limit_is_the_verifiers():
         "stack of previous frames is 256 bytes. Too large",
     ):
         world([{"id": 0, "max_entries": 1}], [{"id": 0, "subprog": True, "stack_depth": 225}], [{"entry": 0}])
+
+
+def test_a_world_file_omits_defaults_and_names_its_preset():
+    """What tcfuzz writes is what a person would: no `unpriv: false`, no empty lists, `"ibt"` not
+    its expansion; the reader fills the defaults back in."""
+    doc = World.from_json(GOOD).to_json()
+    assert doc["profile"] == "ibt"
+    assert doc["maps"][1] == {"id": 0, "max_entries": 0xFFFFFFFF, "slots": {"5": 1}}
+    assert doc["programs"][1] == {"id": 1}
+    assert doc["programs"][0]["env"] == {"bpf_capable": False}
+    assert doc["runs"][0]["ctx"] == [{"prog": 0, "site": 1, "key": 2**64 - 1}]
+
+
+@pytest.mark.parametrize(
+    "changes", [{}, {"ibt": True}, {"config_security": False}, {"ptrs_off": 0x138, "max_entries_off": 0x4C}, {"name": "x"}]
+)
+def test_a_profile_is_written_as_its_difference_from_the_default(changes):
+    from tcfuzz.model.profile import KernelProfile
+
+    profile = KernelProfile(**changes)
+    written = profile.to_world_json()
+    if not changes:
+        assert written == "default"
+    else:
+        assert set(written) == {"name", *changes} and KernelProfile.from_json(written) == profile

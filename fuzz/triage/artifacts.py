@@ -77,8 +77,26 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False, durable: bool
     return path
 
 
+DUMP_WIDTH = 100
+
+
 def dump(doc: dict) -> bytes:
-    return (json.dumps(doc, indent=2) + "\n").encode()
+    """A document as a person would write it: documents (anything with a `schema`) one key per line,
+    every other value on one line where it fits in DUMP_WIDTH characters (indentation not counted),
+    else one item per line."""
+    return (_layout(doc, 0) + "\n").encode()
+
+
+def _layout(value: Any, depth: int) -> str:
+    inline = json.dumps(value)
+    is_document = isinstance(value, dict) and "schema" in value
+    if not isinstance(value, dict | list) or not value or (not is_document and len(inline) <= DUMP_WIDTH):
+        return inline
+    pad, end = "  " * (depth + 1), "  " * depth
+    if isinstance(value, dict):
+        items = [f"{pad}{json.dumps(k)}: {_layout(v, depth + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + end + "}"
+    return "[\n" + ",\n".join(pad + _layout(v, depth + 1) for v in value) + "\n" + end + "]"
 
 
 def verdict_json(v: Verdict) -> dict:
