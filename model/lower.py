@@ -40,7 +40,7 @@ from tcfuzz.model.bpf import (
     R3,
     Insn,
 )
-from tcfuzz.model.interfaces import MapRef, TailCallAux
+from tcfuzz.model.interfaces import Codegen, MapRef, TailCallAux, VerifiedProgram
 from tcfuzz.model.layout import BPF_CALL_BASE, array_base, ctx_run_count, ctx_site, image_base, subprog_base
 from tcfuzz.model.world import MapSpec, ProgramSpec, SiteSpec, World
 
@@ -125,3 +125,19 @@ def lower_program(world: World, prog: ProgramSpec) -> list[Function]:
         Function(prog.id, main, base, False, prog.stack_depth, prog.exception_boundary),
         Function(prog.id, sites_and_fall_through(world, prog), subprog_base(prog.id), True, prog.stack_depth, False),
     ]
+
+
+def verify(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen) -> VerifiedProgram:
+    """One function as the verifier hands it to the JIT: `codegen`'s do_misc_fixups() over the
+    world's used_maps, with the frame facts of the function."""
+    maps = used_maps(world)
+    fixed, poke_tab = codegen.fixup(fn.insns, prog.env, maps, world.profile)
+    return VerifiedProgram(
+        fixed,
+        fn.stack_depth,
+        tail_call_reachable=True,
+        is_subprog=fn.is_subprog,
+        exception_boundary=fn.exception_boundary,
+        used_maps=maps,
+        poke_tab=poke_tab,
+    )

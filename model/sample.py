@@ -1,46 +1,24 @@
-"""A program with one or more tail-call sites, lowered to BPF: the unit of `tcfuzz disasm` and of the
+"""A program with one or more tail-call sites: the unit of `tcfuzz disasm`, `tcfuzz prove` and the
 golden tests.
 
-The body is the glue every tcfuzz program uses (identical bytes under every codegen):
-    r6..r9 = marker          (one per callee-saved register the program uses)
-    per site:
-      r2 = &array            (ld_imm64; loaded from ctx+8 when the site is poisoned)
-      r3 = key               (mov; loaded from ctx+0 when the key is a run-time value)
-      call bpf_tail_call
-    r0 = FALL_THROUGH
-    exit
+A sample is a one-program world (map 0 the target prog array; map 1, listed first in used_maps, the
+second array that poisons a dynamic site) lowered by model/lower.py like every other world, so the
+glue and the fall-through marker are the same ones the executor runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
-from tcfuzz.model.bpf import (
-    BPF_EMIT_CALL_TAIL_CALL,
-    BPF_EXIT_INSN,
-    BPF_JGE,
-    BPF_JMP,
-    BPF_K,
-    BPF_LD_IMM64,
-    BPF_LDX_MEM_DW,
-    BPF_MOV64_IMM,
-    BPF_TAIL_CALL,
-    CALLEE_SAVED,
-    R0,
-    R1,
-    R2,
-    R3,
-    Insn,
-)
-from tcfuzz.model.interfaces import MapRef, TailCallAux, VerifiedProgram, VerifierEnv
-from tcfuzz.model.layout import array_base
-from tcfuzz.model.profile import KernelProfile
-from tcfuzz.model.world import index_mask
+from tcfuzz.model.bpf import BPF_JGE, BPF_JMP, BPF_K, BPF_TAIL_CALL, CALLEE_SAVED, Insn
+from tcfuzz.model.interfaces import Codegen, MapRef, VerifiedProgram, VerifierEnv
+from tcfuzz.model.lower import lower_program, used_maps, verify
+from tcfuzz.model.profile import KernelProfile, preset
+from tcfuzz.model.world import MapSpec, ProgramSpec, RunSpec, SiteSpec, World
 
-FALL_THROUGH = 0x7A11
-CTX_KEY_OFF = 0
-CTX_MAP_OFF = 8
+TARGET_MAP, SECOND_MAP = 0, 1
 
 
 class SiteKind(str, enum.Enum):
@@ -72,42 +50,46 @@ class SampleConfig:
             raise ValueError(f"callee_regs={self.callee_regs} must be a subset of r6..r9")
         if SiteKind.DIRECT in self.sites and not 0 <= self.key < self.max_entries:
             raise ValueError(f"direct key {self.key} must be < max_entries {self.max_entries}")
+        sample_world(self)  # WorldError (a ValueError) where the kernel would refuse the maps or program
+
+
+def sample_world(cfg: SampleConfig, profile: KernelProfile | None = None) -> World:
+    """The one-program world a sample is. Raises WorldError where the kernel would refuse it."""
+    target = MapSpec(TARGET_MAP, cfg.max_entries, unpriv=cfg.unpriv)
+    dynamic = SiteKind.DYNAMIC in cfg.sites
+    maps = (MapSpec(SECOND_MAP, 2, unpriv=cfg.unpriv), target) if dynamic else (target,)
+    sites = tuple(
+        SiteSpec((SECOND_MAP, TARGET_MAP))
+        if kind is SiteKind.DYNAMIC  # the verifier keeps the last map seen
+        else SiteSpec((TARGET_MAP,), cfg.key if kind is SiteKind.DIRECT else None)
+        for kind in cfg.sites
+    )
+    prog = ProgramSpec(0, sites, cfg.stack_depth, tuple(sorted(cfg.callee_regs)), cfg.exception_boundary, cfg.is_subprog)
+    return World(profile or preset("default"), maps, (prog,), (RunSpec(0),))
+
+
+def _sample_function(world: World):
+    """The function holding the sites: the program, or its subprogram."""
+    prog = world.programs[0]
+    return prog, lower_program(world, prog)[-1]
 
 
 def sample_program(cfg: SampleConfig) -> tuple[list[Insn], list[MapRef], VerifierEnv]:
-    """The unverified program, its used_maps (filler map 1 first, then the target map 0) and env."""
-    target = MapRef(0, cfg.max_entries, index_mask(cfg.max_entries), cfg.unpriv)
-    filler = MapRef(1, 2, index_mask(2), cfg.unpriv)
-    used_maps = [filler, target] if SiteKind.DYNAMIC in cfg.sites else [target]
-    insns: list[Insn] = [BPF_MOV64_IMM(reg, 0x1000 * reg) for reg in sorted(cfg.callee_regs)]
-    for kind in cfg.sites:
-        if kind is SiteKind.DYNAMIC:
-            aux = TailCallAux(target, map_poisoned=True, map_unpriv=cfg.unpriv, key=None)
-            insns.append(BPF_LDX_MEM_DW(R2, R1, CTX_MAP_OFF))
-        else:
-            key = cfg.key if kind is SiteKind.DIRECT else None
-            aux = TailCallAux(target, map_poisoned=False, map_unpriv=cfg.unpriv, key=key)
-            insns.extend(BPF_LD_IMM64(R2, array_base(target.map_id)))
-        if kind is SiteKind.DIRECT:
-            insns.append(BPF_MOV64_IMM(R3, cfg.key))
-        else:
-            insns.append(BPF_LDX_MEM_DW(R3, R1, CTX_KEY_OFF))
-        insns.append(BPF_EMIT_CALL_TAIL_CALL(aux))
-    insns += [BPF_MOV64_IMM(R0, FALL_THROUGH), BPF_EXIT_INSN()]
-    return insns, used_maps, VerifierEnv()
+    """The unverified function holding the sites, its used_maps and the verifier env."""
+    world = sample_world(cfg)
+    prog, fn = _sample_function(world)
+    return fn.insns, used_maps(world), prog.env
 
 
-def verified_sample(cfg: SampleConfig, codegen, profile: KernelProfile) -> VerifiedProgram:
-    insns, used_maps, env = sample_program(cfg)
-    fixed, poke_tab = codegen.fixup(insns, env, used_maps, profile)
-    return VerifiedProgram(
-        fixed,
-        cfg.stack_depth,
-        tail_call_reachable=True,
-        is_subprog=cfg.is_subprog,
-        exception_boundary=cfg.exception_boundary,
-        used_maps=used_maps,
-        poke_tab=poke_tab,
+def verified_sample(cfg: SampleConfig, codegen: Codegen, profile: KernelProfile) -> VerifiedProgram:
+    world = sample_world(cfg, profile)
+    prog, fn = _sample_function(world)
+    vp = verify(world, prog, fn, codegen)
+    # A sample's subprogram stands alone: the exception-boundary frame is asked of it directly.
+    return (
+        vp
+        if vp.exception_boundary == cfg.exception_boundary
+        else dataclasses.replace(vp, exception_boundary=cfg.exception_boundary)
     )
 
 

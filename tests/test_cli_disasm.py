@@ -34,3 +34,12 @@ def test_disasm_bad_input_is_one_line_and_exit_2(capsys):
     assert err.count("\n") == 1 and "key 9" in err
     assert main(["disasm", "--profile", "nope"]) == 2
     assert "unknown profile" in capsys.readouterr().err
+
+
+def test_a_sample_the_kernel_would_refuse_is_one_line_exit_2(capsys):
+    """A sample is a world: an unpriv map whose rounded size leaves u32 fails map creation (-E2BIG)."""
+    from tcfuzz.cli.main import main
+
+    assert main(["disasm", "--kind", "static", "--unpriv", "--max-entries", "0xffffffff"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rounds past u32 for an unpriv map (-E2BIG)" in err

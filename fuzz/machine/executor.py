@@ -51,7 +51,6 @@ from tcfuzz.model.interfaces import (
     JitFault,
     JitImage,
     Observation,
-    VerifiedProgram,
     VerifierReject,
 )
 from tcfuzz.model.layout import (
@@ -72,7 +71,7 @@ from tcfuzz.model.layout import (
     indirect_thunk,
     prog_struct,
 )
-from tcfuzz.model.lower import lower_program, used_maps
+from tcfuzz.model.lower import lower_program, verify
 from tcfuzz.model.sample import tail_call_sites
 from tcfuzz.model.world import MapOp, ProgramSpec, RunSpec, World
 
@@ -133,21 +132,10 @@ class Loaded:
 def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
     """Every function of every program through `codegen`'s fix-up and JIT: [(name, image)], main
     functions first within a program. Raises VerifierReject / JitError / JitFault."""
-    maps = used_maps(world)
     functions = []
     for prog in world.programs:
         for fn in lower_program(world, prog):
-            fixed, poke_tab = codegen.fixup(fn.insns, prog.env, maps, world.profile)
-            vp = VerifiedProgram(
-                fixed,
-                fn.stack_depth,
-                tail_call_reachable=True,
-                is_subprog=fn.is_subprog,
-                exception_boundary=fn.exception_boundary,
-                used_maps=maps,
-                poke_tab=poke_tab,
-            )
-            image = codegen.jit(vp, world.profile, fn.base)
+            image = codegen.jit(verify(world, prog, fn, codegen), world.profile, fn.base)
             if len(image.code) > SUBPROG_OFFSET:
                 raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
             functions.append((f"prog {prog.id} subprog" if fn.is_subprog else f"prog {prog.id}", image))
