@@ -1,6 +1,6 @@
 """Guest address-space layout shared by the emitters (rel32 targets) and the executor.
 
-Unicorn's x86-64 guest has no paging and a 52-bit physical space (emulator-measurements.md §8), so
+Unicorn's x86-64 guest has no paging and a 52-bit physical space (Unicorn 2.1 drops address bits 52 and up), so
 the kernel's high addresses are relocated low. Every rel32 the JIT emits (retpoline thunk, direct
 tail-call pokes, second `exit`) is computed for these addresses, exactly as the kernel computes it
 for its own.

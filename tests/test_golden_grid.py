@@ -1,6 +1,6 @@
-"""Golden bytes over the configuration grid, from an independent spec of the reference's byte tables
-(x86-tailcall.md §1.4, §1.5, §1.6 and series.md §1 2/4), and capstone agreement with every
-emitter comment."""
+"""Golden bytes over the configuration grid, from an independent spec of the sequences' byte tables
+(the legacy indirect and direct sequences of arch/x86/net/bpf_jit_comp.c, and patch 2/4's static and
+dynamic ones), and capstone agreement with every emitter comment."""
 
 import itertools
 

