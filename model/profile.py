@@ -2,7 +2,8 @@
 
 A profile fixes everything the x86-64 JIT reads from the kernel configuration or from struct
 layouts (include/linux/bpf.h struct bpf_map/bpf_array/bpf_prog; arch/x86/net/bpf_jit_comp.c
-emit_indirect_jump(), X86_TAIL_CALL_OFFSET): IBT, the indirect-jump flavour, the offsets of `bpf_array.map.max_entries`, `bpf_array.ptrs` and `bpf_prog.bpf_func`,
+emit_indirect_jump(), X86_TAIL_CALL_OFFSET): IBT, the indirect-jump flavour, the offsets of
+`bpf_array.map.max_entries`, `bpf_array.ptrs` and `bpf_prog.bpf_func`,
 and the verifier/JIT limits. Every limit can be overridden, because the overflow hunter runs
 the emitters past the kernel's limits on purpose.
 """

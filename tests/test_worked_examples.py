@@ -1,4 +1,5 @@
-"""Worked examples of the x86-64 tail-call sequences, byte for byte: sequences assembled by hand from\narch/x86/net/bpf_jit_comp.c and checked with objdump when they were written."""
+"""Worked examples of the x86-64 tail-call sequences, byte for byte: sequences assembled by hand from
+arch/x86/net/bpf_jit_comp.c and checked with objdump when they were written."""
 
 from conftest import CODEGENS, jit_sample, site_bytes
 
