@@ -15,9 +15,16 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/pytest -n 2 -m 'not nightly'
 
+# mypy reads source trees, not the editable install's folder mapping: build/typecheck/tcfuzz is the
+# installed layout made of symlinks to the design card's folders.
+TYPECHECK := build/typecheck
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/tcfuzz
+	for entry in fuzz/*; do ln -s ../../../$$entry $(TYPECHECK)/tcfuzz/; done
+	for pkg in model jit_old jit_new; do ln -s ../../../$$pkg $(TYPECHECK)/tcfuzz/$$pkg; done
+	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p tcfuzz
 
 # A bounded differential run (about a minute) on the built-in profiles: artifacts, summary.json and
 # junit.xml under fuzz-artifacts/. Fails only on a divergence without a known cause (fuzz/verdict/causes.py);

@@ -40,6 +40,11 @@ PTRS_OFF_NO_SECURITY = 0x158
 BPF_FUNC_OFF = 0x48  # offsetof(struct bpf_prog, bpf_func), after the SHA256 digest
 
 
+# A struct offset left for __post_init__ to derive from config_security: every built profile holds
+# real offsets, so the field's type is a plain int.
+DERIVED = -1
+
+
 class ProfileError(ValueError):
     """A profile field holds a value no kernel build could have."""
 
@@ -51,8 +56,8 @@ class KernelProfile:
     config_security: bool = True  # CONFIG_SECURITY: struct bpf_map grows by one pointer
     jump: JumpVariant = JumpVariant.PLAIN
     sls: bool = False  # CONFIG_MITIGATION_SLS: `ret` is followed by int3
-    max_entries_off: int | None = None  # None: derived from config_security
-    ptrs_off: int | None = None  # None: derived from config_security
+    max_entries_off: int = DERIVED  # DERIVED: from config_security, in __post_init__
+    ptrs_off: int = DERIVED  # DERIVED: from config_security, in __post_init__
     bpf_func_off: int = BPF_FUNC_OFF
     max_tail_call_cnt: int = MAX_TAIL_CALL_CNT
     max_used_maps: int = MAX_USED_MAPS
@@ -60,11 +65,11 @@ class KernelProfile:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "jump", JumpVariant(self.jump))
-        if self.max_entries_off is None:
+        if self.max_entries_off in (DERIVED, None):  # None: JSON null, same as absent
             object.__setattr__(
                 self, "max_entries_off", MAX_ENTRIES_OFF_SECURITY if self.config_security else MAX_ENTRIES_OFF_NO_SECURITY
             )
-        if self.ptrs_off is None:
+        if self.ptrs_off in (DERIVED, None):
             object.__setattr__(self, "ptrs_off", PTRS_OFF_SECURITY if self.config_security else PTRS_OFF_NO_SECURITY)
         # The JIT encodes these two as disp8 (`39 56 d8`, `48 8b 49 d8`); a layout that put them
         # past 127 would break the unpatched kernel too, so it is not a configuration.
