@@ -109,3 +109,19 @@ def test_no_bare_top_level_name_is_importable(bare):
         importlib.import_module(bare)
     probe = subprocess.run([sys.executable, "-P", "-c", f"import {bare}"], cwd=ROOT, capture_output=True, text=True)
     assert "ModuleNotFoundError" in probe.stderr
+
+
+def test_the_wheel_installs_only_the_tcfuzz_package(tmp_path):
+    """`pip install .` puts one import name in site-packages: tcfuzz (plus its metadata)."""
+    import zipfile
+
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("tcfuzz-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"tcfuzz"}
+    assert "tcfuzz/jit_new/tail_call.py" in zipfile.ZipFile(wheel).namelist()
