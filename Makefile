@@ -27,19 +27,21 @@ lint: $(STAMP)
 	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p tcfuzz
 
 # A bounded differential run (about a minute) on the built-in profiles: artifacts, summary.json and
-# junit.xml under fuzz-artifacts/. Fails only on a divergence without a known cause (fuzz/verdict/causes.py);
+# junit.xml under fuzz-artifacts/. Fails only on a divergence without a proved known cause (fuzz/verdict/policy.py);
 # drop --ignore-known (or run `tcfuzz fuzz` directly) to fail on every divergence.
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
 	$(BIN)/tcfuzz fuzz --corpus fuzz-corpus --artifacts fuzz-artifacts --max-time $(FUZZ_SECONDS) --ignore-known \
 		-- -len_control=0 -print_final_stats=0
 
-# Unattended nightly: longer, both cores, and every divergence counts.
+# Unattended nightly: longer, both cores, both model orders (so the pre-2026 interpreter's counter
+# order is found as JITS_AGREE_MODEL_DIFFERS), and every divergence counts.
 NIGHTLY_SECONDS ?= 3600
 nightly: $(STAMP)
-	TCFUZZ_HYPOTHESIS=nightly $(BIN)/pytest -n 2 tests/test_properties.py
+	TCFUZZ_HYPOTHESIS=nightly TCFUZZ_MODEL_ORDER=both $(BIN)/pytest -n 2 tests/test_properties.py; p=$$?; \
 	$(BIN)/tcfuzz fuzz --corpus fuzz-corpus --artifacts fuzz-artifacts --max-time $(NIGHTLY_SECONDS) --fork 2 \
-		-- -ignore_crashes=1 -len_control=0
+		--model-order both -- -ignore_crashes=1 -len_control=0; f=$$?; \
+	exit $$(( f != 0 ? f : p ))
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,8 +1,16 @@
-"""Codegens named on the command line as `module:object` (the object implements model.interfaces.Codegen)."""
+"""Codegens named on the command line as `module:object` or `path/to/file.py:object` (the object
+implements model.interfaces.Codegen). A module is found from the caller's working directory too; a
+file path is relative to it. `resolve_spec` turns either into a spec any other process (the fuzz
+engine's child, a later `repro`) loads the same way."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
+import zlib
+from pathlib import Path
 
 from tcfuzz.model.interfaces import Codegen
 
@@ -15,13 +23,16 @@ class PluginError(Exception):
 
 
 def load_codegen(spec: str) -> Codegen:
-    module_name, sep, attr = spec.partition(":")
+    module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise PluginError(f"codegen {spec!r}: expected module:object")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise PluginError(f"codegen {spec!r}: cannot import {module_name}: {e}") from None
+    if _is_path(module_name):
+        module = _import_file(spec, Path(module_name))
+    else:
+        try:
+            module = _import_module(module_name)
+        except ImportError as e:
+            raise PluginError(f"codegen {spec!r}: cannot import {module_name}: {e}") from None
     try:
         obj = getattr(module, attr)
     except AttributeError:
@@ -30,3 +41,48 @@ def load_codegen(spec: str) -> Codegen:
     if missing:
         raise PluginError(f"codegen {spec!r}: not a Codegen (missing {', '.join(missing)})")
     return obj
+
+
+def _import_module(module_name: str):
+    """Import normally; failing that, as a module beside the caller (the working directory), the way
+    `python -m` would find it, without leaving the directory on sys.path."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name.partition(".")[0] or os.getcwd() in sys.path:
+            raise
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        sys.path.remove(os.getcwd())
+
+
+def _is_path(module_name: str) -> bool:
+    return module_name.endswith(".py") or os.sep in module_name or "/" in module_name
+
+
+def _import_file(spec: str, path: Path):
+    path = path.resolve()
+    if not path.is_file():
+        raise PluginError(f"codegen {spec!r}: {path}: no such file")
+    name = f"tcfuzz_plugin_{zlib.crc32(str(path).encode()):08x}_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except ImportError as e:
+        del sys.modules[name]
+        raise PluginError(f"codegen {spec!r}: cannot import {path}: {e}") from None
+    return module
+
+
+def resolve_spec(spec: str) -> str:
+    """The spec with a file path made absolute, so it loads the same from any working directory."""
+    module_name, sep, attr = spec.rpartition(":")
+    if sep and _is_path(module_name):
+        return f"{Path(module_name).resolve()}:{attr}"
+    return spec

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tcfuzz.jit_new import verifier
+from tcfuzz.jit_new.causes import CAUSES
 from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 from tcfuzz.jit_new.jit import PatchedX86Jit
 from tcfuzz.jit_old import LegacyCodegen
@@ -13,6 +14,7 @@ class PatchedCodegen(LegacyCodegen):
     jit_class = PatchedX86Jit
     fixup_tail_call = staticmethod(verifier.fixup_tail_call)
     imm_codec = (encode_tail_call_imm, decode_tail_call_imm)    # (encode, decode), read by `tcfuzz limits`
+    known_causes = CAUSES          # jit_new/causes.py: each with its repair
 
 
 CODEGEN = PatchedCodegen()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import linecache
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -128,6 +128,20 @@ class Codegen(Protocol):
     ) -> tuple[list[Insn], list[PokeDescriptor]]: ...
 
     def jit(self, prog: VerifiedProgram, profile: KernelProfile, image_base: int) -> JitImage: ...
+
+    # Optional: `known_causes: tuple[KnownCause, ...]`, declared on the codegen's own class (a
+    # subclass does not inherit its base's causes: a mutant of the patch has none of the patch's).
+
+
+@dataclass(frozen=True)
+class KnownCause:
+    """A defect a codegen declares as understood, as an executable counterfactual: `repair(codegen)`
+    is that codegen with exactly this defect repaired. A divergence is attributed to the cause only
+    if the same world replayed under the repaired codegen agrees (fuzz/verdict/policy.py)."""
+
+    name: str
+    description: str
+    repair: Callable[[Codegen], Codegen]
 
 
 _PLACEHOLDER = re.compile(r"<[^<>]+>")

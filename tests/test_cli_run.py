@@ -41,7 +41,8 @@ def test_findings_exit_1_with_verdict_and_signature(capsys, name, signature):
     status, out, _ = run(capsys, EXAMPLES / name)
     assert status == 1
     assert "verdict NEW_DIVERGES at run 0: first difference in `fault`" in out
-    assert out.rstrip().endswith(f"signature {signature}")
+    cause = "shared-label" if name.startswith("shared") else "disp-wrap"
+    assert out.rstrip().endswith(f"signature {signature}\ncause {cause}: repaired codegen agrees")
 
 
 def test_json_output(capsys):

@@ -1,65 +1,52 @@
-"""`tcfuzz fuzz` through the real path: the executable Atheris target under libFuzzer, a bounded run."""
+"""`tcfuzz fuzz` through the real path: the executable Atheris target under libFuzzer, bounded runs."""
 
 import json
 from pathlib import Path
 
-from tcfuzz.cli.main import main, resolve_world
-from tcfuzz.codegens import load_codegen
-from tcfuzz.triage.artifacts import read_document
-from tcfuzz.verdict.oracle import judge
+from tcfuzz.cli.main import main
 
 TESTS = Path(__file__).resolve().parent
 
 
-def test_bounded_run_with_a_planted_bug_leaves_well_formed_artifacts(tmp_path, capsys):
-    art = tmp_path / "art"
-    status = main(
-        [
-            "fuzz",
-            "--corpus",
-            str(tmp_path / "corpus"),
-            "--artifacts",
-            str(art),
-            "--runs",
-            "150",
-            "--seed",
-            "7",
-            "--new",
-            "tcfuzz.selftest.mutants:BOUND_CHECK_JA",
-            "--ignore-known",
-            "--",
-            "-len_control=0",
-            "-print_final_stats=0",
-        ]
-    )
+def fuzz(tmp_path, *extra, runs=150, seed=7, new="tcfuzz.selftest.mutants:BOUND_CHECK_JA", art="art"):
+    argv = ["fuzz", "--corpus", str(tmp_path / "corpus"), "--artifacts", str(tmp_path / art), "--runs", str(runs)]
+    argv += ["--seed", str(seed), "--new", new, *extra, "--", "-len_control=0", "-print_final_stats=0"]
+    return main(argv)
+
+
+def repro_json(capsys, path):
+    status = main(["repro", str(path), "--json"])
+    return status, json.loads(capsys.readouterr().out)
+
+
+def test_bounded_run_with_a_planted_bug_leaves_artifacts_that_replay_as_found(tmp_path, capsys):
+    status = fuzz(tmp_path, "--ignore-known")
     out = capsys.readouterr().out
     assert status == 1, out
+    art = tmp_path / "art"
     summary = json.loads((art / "summary.json").read_text())
-    assert (
-        summary["inputs"] == 150
-        and summary["cases"] >= 150
-        and summary["seed"] == 7
-        and summary["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
-    )
-    unexplained = {s: e for s, e in summary["signatures"].items() if not e["known_causes"]}
-    assert unexplained, summary["signatures"]
-    voters = {"old": load_codegen("tcfuzz.jit_old:CODEGEN"), "new": load_codegen("tcfuzz.selftest.mutants:BOUND_CHECK_JA")}
+    assert summary["schema"] == "tcfuzz-fuzz-summary/2" and summary["status"] == "findings" and summary["exit_status"] == 1
+    assert summary["this_run"]["inputs"] == 150 and summary["this_run"]["cases"] >= 150
+    assert summary["seed"] == 7 and summary["job_seeds"] == [7]
+    assert summary["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
+    findings = summary["findings"]
+    assert findings and all(f["status"] == "unexplained" for f in findings)  # a mutant declares no cause
+    sidecars = sorted(art.glob("crash-*.json"))
+    assert sorted(str(p) for f in findings for p in f["artifacts"]) == [str(p) for p in sidecars]
     raws = 0
-    for sig, e in summary["signatures"].items():
-        sidecar = Path(e["artifacts"][0])
-        doc = read_document(sidecar)
-        assert doc.kind == "artifact" and doc.data["signature"] == sig and doc.data["seed"] == 7
-        assert doc.data["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
-        assert judge(doc.world, **voters).verdict.signature == sig  # the sidecar replays
-        if doc.data["input"] is not None:  # the raw input replays
+    for sidecar in sidecars:  # every artifact replays to its sidecar's verdict and signature, no flags
+        data = json.loads(sidecar.read_text())
+        assert data["codegens"]["new"] == "tcfuzz.selftest.mutants:BOUND_CHECK_JA" and data["seed"] == 7
+        status, rep = repro_json(capsys, sidecar)
+        assert status == 1 and rep["signature"] == data["signature"] and rep["as_found"].startswith("as found")
+        if data["input"] is not None:
             raws += 1
-            raw = sidecar.with_name(doc.data["input"])
-            world, _ = resolve_world(read_document(raw), voters)
-            assert judge(world, **voters).verdict.signature == sig
+            status, rep = repro_json(capsys, art / data["input"])
+            assert status == 1 and rep["signature"] == data["signature"] and rep["case"] == data["case"]
     assert raws
     assert not list(art.glob("*.tmp")) and not list(art.glob(".*.tmp"))
     junit = (art / "junit.xml").read_text()
-    assert junit.startswith("<?xml") and f'failures="{len(summary["signatures"])}"' in junit
+    assert junit.startswith("<?xml") and f'failures="{len(findings)}"' in junit
     assert "NEW" in out and "summary " in out
 
 

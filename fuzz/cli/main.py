@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tcfuzz.model.bpf import R6, R7, R8, R9
+from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.profile import PRESETS, JumpVariant, ProfileError, preset
 from tcfuzz.model.sample import SampleConfig, SiteKind
 
@@ -128,84 +129,47 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from tcfuzz.model.semantics import CountOrder
-    from tcfuzz.triage.artifacts import InputError, read_document
-    from tcfuzz.triage.repro import describe_observation
-    from tcfuzz.verdict.oracle import VOTERS, judge
+def _finding_command(name: str):
+    """run/repro/minimize/triage/corpus add live in fuzz/cli/finding_cmds.py."""
 
-    try:
-        doc = read_document(args.world)
-    except InputError as e:
-        raise UsageError(str(e)) from None
-    voters = codegens_from_args(args)
-    world, which = resolve_world(doc, voters)
-    if which and not args.json:
-        print(f"raw input: {which}")
-    j = judge(world, order=CountOrder(args.model_order), **voters)
-    v = j.verdict
-    if args.json:
-        json.dump(
-            {
-                "world": args.world,
-                "verdict": v.kind.value,
-                "run": v.run,
-                "field": v.field_name,
-                "values": v.values,
-                "signature": v.signature,
-                "observations": {voter: [o.to_json() for o in obs] for voter, obs in j.observations.items()},
-            },
-            sys.stdout,
-            indent=2,
-        )
-        print()
-    else:
-        print(
-            f"world {args.world}: profile {world.profile.name}, {len(world.maps)} maps, "
-            f"{len(world.programs)} programs, {len(world.runs)} runs; model order {args.model_order}"
-        )
-        for i, run in enumerate(world.runs):
-            print(f"run {i}: entry prog {run.entry}" + (f", after {len(run.ops)} map ops" if run.ops else ""))
-            for voter in VOTERS:
-                print(f"  {voter:<8} {describe_observation(j.observations[voter][i], world)}")
-        if v.diverges:
-            print(f"verdict {v.kind.value} at run {v.run}: first difference in `{v.field_name}`")
-            for voter, value in v.values.items():
-                print(f"  {voter:<8} {json.dumps(value)}")
-            print(f"signature {v.signature}")
-        else:
-            print("verdict AGREE")
-    return 1 if v.diverges else 0
+    def command(args: argparse.Namespace) -> int:
+        from tcfuzz.cli import finding_cmds
+
+        try:
+            return getattr(finding_cmds, name)(args)
+        except finding_cmds.CommandError as e:
+            raise UsageError(str(e)) from None
+
+    return command
 
 
-def _document(path: str):
-    from tcfuzz.triage.artifacts import InputError, read_document
-
-    try:
-        return read_document(path)
-    except InputError as e:
-        raise UsageError(str(e)) from None
-
-
-def resolve_world(doc, voters: dict):
-    """The world to judge: the document's, or for a raw input carrying a batch, its first divergent
-    case (or its first case when none diverges). Returns (world, one line saying which)."""
-    if doc.cases is None:
-        return doc.world, None
-    from tcfuzz.machine.batch import case_world
-    from tcfuzz.verdict.batch_oracle import first_divergent_case
-
-    found = first_divergent_case(doc.world, doc.cases, voters["old"], voters["new"])
-    if found is None:
-        return case_world(doc.world, doc.cases[0]), f"a batch of {len(doc.cases)} inputs; none diverges"
-    i, world = found
-    return world, f"a batch of {len(doc.cases)} inputs; case #{i} is the first that diverges"
+cmd_run = _finding_command("cmd_run")
+cmd_repro = _finding_command("cmd_repro")
+cmd_minimize = _finding_command("cmd_minimize")
+cmd_triage = _finding_command("cmd_triage")
+cmd_corpus_add = _finding_command("cmd_corpus_add")
 
 
 def _add_codegen_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("codegens (module:object implementing model.interfaces.Codegen)")
-    g.add_argument("--old", default="tcfuzz.jit_old:CODEGEN", help="the reference codegen (default: the legacy JIT)")
-    g.add_argument("--new", default="tcfuzz.jit_new:CODEGEN", help="the codegen under test (default: the 2026 patch)")
+    g.add_argument("--old", help="the reference codegen (default: an artifact's own, else the legacy JIT)")
+    g.add_argument("--new", help="the codegen under test (default: an artifact's own, else the 2026 patch)")
+
+
+def _add_model_order_arg(ap: argparse.ArgumentParser, default: str | None = None) -> None:
+    ap.add_argument(
+        "--model-order",
+        choices=["jit", "interpreter", "both"],
+        default=default,
+        help="reference counter order: increment after the NULL check (jit) or before it (interpreter "
+        "before its 2026 fix), or jit then interpreter (both); default: an artifact's own, else jit",
+    )
+
+
+def specs_from_args(args: argparse.Namespace) -> dict[str, str]:
+    from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT
+
+    return {"old": args.old or OLD_DEFAULT, "new": args.new or NEW_DEFAULT}
 
 
 def codegens_from_args(args: argparse.Namespace) -> dict:
@@ -213,123 +177,37 @@ def codegens_from_args(args: argparse.Namespace) -> dict:
     from tcfuzz.codegens import PluginError, load_codegen
 
     try:
-        return {"old": load_codegen(args.old), "new": load_codegen(args.new)}
+        return {"old": load_codegen(specs_from_args(args)["old"]), "new": load_codegen(specs_from_args(args)["new"])}
     except PluginError as e:
         raise UsageError(str(e)) from None
 
 
-def cmd_repro(args: argparse.Namespace) -> int:
-    from tcfuzz.triage.artifacts import verdict_json
-    from tcfuzz.triage.repro import repro_report
-    from tcfuzz.verdict.oracle import judge
-
-    voters = codegens_from_args(args)
-    doc = _document(args.file)
-    world, which = resolve_world(doc, voters)
-    j = judge(world, **voters)
-    if which and not args.json:
-        print(f"raw input: {which}")
-    if args.json:
-        json.dump(
-            {
-                "file": args.file,
-                **verdict_json(j.verdict),
-                "observations": {v: [o.to_json() for o in obs] for v, obs in j.observations.items()},
-            },
-            sys.stdout,
-            indent=2,
-        )
-        print()
-    else:
-        print(repro_report(j, {"legacy": voters["old"], "patched": voters["new"]}))
-    return 1 if j.verdict.diverges else 0
-
-
-def cmd_minimize(args: argparse.Namespace) -> int:
-    from tcfuzz.triage.artifacts import InputError
-    from tcfuzz.triage.repro import minimize_file, size
-
-    voters = codegens_from_args(args)
-    before = _document(args.file).world
-    try:
-        out, final, small, tried = minimize_file(Path(args.file), **voters, codegens={"old": args.old, "new": args.new})
-    except InputError as e:
-        raise UsageError(str(e)) from None
-    print(f"{out}: {final.verdict.signature}")
-    print(f"size {size(before)} -> {size(small)} after judging {tried} smaller worlds")
-    return 0
-
-
-def cmd_triage(args: argparse.Namespace) -> int:
-    from tcfuzz.triage.repro import triage_dir
-
-    if not Path(args.dir).is_dir():
-        raise UsageError(f"{args.dir}: not a directory")
-    buckets, skipped = triage_dir(Path(args.dir), do_minimize=not args.no_minimize, **codegens_from_args(args))
-    for line in skipped:
-        print(f"skipped {line}", file=sys.stderr)
-    if args.json:
-        json.dump(
-            [
-                {
-                    "signature": b.signature,
-                    "count": len(b.files),
-                    "files": [str(f) for f in b.files],
-                    "representative": str(b.representative) if b.representative else None,
-                }
-                for b in buckets
-            ],
-            sys.stdout,
-            indent=2,
-        )
-        print()
-    else:
-        print(f"{sum(len(b.files) for b in buckets)} diverging inputs, {len(buckets)} unique signatures")
-        for b in buckets:
-            print(f"{len(b.files):5d}  {b.signature}")
-            print(f"       representative: {b.representative or b.files[0]}")
-    return 1 if buckets else 0
-
-
-def cmd_corpus_add(args: argparse.Namespace) -> int:
-    from tcfuzz.triage.artifacts import atomic_write, corpus_doc, dump
-    from tcfuzz.verdict.oracle import judge
-
-    voters = codegens_from_args(args)
-    doc = _document(args.file)
-    purpose = args.purpose or (doc.data.get("purpose") if doc.kind == "corpus" else None) or f"added from {Path(args.file).name}"
-    v = judge(doc.world, **voters).verdict
-    name = args.name or Path(args.file).name.removesuffix(".json").removesuffix(".min") + ".json"
-    out = Path(args.corpus) / args.group / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(out, dump(corpus_doc(doc.world, v, purpose)))
-    except FileExistsError as e:
-        raise UsageError(str(e)) from None
-    print(f"{out}: expects {v.kind.value}" + (f" {v.signature}" if v.diverges else ""))
-    return 0
-
-
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from tcfuzz.frontends.fuzzcmd import run
+    from tcfuzz.frontends.fuzzcmd import FuzzUsageError
+    from tcfuzz.frontends.fuzzcmd import run as fuzz_run
 
     codegens_from_args(args)  # fail early, with one line, on a bad spec
     extra = [a for a in args.libfuzzer if a != "--"]
-    return run(
-        Path(args.corpus),
-        Path(args.artifacts),
-        args.max_time,
-        args.runs,
-        args.seed,
-        args.jobs,
-        args.fork,
-        extra,
-        args.old,
-        args.new,
-        args.ignore_known,
-        Path(args.summary) if args.summary else None,
-        Path(args.junit) if args.junit else None,
-    )
+    specs = specs_from_args(args)
+    try:
+        return fuzz_run(
+            Path(args.corpus),
+            Path(args.artifacts),
+            args.max_time,
+            args.runs,
+            args.seed,
+            args.jobs,
+            args.fork,
+            extra,
+            specs["old"],
+            specs["new"],
+            args.ignore_known,
+            Path(args.summary) if args.summary else None,
+            Path(args.junit) if args.junit else None,
+            args.model_order,
+        )
+    except FuzzUsageError as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
@@ -394,7 +272,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
         voters["old"],
         voters["new"],
         Path(args.artifacts) if args.artifacts else None,
-        {"old": args.old, "new": args.new},
+        specs_from_args(args),
     )
     if args.json:
         json.dump({"results": [r.to_json() for r in report["results"]], "replays": report["replays"]}, sys.stdout, indent=2)
@@ -435,13 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit status: 0 the three agree, 1 they diverge, 2 unusable input.",
     )
     r.add_argument("world", help="world JSON file")
-    r.add_argument(
-        "--model-order",
-        choices=["jit", "interpreter"],
-        default="jit",
-        help="reference counter order: increment after the NULL check (jit, the default) or before "
-        "it (interpreter before its 2026 fix)",
-    )
+    _add_model_order_arg(r)
     r.add_argument("--json", action="store_true", help="machine-readable output")
     _add_codegen_args(r)
     r.set_defaults(func=cmd_run)
@@ -454,11 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("file")
     rp.add_argument("--json", action="store_true")
     _add_codegen_args(rp)
+    _add_model_order_arg(rp)
     rp.set_defaults(func=cmd_repro)
 
     m = sub.add_parser("minimize", help="shrink a diverging world, keeping its signature; writes <name>.min.json")
     m.add_argument("file")
     _add_codegen_args(m)
+    _add_model_order_arg(m)
     m.set_defaults(func=cmd_minimize)
 
     t = sub.add_parser(
@@ -470,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-minimize", action="store_true", help="list only; write nothing")
     t.add_argument("--json", action="store_true")
     _add_codegen_args(t)
+    _add_model_order_arg(t)
     t.set_defaults(func=cmd_triage)
 
     f = sub.add_parser(
@@ -486,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--jobs", type=_int, help="libFuzzer -jobs")
     f.add_argument("--fork", type=_int, help="libFuzzer -fork")
     _add_codegen_args(f)
+    _add_model_order_arg(f, "jit")
     f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
@@ -541,7 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--purpose", help="one line: what the entry guards")
     ca.add_argument("--name", help="file name (default: the input's)")
     ca.add_argument("--corpus", default="corpus", help="corpus root (default: ./corpus)")
+    ca.add_argument(
+        "--expect",
+        choices=[k.value for k in VerdictKind],
+        help="the verdict the entry expects; required to add a finding that no longer diverges",
+    )
     _add_codegen_args(ca)
+    _add_model_order_arg(ca)
     ca.set_defaults(func=cmd_corpus_add)
     return ap
 

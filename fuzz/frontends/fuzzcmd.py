@@ -1,59 +1,107 @@
 """`tcfuzz fuzz`: an unattended, bounded libFuzzer run through Atheris, then a summary.
 
-The engine runs in a child process (fuzzers/tailcall_fuzzer.py, executable so that -fork/-jobs can
-re-execute it); libFuzzer flags after `--` pass straight through. The child writes artifacts and
-per-process stats into the artifact directory; when it ends, this parent merges them into a JSON
-summary and a JUnit XML file, prints the table, and exits 1 iff a divergence was found
-(`--ignore-known`: iff one without a known cause was).
+The engine runs in child processes (fuzzers/tailcall_fuzzer.py, executable so that -fork can
+re-execute it), one per --jobs, each with its own seed (seed, seed + 1, ...) and its own process
+group; libFuzzer flags after `--` pass straight through. The children write artifacts and
+per-process stats into the artifact directory. The summary (fuzz/frontends/summary.py) is always
+rebuilt from what is on disk, so a run killed with -9 and restarted lists every artifact of both.
+
+SIGINT and SIGTERM take the engine down (its whole process group) and still write summary.json and
+junit.xml. A restart first kills any engine a killed run left behind. Exit status: 0 nothing that
+counts, 1 a divergence that counts (policy: fuzz/verdict/policy.py), 2 bad arguments, 3 the engine
+failed (a crash of tcfuzz itself, a timeout, an OOM: never read as green or as a finding), 128+N
+interrupted by signal N with nothing that counts.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
 
 from tcfuzz import SOURCE_TREE
-from tcfuzz.triage.artifacts import atomic_write, versions
+from tcfuzz.codegens import resolve_spec
+from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, write_reports
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
+SEED_MAX = 2**32 - 1  # libFuzzer's -seed is an unsigned int
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of the engine's group
 
 
-def merge_stats(artifacts: Path) -> dict:
-    inputs, cases, signatures = 0, 0, {}
-    for path in artifacts.glob(".tcfuzz-stats-*.json"):
+class FuzzUsageError(Exception):
+    """Bad arguments found before the run starts; one line, exit status 2."""
+
+
+def check_output_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise FuzzUsageError(f"{what} {path}: is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FuzzUsageError(f"{what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise FuzzUsageError(f"{what} {path}: not writable")
+
+
+def prepare_paths(seed: int, jobs: int | None, corpus: Path, artifacts: Path, summary: Path, junit: Path) -> None:
+    """Every argument checked before anything runs (a bad one used to surface as a traceback after
+    the whole run, losing its summary)."""
+    if not 0 <= seed <= SEED_MAX:
+        raise FuzzUsageError(f"--seed {seed}: libFuzzer takes 0..{SEED_MAX}")
+    if jobs is not None and jobs < 1:
+        raise FuzzUsageError(f"--jobs {jobs}: at least 1")
+    outside = [(p, w) for p, w in ((summary, "--summary"), (junit, "--junit")) if p.parent != artifacts]
+    for path, what in outside:
+        check_output_file(path, what)
+    for directory, what in ((corpus, "--corpus"), (artifacts, "--artifacts")):
+        if directory.exists() and not directory.is_dir():
+            raise FuzzUsageError(f"{what} {directory}: not a directory")
         try:
-            s = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        inputs += s["inputs"]
-        cases += s["cases"]
-        for sig, e in s["signatures"].items():
-            merged = signatures.setdefault(sig, {"count": 0, "known_causes": e["known_causes"], "artifacts": []})
-            merged["count"] += e["count"]
-            merged["artifacts"].append(e["artifact"])
-            if not e["known_causes"]:
-                merged["known_causes"] = []
-    return {"inputs": inputs, "cases": cases, "signatures": signatures}
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FuzzUsageError(f"{what} {directory}: {e.strerror}") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise FuzzUsageError(f"{what} {directory}: not writable")
+    for path, what in ((summary, "--summary"), (junit, "--junit")):
+        check_output_file(path, what)
 
 
-def junit(summary: dict) -> str:
-    sigs = summary["signatures"]
-    cases = [f'  <testcase classname="tcfuzz" name="legacy = patched = model ({summary["cases"]} cases)"/>']
-    for sig, e in sorted(sigs.items()):
-        message = quoteattr(f"{e['count']} inputs; known cause: {', '.join(e['known_causes']) or 'none'}")
-        cases.append(
-            f'  <testcase classname="tcfuzz.divergence" name={quoteattr(sig)}>\n'
-            f"    <failure message={message}>{escape(' '.join(e['artifacts']))}</failure>\n  </testcase>"
-        )
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="tcfuzz" tests="{1 + len(sigs)}" '
-        f'failures="{len(sigs)}" time="{summary["elapsed"]:.1f}">\n' + "\n".join(cases) + "\n</testsuite>\n"
-    )
+def kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def reap_stale_engines(artifacts: Path) -> None:
+    """Kill the engine groups a killed `tcfuzz fuzz` left in this artifact directory."""
+    for pidfile in artifacts.glob(".tcfuzz-engine-*.pids"):
+        for line in pidfile.read_text().split():
+            if line.isdigit():
+                kill_group(int(line), signal.SIGKILL)
+        pidfile.unlink(missing_ok=True)
+
+
+class Interrupt:
+    """SIGINT/SIGTERM while the engine runs: remember the signal, stop the engine, finish."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, signum, _frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def run(
@@ -70,62 +118,114 @@ def run(
     ignore_known: bool,
     summary_path: Path | None,
     junit_path: Path | None,
+    model_order: str = "jit",
 ) -> int:
     corpus, artifacts = corpus.resolve(), artifacts.resolve()
-    corpus.mkdir(parents=True, exist_ok=True)
-    artifacts.mkdir(parents=True, exist_ok=True)
-    for stale in artifacts.glob(".tcfuzz-stats-*.json"):
-        stale.unlink()
-    argv = [str(FUZZER), str(corpus), f"-artifact_prefix={artifacts}/", f"-seed={seed}", "-print_final_stats=1", "-max_len=512"]
+    summary_path = (summary_path or artifacts / "summary.json").resolve()
+    junit_path = (junit_path or artifacts / "junit.xml").resolve()
+    prepare_paths(seed, jobs, corpus, artifacts, summary_path, junit_path)
+    reap_stale_engines(artifacts)
+    old, new = resolve_spec(old), resolve_spec(new)
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    job_seeds = [(seed + k) % (SEED_MAX + 1) for k in range(jobs or 1)]
+    base_argv = [str(FUZZER), str(corpus), f"-artifact_prefix={artifacts}/", "-print_final_stats=1", "-max_len=512"]
     if max_time is not None:
-        argv.append(f"-max_total_time={max_time}")
+        base_argv.append(f"-max_total_time={max_time}")
     if runs is not None:
-        argv.append(f"-runs={runs}")
-    if jobs:
-        argv.append(f"-jobs={jobs}")
+        base_argv.append(f"-runs={runs}")
     if fork:
-        argv.append(f"-fork={fork}")
-    argv += extra
+        base_argv.append(f"-fork={fork}")
+    base_argv += extra
     env = dict(
         os.environ,
         TCFUZZ_ARTIFACTS=str(artifacts),
-        TCFUZZ_SEED=str(seed),
         TCFUZZ_OLD=old,
         TCFUZZ_NEW=new,
+        TCFUZZ_MODEL_ORDER=model_order,
+        TCFUZZ_RUN=run_id,
+        TCFUZZ_ENGINE_GROUP="1",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # a plugin module next to the caller imports in the child, which runs in the artifact directory
+        PYTHONPATH=os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p),
     )
     started = time.monotonic()
-    engine = subprocess.run(argv, env=env, cwd=artifacts)
-    summary = {
-        "schema": "tcfuzz-fuzz-summary/1",
-        **merge_stats(artifacts),
-        "elapsed": time.monotonic() - started,
-        "engine_exit": engine.returncode,
-        "seed": seed,
-        "codegens": {"old": old, "new": new},
-        "versions": versions(),
-        "argv": argv,
-    }
-    summary["exec_per_s"] = summary["inputs"] / max(summary["elapsed"], 1e-9)
-    summary["cases_per_s"] = summary["cases"] / max(summary["elapsed"], 1e-9)
-    summary_path = summary_path or artifacts / "summary.json"
-    junit_path = junit_path or artifacts / "junit.xml"
-    atomic_write(summary_path, (json.dumps(summary, indent=2) + "\n").encode(), overwrite=True)
-    atomic_write(junit_path, junit(summary).encode(), overwrite=True)
+    argvs = [[*base_argv, f"-seed={s}"] for s in job_seeds]
+    procs: list[subprocess.Popen] = []
+    pidfile = artifacts / f".tcfuzz-engine-{run_id}.pids"
+    logs = []
+    with Interrupt() as interrupt:
+        for k, (argv, job_seed) in enumerate(zip(argvs, job_seeds, strict=True)):
+            out = None
+            if len(argvs) > 1:
+                out = open(artifacts / f"fuzz-{run_id}-job{k}.log", "wb")
+                logs.append(out)
+            procs.append(
+                subprocess.Popen(
+                    argv,
+                    env=dict(env, TCFUZZ_SEED=str(job_seed)),
+                    cwd=artifacts,
+                    start_new_session=True,
+                    stdout=out,
+                    stderr=subprocess.STDOUT if out else None,
+                )
+            )
+            pidfile.write_text("".join(f"{p.pid}\n" for p in procs))
+        stopping_since = None
+        last_progress = time.monotonic()
+        every = float(os.environ.get("TCFUZZ_PROGRESS_EVERY", "10"))
+        while any(p.poll() is None for p in procs):
+            if interrupt.signum is not None and stopping_since is None:
+                stopping_since = time.monotonic()
+                for p in procs:
+                    kill_group(p.pid, signal.SIGTERM)
+            if stopping_since is not None and time.monotonic() - stopping_since > STOP_GRACE:
+                for p in procs:
+                    kill_group(p.pid, signal.SIGKILL)
+            if len(procs) > 1 and time.monotonic() - last_progress >= every:
+                last_progress = time.monotonic()
+                print(progress_line(artifacts, run_id, time.monotonic() - started), file=sys.stderr, flush=True)
+            time.sleep(0.05)
+        for p in procs:  # -fork jobs or anything else left in the groups
+            kill_group(p.pid, signal.SIGKILL)
+        pidfile.unlink(missing_ok=True)
+        for f in logs:
+            f.close()
+        summary = build_summary(
+            artifacts,
+            run_id=run_id,
+            elapsed=time.monotonic() - started,
+            engine_exits=[p.returncode for p in procs],
+            interrupted=interrupt.signum,
+            ignore_known=ignore_known,
+            settings={
+                "seed": seed,
+                "job_seeds": job_seeds,
+                "model_order": model_order,
+                "codegens": {"old": old, "new": new},
+                "argv": argvs,
+            },
+        )
+        write_reports(summary, summary_path, junit_path)
+    print_table(summary, summary_path, junit_path)
+    return summary["exit_status"]
 
-    sigs = summary["signatures"]
+
+def print_table(summary: dict, summary_path: Path, junit_path: Path) -> None:
+    this = summary["this_run"]
     print(
-        f"tcfuzz fuzz: {summary['inputs']} inputs, {summary['cases']} cases in {summary['elapsed']:.0f} s "
-        f"({summary['exec_per_s']:.0f} inputs/s, {summary['cases_per_s']:.0f} cases/s), "
-        f"{sum(e['count'] for e in sigs.values())} divergences, "
-        f"{len(sigs)} signatures"
+        f"tcfuzz fuzz: {this['inputs']} inputs, {this['cases']} cases in {this['elapsed']:.0f} s "
+        f"({this['exec_per_s']:.0f} inputs/s, {this['cases_per_s']:.0f} cases/s), "
+        f"{sum(f['count'] for f in summary['findings'])} divergences, {len(summary['findings'])} findings; "
+        f"status {summary['status']}"
     )
-    for sig, e in sorted(sigs.items(), key=lambda kv: -kv[1]["count"]):
-        known = f"known: {', '.join(e['known_causes'])}" if e["known_causes"] else "NEW"
-        print(f"{e['count']:6d}  {sig}  [{known}]  {e['artifacts'][0]}")
+    for f in sorted(summary["findings"], key=lambda f: (f["status"] != "unexplained", -f["count"])):
+        label = "NEW" if f["status"] == "unexplained" else f"known: {'+'.join(f['causes'])}"
+        order = "" if f["model_order"] == "jit" else f" ({f['model_order']} order)"
+        print(f"{f['count']:6d}  {f['signature']}{order}  [{label}]  {f['artifacts'][0]}")
+    for crash in summary["engine_crashes"]:
+        print(f"engine crash input (no verdict): {crash}")
+    if summary["status"] == ENGINE_ERROR:
+        print(f"tcfuzz fuzz: the engine failed: exit statuses {summary['engine_exits']}", file=sys.stderr)
+    if summary["interrupted_by"]:
+        print(f"tcfuzz fuzz: interrupted by {summary['interrupted_by']}", file=sys.stderr)
     print(f"summary {summary_path}, junit {junit_path}")
-    if engine.returncode not in (0,) and not sigs:
-        print(f"tcfuzz fuzz: the engine exited with status {engine.returncode}", file=sys.stderr)
-        return engine.returncode or 1
-    counted = [e for e in sigs.values() if not (ignore_known and e["known_causes"])]
-    return 1 if counted else 0

@@ -4,34 +4,31 @@
 
 Two modes, chosen by the environment:
   * `tcfuzz fuzz` (TCFUZZ_ARTIFACTS set): never crash. Each input is judged; the first input of every
-    new signature is written as an artifact (`crash-<sha1>` + sidecar) and the run goes on, so an
-    unattended night collects every distinct divergence instead of stopping at the first. Stats go
-    to `.tcfuzz-stats-<pid>.json` in the artifact directory (atomically, every few seconds and on
-    every new signature) for the parent to summarise; a progress line goes to stderr.
-  * plain libFuzzer / ClusterFuzzLite (TCFUZZ_ARTIFACTS unset): a divergence without a known cause
-    raises, so the engine records the crash input itself.
-TCFUZZ_OLD / TCFUZZ_NEW name the codegens (module:object); TCFUZZ_SEED is recorded in artifacts.
+    new finding (model order, signature, and whether a known cause explains it) is written as an
+    artifact (`crash-<sha1>` + sidecar) and the run goes on, so an unattended night collects every
+    distinct divergence instead of stopping at the first. Across processes (--jobs, -fork) a
+    marker file per finding lets exactly one process write it. Stats go to
+    `.tcfuzz-stats-<run>-<pid>.json` in the artifact directory after every input, for the parent to
+    summarise (fuzz/frontends/progress.py, which is not instrumented).
+  * plain libFuzzer / ClusterFuzzLite (TCFUZZ_ARTIFACTS unset): a divergence that counts (the
+    policy, fuzz/verdict/policy.py: no proved known cause) raises, so the engine records the crash
+    input; that raw input replays to the same case (fuzz/verdict/replay.py).
+TCFUZZ_OLD / TCFUZZ_NEW name the codegens (module:object or file.py:object); TCFUZZ_MODEL_ORDER is
+jit, interpreter or both; TCFUZZ_SEED and TCFUZZ_RUN are recorded in artifacts and stats.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
-import sys
-import time
 from pathlib import Path
 
 from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT, load_codegen
+from tcfuzz.frontends.progress import Progress
 from tcfuzz.gen.worlds import decode_input
-from tcfuzz.machine.batch import case_world
 from tcfuzz.model.interfaces import FaultKind, Observation, VerdictKind
 from tcfuzz.triage.artifacts import atomic_write, write_artifact
-from tcfuzz.verdict.batch_oracle import judge_batch
-from tcfuzz.verdict.causes import known_causes
-from tcfuzz.verdict.oracle import judge
-
-PROGRESS_EVERY = 5.0
-MAX_TRIAGED_PER_BATCH = 4  # flagged cases re-run per input through the per-case path
+from tcfuzz.verdict.replay import Replay, judge_world, load_details, orders_of, triage_batch
 
 
 class Divergence(Exception):
@@ -87,85 +84,121 @@ def batch_feedback(flagged: int, cases: int) -> int:
 
 class Target:
     def __init__(self) -> None:
-        self.old = load_codegen(os.environ.get("TCFUZZ_OLD", OLD_DEFAULT))
-        self.new = load_codegen(os.environ.get("TCFUZZ_NEW", NEW_DEFAULT))
         self.specs = {"old": os.environ.get("TCFUZZ_OLD", OLD_DEFAULT), "new": os.environ.get("TCFUZZ_NEW", NEW_DEFAULT)}
+        self.old, self.new = load_codegen(self.specs["old"]), load_codegen(self.specs["new"])
+        self.order_name = os.environ.get("TCFUZZ_MODEL_ORDER", "jit")
+        self.orders = orders_of(self.order_name)
         artifacts = os.environ.get("TCFUZZ_ARTIFACTS")
         self.artifacts = Path(artifacts) if artifacts else None
         self.seed = int(os.environ["TCFUZZ_SEED"]) if os.environ.get("TCFUZZ_SEED") else None
+        self.run_id = os.environ.get("TCFUZZ_RUN", "0")
         self.inputs = 0
         self.cases = 0
-        self.signatures: dict[str, dict] = {}
-        self.started = self.last_progress = time.monotonic()
+        self.findings: dict[str, dict] = {}
+        self.progress = Progress(self.artifacts, self.run_id)
 
     def __call__(self, data: bytes) -> None:
         self.inputs += 1
         world, cases = decode_input(data)
         if cases is None:
-            self.judge_one(data, world, raw=True)
+            r = judge_world(world, self.old, self.new, self.orders)
             self.cases += 1
+            self.observe(r)
+            if r.outcome.verdict.diverges:
+                self.finding(data, r)
         else:
-            flagged = judge_batch(world, cases, self.old, self.new).flagged
+            found, pick, flagged = triage_batch(world, cases, self.old, self.new, self.orders)
             self.cases += len(cases)
-            batch_feedback(len(flagged), len(cases))
-            # The first flagged case is what the raw input replays to; the others are written as
+            batch_feedback(flagged, len(cases))
+            # The diverging case `pick` is what the raw input replays to; the others are written as
             # sidecars only (their worlds are exact), so none is lost.
-            for n, i in enumerate(flagged[:MAX_TRIAGED_PER_BATCH]):
-                self.judge_one(data, case_world(world, cases[int(i)]), raw=n == 0)
-        self.save_stats()  # every case: libFuzzer exits without running Python's atexit
-        now = time.monotonic()
-        if now - self.last_progress >= PROGRESS_EVERY:
-            self.last_progress = now
-            self.report()
+            for k, r in enumerate(found):
+                self.observe(r)
+                self.finding(data if k == pick else None, r)
+        self.progress.tick(self.stats(), self.line)
 
-    def judge_one(self, data: bytes, world, raw: bool) -> None:
-        j = judge(world, self.old, self.new)
-        for obs in j.observations["patched"]:
-            feedback(obs, j.verdict.kind)
-        if j.verdict.diverges:
-            self.divergence(data if raw else None, world, j.verdict)
+    def observe(self, r: Replay) -> None:
+        for obs in r.outcome.judgement.observations["patched"]:
+            feedback(obs, r.outcome.verdict.kind)
 
-    def divergence(self, data, world, verdict) -> None:
-        causes = sorted(known_causes(world))
+    def finding(self, data: bytes | None, r: Replay) -> None:
+        outcome, verdict = r.outcome, r.outcome.verdict
         if self.artifacts is None:
-            if not causes:
-                raise Divergence(f"{verdict.signature} (run {verdict.run}, field {verdict.field_name})")
+            if outcome.counts:
+                raise Divergence(f"{verdict.signature} (run {verdict.run}, field {verdict.field_name}; {outcome.attribution})")
             return
-        entry = self.signatures.get(verdict.signature)
-        # A signature seen so far only with a known cause, now without one, is a new finding too.
-        new = entry is None or (entry["known_causes"] and not causes)
-        if new:
-            path = write_artifact(self.artifacts, world, verdict, raw=data, seed=self.seed, codegens=self.specs)
-            count = entry["count"] if entry else 0
-            entry = self.signatures[verdict.signature] = {"count": count, "known_causes": causes, "artifact": str(path)}
+        key = finding_key(r)
+        entry = self.findings.get(key)
+        if entry is None:
+            entry = self.findings[key] = {
+                "signature": verdict.signature,
+                "model_order": r.order.value,
+                "status": outcome.status.value,
+                "causes": list(outcome.causes),
+                "count": 0,
+                "artifact": None,
+            }
+        if entry["artifact"] is None and not written(self.artifacts, key):
+            path = write_artifact(
+                self.artifacts,
+                r.world,
+                verdict,
+                raw=data,
+                seed=self.seed,
+                codegens=self.specs,
+                model_order=r.order.value,
+                case=r.case,
+                status=outcome.status.value,
+                causes=outcome.causes,
+                load_detail=load_details(r.world, self.old, self.new) if verdict.field_name == "load" else None,
+            )
+            entry["artifact"] = str(path)
+            mark_written(self.artifacts, key, path)
         entry["count"] += 1
-        if new:
-            self.report()
 
     def stats(self) -> dict:
-        elapsed = time.monotonic() - self.started
-        return {"pid": os.getpid(), "inputs": self.inputs, "cases": self.cases, "elapsed": elapsed, "signatures": self.signatures}
+        return {
+            "schema": "tcfuzz-fuzz-stats/2",
+            "run": self.run_id,
+            "pid": os.getpid(),
+            "seed": self.seed,
+            "inputs": self.inputs,
+            "cases": self.cases,
+            "elapsed": self.progress.elapsed(),
+            "findings": self.findings,
+        }
 
-    def report(self) -> None:
-        s = self.stats()
-        known = sum(1 for e in self.signatures.values() if e["known_causes"])
-        print(
-            f"#{self.inputs}\ttcfuzz: {self.inputs / max(s['elapsed'], 1e-9):.0f} exec/s, "
-            f"{self.cases / max(s['elapsed'], 1e-9):.0f} cases/s, "
-            f"{sum(e['count'] for e in self.signatures.values())} divergences, "
-            f"{len(self.signatures)} signatures ({known} with a known cause)",
-            file=sys.stderr,
-            flush=True,
+    def line(self) -> str:
+        elapsed = max(self.progress.elapsed(), 1e-9)
+        unexplained = sum(1 for e in self.findings.values() if e["status"] == "unexplained")
+        return (
+            f"#{self.inputs}\ttcfuzz: {self.inputs / elapsed:.0f} exec/s, {self.cases / elapsed:.0f} cases/s, "
+            f"{sum(e['count'] for e in self.findings.values())} divergences, "
+            f"{len(self.findings)} findings ({unexplained} unexplained)"
         )
 
-    def save_stats(self) -> None:
-        if self.artifacts is not None:
-            atomic_write(
-                self.artifacts / f".tcfuzz-stats-{os.getpid()}.json",
-                json.dumps(self.stats()).encode(),
-                overwrite=True,
-                durable=False,
-            )
+
+def finding_key(r: Replay) -> str:
+    """One finding: the model order, whether it is explained, the signature."""
+    return f"{r.order.value}|{'known' if not r.outcome.counts else 'unexplained'}|{r.outcome.verdict.signature}"
+
+
+def _marker(artifacts: Path, key: str) -> Path:
+    return artifacts / f".tcfuzz-finding-{hashlib.sha1(key.encode()).hexdigest()[:20]}"
+
+
+def written(artifacts: Path, key: str) -> bool:
+    """Some process (this run, a -fork job, a killed earlier run) already wrote this finding."""
+    return _marker(artifacts, key).exists()
+
+
+def mark_written(artifacts: Path, key: str, artifact: Path) -> None:
+    """After the artifact is on disk (so a kill in between loses nothing: the next process writes
+    it again, under the same name if the input is the same)."""
+    try:
+        atomic_write(_marker(artifacts, key), f"{artifact.name}\n".encode(), durable=False)
+    except FileExistsError:
+        pass
 
 
 def main(argv: list[str]) -> None:

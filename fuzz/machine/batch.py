@@ -298,6 +298,11 @@ class BatchResult:
     count: np.ndarray | None = None  # (n,) the final count (model only)
 
 
+class NotLoaded(ValueError):
+    """The codegen does not load the world (verifier rejection, JIT error or fault, a poke that hit
+    BUG_ON): no batch can run; the per-case path turns it into a verdict."""
+
+
 class Batch:
     """One world loaded under one codegen, ready to run case tables."""
 
@@ -312,7 +317,7 @@ class Batch:
         """Load the world and the driver, unless this batch is what the engine already holds."""
         ld = load(self.world, self.codegen, self.engine)
         if ld.load != "ok" or ld.dead is not None:
-            raise ValueError(f"the world does not load under {self.codegen.name}: {ld.load} {ld.load_detail}")
+            raise NotLoaded(f"the world does not load under {self.codegen.name}: {ld.load} {ld.load_detail}")
         run = self.world.runs[0]
         driver = emit_driver(
             self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset, self.codegen.cached_targets

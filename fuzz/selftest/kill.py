@@ -1,5 +1,6 @@
 """`tcfuzz mutants`: fuzz every planted bug of fuzz/selftest/mutants.py and time how long the oracle takes
-to kill it. A mutant is killed by a world on which it diverges while its base codegen agrees.
+to kill it. A mutant is killed by a world on which it diverges for no known cause while its base
+codegen agrees (the verdict policy, fuzz/verdict/policy.py `kills`).
 
 Each mutant first meets the regression corpus (the worlds every run replays), then generated
 worlds from a seeded byte stream, until its budget runs out.
@@ -16,6 +17,7 @@ from tcfuzz.gen.worlds import decode
 from tcfuzz.selftest.mutants import CATALOGUE
 from tcfuzz.triage.artifacts import InputError, read_document
 from tcfuzz.verdict.oracle import judge
+from tcfuzz.verdict.policy import classify, kills
 
 CORPUS = SOURCE_TREE / "corpus"
 
@@ -60,9 +62,9 @@ def hunt(name: str, budget: float, seed: int, use_corpus: bool = True) -> Kill:
         if time.monotonic() - started > budget:
             break
         cases += 1
-        v = judge(world, new=mutant).verdict
-        if v.diverges and not judge(world, new=base).verdict.diverges:
-            return Kill(name, description, True, time.monotonic() - started, cases, v.signature, origin)
+        j = judge(world, new=mutant)
+        if j.verdict.diverges and kills(classify(j, mutant), classify(judge(world, new=base), base)):
+            return Kill(name, description, True, time.monotonic() - started, cases, j.verdict.signature, origin)
     return Kill(name, description, False, time.monotonic() - started, cases)
 
 

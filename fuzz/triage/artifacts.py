@@ -3,8 +3,10 @@
 Three JSON document kinds share one reader, told apart by `schema`:
 
     tcfuzz-world/1      a bare world (model/world.py)
-    tcfuzz-artifact/1   a finding: the world, the verdict, its signature and first differing field,
-                        the seed, tool versions, codegens and model order
+    tcfuzz-artifact/1   a finding, self-contained: the exact world judged (for a batch input, the
+                        diverging case), the verdict, its signature and first differing field, the
+                        policy's status and proved causes, the seed, tool versions, the codegen
+                        specs, the model order, the profile, and the raw input's name and case
     tcfuzz-corpus/1     a regression entry: purpose, the expected verdict (and signature), the world
 
 Every write is atomic (a temporary file in the same directory, fsync, rename), so a killed run
@@ -110,16 +112,25 @@ def artifact_doc(
     raw_name: str | None = None,
     codegens: dict[str, str] | None = None,
     model_order: str = "jit",
+    case: int | None = None,
+    status: str | None = None,
+    causes: tuple[str, ...] = (),
+    load_detail: dict[str, str] | None = None,
 ) -> dict:
+    extra = {"load_detail": load_detail} if load_detail else {}
     return {
         "schema": ARTIFACT_SCHEMA,
         **verdict_json(verdict),
+        "status": status,
+        "causes": list(causes),
+        "case": case,
         "seed": seed,
         "input": raw_name,
         "versions": versions(),
         "profile": world.profile.to_json(),
         "codegens": codegens or {"old": "tcfuzz.jit_old:CODEGEN", "new": "tcfuzz.jit_new:CODEGEN"},
         "model_order": model_order,
+        **extra,
         "world": world.to_json(),
     }
 
@@ -135,18 +146,38 @@ def write_artifact(
 ) -> Path:
     """`<prefix><sha1>` (the raw input, if any) and `<prefix><sha1>.json` (the sidecar). The sha1 is
     of the raw input, or of the world's canonical JSON. An existing artifact with the same name is the
-    same finding and is left as it is."""
+    same finding and is left as it is: two processes writing it at once give one file, never an
+    error (each write is a link that fails if the name exists; that failure means "already there")."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     key = raw if raw is not None else json.dumps(world.to_json(), sort_keys=True).encode()
     name = f"{prefix}{hashlib.sha1(key).hexdigest()}"
     sidecar = directory / f"{name}.json"
-    if sidecar.exists():
-        return sidecar
-    if raw is not None and not (directory / name).exists():
-        atomic_write(directory / name, raw)
-    atomic_write(sidecar, dump(artifact_doc(world, verdict, seed, name if raw is not None else None, **kw)))
+    # The sidecar first: it is self-contained, so a kill between the two writes loses nothing.
+    for path, data in (
+        (sidecar, lambda: dump(artifact_doc(world, verdict, seed, name if raw is not None else None, **kw))),
+        (directory / name, lambda: raw),
+    ):
+        if path.name == name and raw is None:
+            continue
+        try:
+            if not path.exists():
+                atomic_write(path, data())
+        except FileExistsError:
+            pass
     return sidecar
+
+
+def sidecar_of(raw: Path) -> Path | None:
+    """The artifact sidecar written next to a raw crash file (`crash-X` -> `crash-X.json` naming it)."""
+    sidecar = Path(raw).with_name(Path(raw).name + ".json")
+    try:
+        data = json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("schema") == ARTIFACT_SCHEMA and data.get("input") == Path(raw).name:
+        return sidecar
+    return None
 
 
 @dataclass
@@ -217,7 +248,21 @@ def read_document(path: Path) -> Document:
                 path,
                 "artifact",
                 {"schema", "world", "verdict", "signature"},
-                {"run", "field", "values", "seed", "input", "versions", "profile", "codegens", "model_order"},
+                {
+                    "run",
+                    "field",
+                    "values",
+                    "seed",
+                    "input",
+                    "versions",
+                    "profile",
+                    "codegens",
+                    "model_order",
+                    "case",
+                    "status",
+                    "causes",
+                    "load_detail",
+                },
             )
             return Document(path, "artifact", World.from_json(data["world"]), data)
         if schema == CORPUS_SCHEMA:

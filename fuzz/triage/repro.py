@@ -13,7 +13,7 @@ from tcfuzz.model.lower import FALL_THROUGH
 from tcfuzz.model.profile import PRESETS
 from tcfuzz.model.sample import tail_call_sites
 from tcfuzz.model.world import World, WorldError
-from tcfuzz.triage.artifacts import InputError, artifact_doc, atomic_write, dump, read_document
+from tcfuzz.triage.artifacts import InputError, artifact_doc, atomic_write, dump
 from tcfuzz.triage.disasm import image_listing, render_side_by_side
 from tcfuzz.verdict.oracle import VOTERS, Judgement, judge
 
@@ -272,55 +272,106 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
-def minimize_file(
-    path: Path, old: Codegen | None = None, new: Codegen | None = None, codegens: dict[str, str] | None = None
-) -> tuple[Path, Judgement, World, int]:
-    """Minimize the world in `path`, keeping its signature; write `<stem>.min.json` beside it."""
-    voters = {k: v for k, v in (("old", old), ("new", new)) if v is not None}
-    doc = read_document(path)
-    j = judge(doc.world, **voters)
-    if not j.verdict.diverges:
-        raise InputError(f"{path}: the world does not diverge; nothing to minimize")
-    small, tried = minimize(doc.world, j.verdict.signature, old=old, new=new)
-    final = judge(small, **voters)
-    seed = doc.data.get("seed") if doc.kind == "artifact" else None
+def minimize_file(path: Path, found, settings) -> tuple[Path, Judgement, World, int]:
+    """Minimize the world `found` (a verdict.replay.Replay of the file at `path`) under the file's
+    settings (triage/findings.py), keeping its signature; write `<stem>.min.json` beside it."""
+    from tcfuzz.verdict.replay import judge_world, orders_of
+
+    old, new = settings.codegens()
+    orders = orders_of(found.order.value)
+    signature = found.outcome.verdict.signature
+    small, tried = minimize(
+        found.world, signature, keeps=lambda w: judge_world(w, old, new, orders).outcome.verdict.signature == signature
+    )
+    final = judge_world(small, old, new, orders)
+    doc = settings.sidecar
+    seed = doc.data.get("seed") if doc is not None else None
     base = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
     out = free_path(path.with_name(f"{base}.min.json"))
-    atomic_write(out, dump(artifact_doc(small, final.verdict, seed, codegens=codegens)))
-    return out, final, small, tried
+    atomic_write(
+        out,
+        dump(
+            artifact_doc(
+                small,
+                final.outcome.verdict,
+                seed,
+                codegens={"old": settings.old, "new": settings.new},
+                model_order=final.order.value,
+                status=final.outcome.status.value,
+                causes=final.outcome.causes,
+            )
+        ),
+    )
+    return out, final.outcome.judgement, small, tried
 
 
 # --- triage of a directory ---------------------------------------------------------------------------
 
 
+NOT_INPUTS = {".log", ".xml", ".txt", ".md", ".tmp", ".pids"}
+
+
 @dataclasses.dataclass
 class Bucket:
     signature: str
+    order: str
+    status: str
+    attribution: str
     files: list[Path]
     representative: Path | None = None
 
+    def to_json(self) -> dict:
+        return {
+            "signature": self.signature,
+            "model_order": self.order,
+            "status": self.status,
+            "attribution": self.attribution,
+            "count": len(self.files),
+            "files": [str(f) for f in self.files],
+            "representative": str(self.representative) if self.representative else None,
+        }
+
+
+def triage_inputs(directory: Path) -> list[Path]:
+    """JSON documents and raw crash files alike; a raw file with its sidecar counts once (as the
+    sidecar); minimized outputs, logs and hidden files are not inputs."""
+    out = []
+    for path in sorted(Path(directory).rglob("*")):
+        if not path.is_file() or path.name.startswith(".") or path.suffix in NOT_INPUTS:
+            continue
+        if path.name.endswith(".min.json") or ".min-" in path.name or path.name == "summary.json":
+            continue
+        if path.suffix != ".json" and path.with_name(path.name + ".json").exists():
+            continue
+        out.append(path)
+    return out
+
 
 def triage_dir(
-    directory: Path, do_minimize: bool = True, old: Codegen | None = None, new: Codegen | None = None
+    directory: Path, do_minimize: bool = True, old: str | None = None, new: str | None = None, order: str | None = None
 ) -> tuple[list[Bucket], list[str]]:
-    """Judge every JSON document under `directory`; group the diverging ones by signature."""
-    voters = {k: v for k, v in (("old", old), ("new", new)) if v is not None}
-    buckets: dict[str, Bucket] = {}
+    """Replay every finding under `directory` with its own settings (flags override); group the
+    diverging ones by signature, model order and the policy's status."""
+    from tcfuzz.triage.findings import open_finding, replay
+
+    buckets: dict[tuple, Bucket] = {}
+    found = {}
     skipped = []
-    for path in sorted(Path(directory).rglob("*.json")):
-        if path.name.endswith(".min.json") or ".min-" in path.name:
-            continue
+    for path in triage_inputs(directory):
         try:
-            world = read_document(path).world
+            doc, settings = open_finding(path, old, new, order)
         except InputError as e:
             skipped.append(str(e))
             continue
-        v = judge(world, **voters).verdict
-        if v.diverges:
-            buckets.setdefault(v.signature, Bucket(v.signature, [])).files.append(path)
-    out = sorted(buckets.values(), key=lambda b: (-len(b.files), b.signature))
+        r, _ = replay(doc, settings)
+        if r.outcome.verdict.diverges:
+            key = (r.outcome.verdict.signature, r.order.value, r.outcome.status.value)
+            b = buckets.setdefault(key, Bucket(*key, r.outcome.attribution, []))
+            b.files.append(path)
+            found[path] = (r, settings)
+    out = sorted(buckets.values(), key=lambda b: (b.status != "unexplained", -len(b.files), b.signature))
     if do_minimize:
         for b in out:
-            smallest = min(b.files, key=lambda p: size(read_document(p).world))
-            b.representative = minimize_file(smallest, old, new)[0]
+            smallest = min(b.files, key=lambda p: size(found[p][0].world))
+            b.representative = minimize_file(smallest, *found[smallest])[0]
     return out, skipped

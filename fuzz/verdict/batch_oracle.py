@@ -19,8 +19,8 @@ from tcfuzz.machine.batch import (
     SCRATCH,
     Batch,
     BatchResult,
+    NotLoaded,
     batch_engine,
-    case_world,
     decode_slot,
     inputs_of,
     slot_map,
@@ -31,6 +31,7 @@ from tcfuzz.machine.executor import SENTINEL
 from tcfuzz.model.interfaces import Codegen
 from tcfuzz.model.layout import ENTRY_RSP, array_base, prog_struct
 from tcfuzz.model.lower import FALL_THROUGH, site_aux
+from tcfuzz.model.semantics import CountOrder
 from tcfuzz.model.world import World
 
 
@@ -120,8 +121,9 @@ class ChainModel:
     """The reference for any single-run world without map operations, one case at a time, with the
     world's lookups done once (model/semantics.py's rules; a test holds the two equal)."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, order: CountOrder = CountOrder.JIT) -> None:
         self.world = world
+        self.interpreter = order is CountOrder.INTERPRETER  # count the attempt before the NULL check
         self.inputs = inputs_of(world)
         self.limit = world.profile.max_tail_call_cnt
         self.column = {p: i for i, p in enumerate(self.inputs.programs)}
@@ -168,9 +170,12 @@ class ChainModel:
                 if map_id < 0 or index >= self.max_entries[map_id] or cnt >= self.limit:
                     continue
                 target = slots[map_id].get(index)
+                if self.interpreter:
+                    cnt += 1
                 if target is None:
                     continue
-                cnt += 1
+                if not self.interpreter:
+                    cnt += 1
                 prog = target
                 runs[self.column[prog]] += 1
                 if home is None and self.subprog[prog]:
@@ -215,21 +220,28 @@ class BatchJudgement:
     flagged: np.ndarray  # indices where legacy, patched and model are not all equal
 
 
-def judge_batch(world: World, cases: np.ndarray, old: Codegen, new: Codegen, engine: Engine | None = None) -> BatchJudgement:
-    """Both codegens over the whole batch, the model (vectorized for single-site worlds, per case
-    for chains), compared with numpy. The flagged cases are the ones to re-run through
-    `case_world` + `judge` for a verdict."""
-    legacy = Batch(world, old, engine or batch_engine(0)).run(cases)
-    patched = Batch(world, new, engine or batch_engine(1)).run(cases)
-    model = model_batch(world, cases) if batchable(world) else ChainModel(world).run(cases)
-    flagged = differs(legacy, model) | differs(patched, model)
+def judge_batch(
+    world: World,
+    cases: np.ndarray,
+    old: Codegen,
+    new: Codegen,
+    engine: Engine | None = None,
+    orders: tuple[CountOrder, ...] = (CountOrder.JIT,),
+) -> BatchJudgement:
+    """Both codegens over the whole batch, the model (vectorized for single-site worlds in the JIT
+    order, per case otherwise) in each of `orders`, compared with numpy. The flagged cases are the
+    ones to re-run through `case_world` + `judge` for a verdict. A world one codegen does not load
+    flags its first case: the per-case path gives the load failure as a verdict."""
+    try:
+        legacy = Batch(world, old, engine or batch_engine(0)).run(cases)
+        patched = Batch(world, new, engine or batch_engine(1)).run(cases)
+    except NotLoaded:
+        return BatchJudgement(len(cases), np.zeros(1, dtype=np.int64))
+    flagged = np.zeros(len(cases), dtype=bool)
+    for order in orders:
+        if order is CountOrder.JIT and batchable(world):
+            model = model_batch(world, cases)
+        else:
+            model = ChainModel(world, order).run(cases)
+        flagged |= differs(legacy, model) | differs(patched, model)
     return BatchJudgement(len(cases), np.nonzero(flagged)[0])
-
-
-def first_divergent_case(world: World, cases: np.ndarray, old: Codegen, new: Codegen) -> tuple[int, World] | None:
-    """The first case of a batch the batch comparison flags, as a world for the per-case path."""
-    flagged = judge_batch(world, cases, old, new).flagged
-    if len(flagged) == 0:
-        return None
-    i = int(flagged[0])
-    return i, case_world(world, cases[i])

@@ -1,0 +1,62 @@
+"""The fuzz target's bookkeeping that must not be coverage: wall-clock progress lines, stats files and
+the engine watchdog. fuzzers/tailcall_fuzzer.py excludes this module from Atheris instrumentation,
+so no branch taken here (every 5 seconds, on a dead parent) feeds libFuzzer: the same --seed and
+--runs give the same inputs on an idle and on a loaded machine.
+
+Every engine process (libFuzzer's main one, -fork jobs, tcfuzz --jobs workers) asks the kernel to
+kill it when its parent dies (PR_SET_PDEATHSIG), and also exits when the engine's process-group
+leader is gone (a -jobs worker's parent is a shell that outlives it), so killing `tcfuzz fuzz`, even
+with kill -9, leaves no fuzzing process behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tcfuzz.triage.artifacts import atomic_write
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the leader check below still applies
+        pass
+
+
+class Progress:
+    def __init__(self, artifacts: Path | None, run_id: str) -> None:
+        self.artifacts = artifacts
+        self.run_id = run_id
+        self.every = float(os.environ.get("TCFUZZ_PROGRESS_EVERY", "5"))
+        self.started = self.last = time.monotonic()
+        self.leader = os.getpgid(0) if os.environ.get("TCFUZZ_ENGINE_GROUP") else None
+        die_with_parent()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def stats_path(self) -> Path:
+        return self.artifacts / f".tcfuzz-stats-{self.run_id}-{os.getpid()}.json"
+
+    def tick(self, stats: dict, line) -> None:
+        """After every input: save the stats (libFuzzer exits without Python's atexit), print a
+        progress line now and then, and leave if the engine was taken down."""
+        if self.leader is not None and self.leader != os.getpid():
+            try:
+                os.kill(self.leader, 0)
+            except ProcessLookupError:
+                os._exit(0)
+        if self.artifacts is not None:
+            atomic_write(self.stats_path(), json.dumps(stats).encode(), overwrite=True, durable=False)
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            print(line(), file=sys.stderr, flush=True)

@@ -1,0 +1,112 @@
+"""The one verdict policy: whether a judged world agrees, diverges for a known cause, or diverges
+unexplained, and what that means for a run. The fuzz target, `tcfuzz fuzz` (summary, JUnit, exit
+status), `tcfuzz mutants`, the property suite and triage all ask here; nothing else decides.
+
+A known cause is proved, never guessed from the world's shape: the codegen under test declares its
+causes (`known_causes` on its own class, each a `KnownCause` with a repair), and a divergence is
+attributed to cause X only if the same world, replayed under the X-repaired codegen, agrees. A single
+cause is tried first, then all the declared causes together (a world can hold both of the patch's
+defects). Only NEW_DIVERGES can have a cause: the legacy JIT and the reference declare none, so
+OLD_DIVERGES, JITS_AGREE_MODEL_DIFFERS and ALL_DIFFER are always unexplained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from tcfuzz.machine.engine import Engine
+from tcfuzz.machine.executor import execute
+from tcfuzz.model.interfaces import Codegen, KnownCause, VerdictKind
+from tcfuzz.verdict.oracle import Judgement, decide
+
+
+class Status(str, Enum):
+    AGREE = "agree"  # legacy = patched = model on every run
+    KNOWN = "known"  # diverges, and a declared cause's repaired codegen agrees
+    UNEXPLAINED = "unexplained"  # diverges for no proved cause: a finding
+
+
+@dataclass(frozen=True)
+class Outcome:
+    judgement: Judgement
+    status: Status
+    causes: tuple[str, ...] = ()
+
+    @property
+    def verdict(self):
+        return self.judgement.verdict
+
+    @property
+    def counts(self) -> bool:
+        """Fails a run even when known causes are ignored."""
+        return self.status is Status.UNEXPLAINED
+
+    @property
+    def attribution(self) -> str:
+        """One line for repro, triage and the summary."""
+        if self.status is Status.AGREE:
+            return "agree"
+        if self.status is Status.KNOWN:
+            return f"cause {'+'.join(self.causes)}: repaired codegen agrees"
+        return "no known cause: " + _why_unexplained(self.verdict.kind)
+
+
+def _why_unexplained(kind: VerdictKind) -> str:
+    if kind is VerdictKind.NEW_DIVERGES:
+        return "no declared cause's repaired codegen agrees"
+    return f"{kind.value} has no cause (causes belong to the codegen under test)"
+
+
+def declared_causes(codegen: Codegen) -> tuple[KnownCause, ...]:
+    """The causes the codegen's own class (or the instance) declares; never a base class's."""
+    causes = vars(codegen).get("known_causes") if hasattr(codegen, "__dict__") else None
+    if causes is None:
+        causes = vars(type(codegen)).get("known_causes", ())
+    return tuple(causes)
+
+
+_REPAIRED: dict[tuple[int, tuple[str, ...]], tuple[Codegen, Codegen]] = {}
+
+
+def repaired(codegen: Codegen, causes: tuple[KnownCause, ...]) -> Codegen:
+    """`codegen` with every defect in `causes` repaired (applied in declaration order); cached."""
+    key = (id(codegen), tuple(c.name for c in causes))
+    hit = _REPAIRED.get(key)
+    if hit is None or hit[0] is not codegen:
+        fixed = codegen
+        for cause in causes:
+            fixed = cause.repair(fixed)
+        hit = _REPAIRED[key] = (codegen, fixed)
+    return hit[1]
+
+
+def attribute(j: Judgement, new: Codegen, engine: Engine | None = None) -> tuple[str, ...]:
+    """The declared causes whose repair makes `j.world` agree (empty if none does)."""
+    if j.verdict.kind is not VerdictKind.NEW_DIVERGES:
+        return ()
+    causes = declared_causes(new)
+    trials = [(c,) for c in causes] + ([causes] if len(causes) > 1 else [])
+    for trial in trials:
+        obs = dict(j.observations, patched=execute(j.world, repaired(new, trial), engine))
+        if not decide(obs).diverges:
+            return tuple(c.name for c in trial)
+    return ()
+
+
+def classify(j: Judgement, new: Codegen, engine: Engine | None = None) -> Outcome:
+    """The policy's answer for one judged world, `new` being the codegen under test."""
+    if not j.verdict.diverges:
+        return Outcome(j, Status.AGREE)
+    causes = attribute(j, new, engine)
+    return Outcome(j, Status.KNOWN if causes else Status.UNEXPLAINED, causes)
+
+
+def fails_run(statuses, ignore_known: bool) -> bool:
+    """A run fails on any divergence, or with `ignore_known` on any unexplained one."""
+    return any(s is Status.UNEXPLAINED or (s is Status.KNOWN and not ignore_known) for s in map(Status, statuses))
+
+
+def kills(mutant: Outcome, base: Outcome) -> bool:
+    """A planted bug is killed by a world where it diverges unexplained while its base agrees."""
+    return mutant.counts and base.status is Status.AGREE
