@@ -66,3 +66,35 @@ class WrapOffByOne(PatchedCodegen):
 
 TWO_SITE_OFF_BY_ONE = TwoSiteOffByOne()
 WRAP_OFF_BY_ONE = WrapOffByOne()
+
+
+class FaultsOnDynamicSites(PatchedCodegen):
+    """A JIT that faults (reads outside its own tables) on any function with a dynamic site: the
+    codegen under test does not load such worlds, which is a finding, never a crash of the tool."""
+
+    name = "planted-jit-fault"
+
+    def jit(self, prog, profile, image_base):
+        from tcfuzz.model.interfaces import JitFault
+
+        if any(dynamic for _, dynamic in indirect_sites(prog)):
+            raise JitFault("planted: poke_tab[-32769] read while emitting a dynamic site")
+        return super().jit(prog, profile, image_base)
+
+
+FAULTS_ON_DYNAMIC_SITES = FaultsOnDynamicSites()
+
+
+class AbortsTheProcess(PatchedCodegen):
+    """Not a codegen defect but a dying engine process (os.abort() in the JIT): the run must read as
+    an engine error, never as green and never as a divergence."""
+
+    name = "planted-abort"
+
+    def jit(self, prog, profile, image_base):
+        import os
+
+        os.abort()
+
+
+ABORTS_THE_PROCESS = AbortsTheProcess()

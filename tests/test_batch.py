@@ -15,8 +15,8 @@ from tcfuzz.model.layout import ENTRY_RSP
 from tcfuzz.model.lower import FALL_THROUGH
 from tcfuzz.model.semantics import predict
 from tcfuzz.verdict.batch_oracle import ChainModel, batchable, judge_batch, model_batch
-from tcfuzz.verdict.policy import Status, classify
 from tcfuzz.verdict.oracle import judge
+from tcfuzz.verdict.policy import Status, classify
 
 
 def cases_for(w, n, seed):

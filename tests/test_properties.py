@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from tcfuzz import jit_new, jit_old
 from tcfuzz.gen.worlds import decode, single_run, worlds
 from tcfuzz.machine.batch import case_world, random_cases
-from tcfuzz.triage.artifacts import read_document
 from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.semantics import CountOrder
+from tcfuzz.triage.artifacts import read_document
 from tcfuzz.verdict.batch_oracle import judge_batch
 from tcfuzz.verdict.oracle import judge, same
-from tcfuzz.verdict.policy import Status, classify
+from tcfuzz.verdict.policy import Status
 from tcfuzz.verdict.replay import judge_world, orders_of
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
