@@ -11,6 +11,7 @@ import pytest
 from tcfuzz.cli.main import main
 
 TESTS = Path(__file__).resolve().parent
+MUTANT = "tcfuzz.selftest.mutants:BOUND_CHECK_JA"
 
 
 def fuzz(capsys, art: Path, *extra, runs=30, seed=5, new=None):
