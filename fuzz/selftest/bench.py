@@ -178,8 +178,8 @@ def atheris(seconds: int) -> dict:
             ]
             subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=SOURCE_TREE)
             summary = json.loads(Path(f"{tmp}/a/summary.json").read_text())
-            out[f"{label}_exec_s"] = summary["inputs"] / max(summary["elapsed"], 1e-9)
-            out[f"{label}_cases_s"] = summary["cases"] / max(summary["elapsed"], 1e-9)
+            out[f"{label}_exec_s"] = summary["this_run"]["exec_per_s"]  # tcfuzz-fuzz-summary/2
+            out[f"{label}_cases_s"] = summary["this_run"]["cases_per_s"]
     out["instrumentation_cost"] = out["uninstrumented_exec_s"] / max(out["instrumented_exec_s"], 1e-9)
     return out
 
