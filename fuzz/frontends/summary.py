@@ -20,28 +20,26 @@ GREEN, FINDINGS, KNOWN_ONLY, INTERRUPTED, ENGINE_ERROR = "green", "findings", "k
 ENGINE_CRASH_PREFIXES = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
 
 
-def read_stats(artifacts: Path) -> list[dict]:
+def _json_files(artifacts: Path, pattern: str, keep) -> list[tuple[Path, dict]]:
+    """(path, document) of every readable JSON object matching `pattern` that `keep` accepts; a
+    file a killed run left half-written (impossible with atomic writes, but cheap to allow) is skipped."""
     out = []
-    for path in sorted(artifacts.glob(".tcfuzz-stats-*.json")):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(s, dict) and isinstance(s.get("findings"), dict):
-            out.append(s)
-    return out
-
-
-def read_sidecars(artifacts: Path) -> list[tuple[Path, dict]]:
-    out = []
-    for path in sorted(artifacts.glob("*.json")):
+    for path in sorted(artifacts.glob(pattern)):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data.get("schema") == ARTIFACT_SCHEMA:
+        if isinstance(data, dict) and keep(data):
             out.append((path, data))
     return out
+
+
+def read_stats(artifacts: Path) -> list[dict]:
+    return [s for _, s in _json_files(artifacts, ".tcfuzz-stats-*.json", lambda s: isinstance(s.get("findings"), dict))]
+
+
+def read_sidecars(artifacts: Path) -> list[tuple[Path, dict]]:
+    return _json_files(artifacts, "*.json", lambda d: d.get("schema") == ARTIFACT_SCHEMA)
 
 
 def finding_key(order: str, status: str, signature: str) -> str:
