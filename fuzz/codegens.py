@@ -70,6 +70,8 @@ def _import_file(spec: str, path: Path):
     if name in sys.modules:
         return sys.modules[name]
     loader_spec = importlib.util.spec_from_file_location(name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise PluginError(f"codegen {spec!r}: {path}: not a Python module")
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[name] = module
     try:

@@ -19,11 +19,12 @@ import dataclasses
 
 from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 from tcfuzz.jit_new.tail_call import static_ptrs_disp, used_map
+from tcfuzz.jit_old.jit import X86Jit
 from tcfuzz.model.bpf import s32
 from tcfuzz.model.interfaces import KnownCause
 
 
-class _LabelPerKind:
+class _LabelPerKind(X86Jit):
     """jit_context keeps one `tail_call_indirect_label` per sequence kind (static, dynamic)."""
 
     def emit_tail_call(self, p, prog, insn, ip, callee_regs_used, stack_depth, ctx):
@@ -36,7 +37,7 @@ class _LabelPerKind:
         labels[dynamic] = ctx.tail_call_indirect_label
 
 
-class _DynamicWhenDispWraps:
+class _DynamicWhenDispWraps(X86Jit):
     """A static site whose disp32 `offsetof(ptrs) + max_entries * 8` is not that value in an int
     takes the dynamic sequence."""
 

@@ -43,9 +43,6 @@ class Progress:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def stats_path(self) -> Path:
-        return self.artifacts / f".tcfuzz-stats-{self.run_id}-{os.getpid()}.json"
-
     def tick(self, stats: dict, line) -> None:
         """After every input: save the stats (libFuzzer exits without Python's atexit), print a
         progress line now and then, and leave if the engine was taken down."""
@@ -55,7 +52,8 @@ class Progress:
             except ProcessLookupError:
                 os._exit(0)
         if self.artifacts is not None:
-            atomic_write(self.stats_path(), json.dumps(stats).encode(), overwrite=True, durable=False)
+            path = self.artifacts / f".tcfuzz-stats-{self.run_id}-{os.getpid()}.json"
+            atomic_write(path, json.dumps(stats).encode(), overwrite=True, durable=False)
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now

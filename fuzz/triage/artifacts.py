@@ -154,18 +154,19 @@ def write_artifact(
     name = f"{prefix}{hashlib.sha1(key).hexdigest()}"
     sidecar = directory / f"{name}.json"
     # The sidecar first: it is self-contained, so a kill between the two writes loses nothing.
-    for path, data in (
-        (sidecar, lambda: dump(artifact_doc(world, verdict, seed, name if raw is not None else None, **kw))),
-        (directory / name, lambda: raw),
-    ):
-        if path.name == name and raw is None:
-            continue
-        try:
-            if not path.exists():
-                atomic_write(path, data())
-        except FileExistsError:
-            pass
+    _write_once(sidecar, lambda: dump(artifact_doc(world, verdict, seed, name if raw is not None else None, **kw)))
+    if raw is not None:
+        _write_once(directory / name, lambda: raw)
     return sidecar
+
+
+def _write_once(path: Path, data) -> None:
+    """Write `path` unless it exists; losing a race to another writer of the same file is fine."""
+    try:
+        if not path.exists():
+            atomic_write(path, data())
+    except FileExistsError:
+        pass
 
 
 def sidecar_of(raw: Path) -> Path | None:
