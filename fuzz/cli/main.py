@@ -350,15 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser(
         "fuzz",
         help="the nightly run: libFuzzer through Atheris, artifacts, summary, JUnit",
-        description="Exit status: 1 iff a divergence was found (with --ignore-known: one without a "
-        "known cause), 2 for bad arguments. libFuzzer flags go after `--`.",
+        description="Exit status: 0 nothing that counts, 1 a divergence that counts (with --ignore-known: "
+        "one without a proved known cause), 2 bad arguments, 3 the engine failed, 128+N interrupted by "
+        "signal N. libFuzzer flags go after `--`.",
     )
     f.add_argument("--corpus", default="fuzz-corpus", help="libFuzzer corpus directory (default: fuzz-corpus)")
     f.add_argument("--artifacts", default="fuzz-artifacts", help="artifact directory (-artifact_prefix)")
     f.add_argument("--max-time", type=_int, help="seconds (-max_total_time)")
     f.add_argument("--runs", type=_int, help="inputs (-runs)")
     f.add_argument("--seed", type=_int, default=1, help="libFuzzer -seed, recorded in every artifact")
-    f.add_argument("--jobs", type=_int, help="libFuzzer -jobs")
+    f.add_argument("--jobs", type=_int, help="engine processes, with seeds SEED, SEED+1, ...")
     f.add_argument("--fork", type=_int, help="libFuzzer -fork")
     _add_codegen_args(f)
     _add_model_order_arg(f, "jit")

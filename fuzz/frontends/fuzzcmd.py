@@ -75,11 +75,20 @@ def kill_group(pgid: int, sig: int) -> None:
         pass
 
 
+def fuzzing_into(pid: int, artifacts: Path) -> bool:
+    """Is `pid` still an engine process of this artifact directory (not a reused pid)?"""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"TCFUZZ_ARTIFACTS={artifacts}".encode() in environ
+
+
 def reap_stale_engines(artifacts: Path) -> None:
     """Kill the engine groups a killed `tcfuzz fuzz` left in this artifact directory."""
     for pidfile in artifacts.glob(".tcfuzz-engine-*.pids"):
         for line in pidfile.read_text().split():
-            if line.isdigit():
+            if line.isdigit() and fuzzing_into(int(line), artifacts):
                 kill_group(int(line), signal.SIGKILL)
         pidfile.unlink(missing_ok=True)
 
@@ -148,7 +157,7 @@ def run(
         # a plugin module next to the caller imports in the child, which runs in the artifact directory
         PYTHONPATH=os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p),
     )
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     argvs = [[*base_argv, f"-seed={s}"] for s in job_seeds]
     procs: list[subprocess.Popen] = []
     pidfile = artifacts / f".tcfuzz-engine-{run_id}.pids"
@@ -196,6 +205,7 @@ def run(
             elapsed=time.monotonic() - started,
             engine_exits=[p.returncode for p in procs],
             interrupted=interrupt.signum,
+            started_at=started_at,
             ignore_known=ignore_known,
             settings={
                 "seed": seed,

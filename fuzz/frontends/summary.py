@@ -66,6 +66,7 @@ def build_summary(
     interrupted: int | None,
     ignore_known: bool,
     settings: dict,
+    started_at: float = 0.0,
 ) -> dict:
     stats = read_stats(artifacts)
     counts: dict[str, int] = {}
@@ -112,7 +113,9 @@ def build_summary(
     this_run["exec_per_s"] = this_run["inputs"] / max(elapsed, 1e-9)
     this_run["cases_per_s"] = this_run["cases"] / max(elapsed, 1e-9)
     failed = fails_run([f["status"] for f in findings.values()], ignore_known)
-    engine_failed = interrupted is None and (any(code != 0 for code in engine_exits) or bool(engine_crashes))
+    # An engine crash input left by an earlier run is listed, but fails only the run that made it.
+    new_crashes = [c for c in engine_crashes if Path(c).stat().st_mtime >= started_at]
+    engine_failed = interrupted is None and (any(code != 0 for code in engine_exits) or bool(new_crashes))
     if engine_failed:
         status, exit_status = ENGINE_ERROR, 3
     elif failed:
