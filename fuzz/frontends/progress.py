@@ -43,7 +43,7 @@ class Progress:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def tick(self, stats: dict, line) -> None:
+    def tick(self, stats: dict) -> None:
         """After every input: save the stats (libFuzzer exits without Python's atexit), print a
         progress line now and then, and leave if the engine was taken down."""
         if self.leader is not None and self.leader != os.getpid():
@@ -57,4 +57,16 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            print(line(), file=sys.stderr, flush=True)
+            print(progress_line(stats), file=sys.stderr, flush=True)
+
+
+def progress_line(stats: dict) -> str:
+    """Formatted here, not in the target: code that runs only when the clock says so must not be
+    instrumented, or coverage (and so the run) would depend on the machine's load."""
+    elapsed = max(stats["elapsed"], 1e-9)
+    findings = stats["findings"].values()
+    unexplained = sum(1 for e in findings if e["status"] == "unexplained")
+    return (
+        f"#{stats['inputs']}\ttcfuzz: {stats['inputs'] / elapsed:.0f} exec/s, {stats['cases'] / elapsed:.0f} cases/s, "
+        f"{sum(e['count'] for e in findings)} divergences, {len(stats['findings'])} findings ({unexplained} unexplained)"
+    )

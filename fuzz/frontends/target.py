@@ -115,7 +115,7 @@ class Target:
             for k, r in enumerate(found):
                 self.observe(r)
                 self.finding(data if k == pick else None, r)
-        self.progress.tick(self.stats(), self.line)
+        self.progress.tick(self.stats())
 
     def observe(self, r: Replay) -> None:
         for obs in r.outcome.judgement.observations["patched"]:
@@ -167,15 +167,6 @@ class Target:
             "elapsed": self.progress.elapsed(),
             "findings": self.findings,
         }
-
-    def line(self) -> str:
-        elapsed = max(self.progress.elapsed(), 1e-9)
-        unexplained = sum(1 for e in self.findings.values() if e["status"] == "unexplained")
-        return (
-            f"#{self.inputs}\ttcfuzz: {self.inputs / elapsed:.0f} exec/s, {self.cases / elapsed:.0f} cases/s, "
-            f"{sum(e['count'] for e in self.findings.values())} divergences, "
-            f"{len(self.findings)} findings ({unexplained} unexplained)"
-        )
 
 
 def finding_key(r: Replay) -> str:
