@@ -175,6 +175,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"signature {v.signature}")
         else:
             print("verdict AGREE")
+    if args.kernel:
+        from tcfuzz.cli.kernel import kernel_vote
+
+        return kernel_vote(world, args.json) or (1 if v.diverges else 0)
     return 1 if v.diverges else 0
 
 
@@ -443,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         "it (interpreter before its 2026 fix)",
     )
     r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.add_argument("--kernel", action="store_true", help="also run the world in the running kernel (a fourth voter)")
     _add_codegen_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -543,6 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--corpus", default="corpus", help="corpus root (default: ./corpus)")
     _add_codegen_args(ca)
     ca.set_defaults(func=cmd_corpus_add)
+
+    from tcfuzz.cli import kernel
+
+    kernel.add_parser(sub)
     return ap
 
 

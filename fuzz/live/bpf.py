@@ -326,3 +326,54 @@ def next_ids(cmd: int) -> list[int]:
 def loaded_ids() -> tuple[frozenset[int], frozenset[int]]:
     """(program ids, map ids) currently in the kernel."""
     return frozenset(next_ids(BPF_PROG_GET_NEXT_ID)), frozenset(next_ids(BPF_MAP_GET_NEXT_ID))
+
+
+# --- maps created without CAP_PERFMON ------------------------------------------------------------------
+
+SYS_CAPGET, SYS_CAPSET = 125, 126  # x86-64
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+CAP_SYS_ADMIN, CAP_PERFMON = 21, 38
+
+
+def _drop_effective(*caps: int) -> None:
+    """capset(): clear these capabilities from this process's effective set (it keeps CAP_BPF)."""
+    header = ctypes.create_string_buffer(struct.pack("<Ii", LINUX_CAPABILITY_VERSION_3, 0))
+    data = ctypes.create_string_buffer(24)  # struct __user_cap_data_struct[2]: effective, permitted, inheritable
+    if _libc.syscall(ctypes.c_long(SYS_CAPGET), header, data) < 0:
+        raise BpfError(ctypes.get_errno(), "capget")
+    for cap in caps:
+        off = 12 * (cap // 32)  # the effective word of data[cap / 32]
+        struct.pack_into("<I", data, off, struct.unpack_from("<I", data, off)[0] & ~(1 << cap % 32))
+    if _libc.syscall(ctypes.c_long(SYS_CAPSET), header, data) < 0:
+        raise BpfError(ctypes.get_errno(), "capset")
+
+
+def map_create_unpriv(map_type: int, key_size: int, value_size: int, max_entries: int, name: str = "") -> Fd:
+    """A map whose creator lacked CAP_PERFMON and CAP_SYS_ADMIN: the kernel records
+    !map->bypass_spec_v1, so array_map_alloc() rounds the allocation to index_mask + 1 and the
+    verifier masks the tail-call index (do_misc_fixups()). A forked child drops the two
+    capabilities, creates the map and passes the fd back over a unix socket (SCM_RIGHTS); this
+    process keeps its own."""
+    import socket
+
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with parent, child:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's result arrives through the socket
+            status = 0
+            try:
+                parent.close()
+                _drop_effective(CAP_PERFMON, CAP_SYS_ADMIN)
+                fd = map_create(map_type, key_size, value_size, max_entries, name)
+                socket.send_fds(child, [b"\0"], [int(fd)])
+            except BaseException as e:  # noqa: BLE001 - every failure goes back as an errno
+                child.send(bytes([getattr(e, "errno", None) or errno.EIO]))
+                status = 1
+            os._exit(status)
+        try:
+            msg, fds, _, _ = socket.recv_fds(parent, 1, 1)
+        finally:
+            os.waitpid(pid, 0)
+    if not fds:
+        raise BpfError(msg[0] if msg else errno.EIO, f"map create without CAP_PERFMON ({name})")
+    return Fd(fds[0], "map")

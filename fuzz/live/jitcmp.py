@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 
 import capstone
 
-from tcfuzz.jit_old.jit import X86Jit
-from tcfuzz.jit_old.verifier import do_misc_fixups
+from tcfuzz import jit_old
 from tcfuzz.live.detect import Detected, s64
 from tcfuzz.live.lower import KFunction, MapSymbol, bind, lower_program
 from tcfuzz.live.session import LiveWorld
@@ -85,6 +84,7 @@ class ImageText:
 
 def first_difference(kernel: bytes, model: bytes, base: int) -> str:
     """The first instruction where the two images part, both decoded at the same offset."""
+    base &= (1 << 64) - 1  # capstone addresses are unsigned
     ki = list(CS.disasm(kernel, base))
     mi = list(CS.disasm(model, base))
     for k, m in zip(ki, mi):
@@ -109,15 +109,17 @@ def symbols_of(functions: list[KFunction]) -> list[MapSymbol]:
 class ModelProgram:
     """jit_old's images of one world program at the kernel's addresses."""
 
-    def __init__(self, world: World, detected: Detected, functions: list[KFunction], bases: list[int]) -> None:
+    def __init__(self, world: World, detected: Detected, functions: list[KFunction], bases: list[int], codegen=None) -> None:
         self.world, self.detected, self.functions, self.bases = world, detected, functions, bases
+        self.codegen = codegen or jit_old.CODEGEN
 
     def jit(self, addresses: dict[MapSymbol, int]) -> list[JitImage]:
-        jit = X86Jit(self.detected.profile, self.detected.text)
+        jit = self.codegen.jit_class(self.detected.profile, self.detected.text)
         images = []
         for fn, base in zip(self.functions, self.bases):
             insns = [self._call(insn) for insn in bind(fn.insns, addresses)]
-            fixed, poke_tab = do_misc_fixups(insns, self.world.program(fn.prog).env, used_maps(self.world), self.detected.profile)
+            env = self.world.program(fn.prog).env
+            fixed, poke_tab = self.codegen.fixup(insns, env, used_maps(self.world), self.detected.profile)
             vp = VerifiedProgram(
                 fixed,
                 fn.stack_depth,
@@ -140,9 +142,6 @@ class ModelProgram:
         """Each symbol's address, from the kernel's movabs at the placeholder's instruction."""
         symbols = symbols_of(self.functions)
         placeholders = {s: PLACEHOLDER_BASE + 0x1000 * i for i, s in enumerate(symbols)}
-        by_value = {}
-        for s, value in placeholders.items():
-            by_value[value] = s
         found: dict[MapSymbol, int] = {}
         for image, code in zip(self.jit(placeholders), kernel):
             for m, k in zip(CS.disasm(image.code, image.base), CS.disasm(code, image.base)):
@@ -170,8 +169,9 @@ def poke_run(text: ImageText, pokes: list[PokeDescriptor], map_id: int, key: int
             bpf_arch_poke_desc_update(text, poke, new, old)
 
 
-def compare_world(world: World, detected: Detected) -> WorldBytes:
-    """`world` as adapt() leaves it (the caller reports the adaptations)."""
+def compare_world(world: World, detected: Detected, codegen=None) -> WorldBytes:
+    """`world` as adapt() leaves it (the caller reports the adaptations); `codegen` is jit_old's
+    (or a mutant of it: same jit_class/fixup interface)."""
     out = WorldBytes()
     with LiveWorld(world) as live:
         infos = {p.id: live.info(p.id) for p in world.programs}
@@ -180,7 +180,7 @@ def compare_world(world: World, detected: Detected) -> WorldBytes:
         for prog in world.programs:
             functions = lower_program(world, prog)
             kernel = infos[prog.id].functions()
-            model = ModelProgram(world, detected, functions, [s64(base) for base, _ in kernel])
+            model = ModelProgram(world, detected, functions, [s64(base) for base, _ in kernel], codegen)
             jitted = model.jit(model.read_back([code for _, code in kernel]))
             models[prog.id] = (functions, jitted)
             for image in jitted:

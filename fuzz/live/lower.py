@@ -203,9 +203,9 @@ def live_env() -> VerifierEnv:
 
 def adapt(world: World) -> tuple[World, list[str]]:
     """The world as this process can hold it in the running kernel, and what had to change:
-    the verifier environment is the process's (root, no blinding), an exception boundary needs a
-    program that calls bpf_throw (the glue does not), and a map is unpriv only when created
-    without CAP_PERFMON (this process has it). Every voter then runs the adapted world."""
+    the verifier environment is the process's (root, no blinding), and an exception boundary
+    needs a program that calls bpf_throw (the glue does not). Unpriv maps are real (created
+    without CAP_PERFMON, bpf.map_create_unpriv). Every voter then runs the adapted world."""
     notes: list[str] = []
     env = live_env()
     programs = []
@@ -218,12 +218,6 @@ def adapt(world: World) -> tuple[World, list[str]]:
             notes.append(f"programs[{prog.id}].exception_boundary: the glue has no bpf_throw, so no boundary")
             changes["exception_boundary"] = False
         programs.append(dataclasses.replace(prog, **changes) if changes else prog)
-    maps = []
-    for m in world.maps:
-        if m.unpriv:
-            notes.append(f"maps[{m.id}].unpriv: created by root with CAP_PERFMON, so bypass_spec_v1 (no index mask)")
-            m = dataclasses.replace(m, unpriv=False)
-        maps.append(m)
     if not notes:
         return world, notes
-    return dataclasses.replace(world, maps=tuple(maps), programs=tuple(programs)), notes
+    return dataclasses.replace(world, programs=tuple(programs)), notes

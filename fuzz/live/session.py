@@ -86,13 +86,13 @@ class LiveWorld:
         for glue, size in ((COUNTS, COUNTS_SIZE), (INPUTS, INPUTS_SIZE)):
             self.maps[MapSymbol(glue=glue)] = self._own(bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, size, 1, f"tcfuzz_{glue}"))
         for spec in self.world.maps:
-            if spec.kind == "prog_array" and 8 * spec.max_entries > MAX_LIVE_MAP_BYTES:
-                raise MapTooLarge(
-                    f"maps[{spec.id}]: max_entries {spec.max_entries} needs {8 * spec.max_entries >> 20} MiB of ptrs[]"
-                )
+            size = 8 * spec.alloc_entries
+            if spec.kind == "prog_array" and size > MAX_LIVE_MAP_BYTES:
+                raise MapTooLarge(f"maps[{spec.id}]: max_entries {spec.max_entries} needs {size >> 20} MiB of ptrs[]")
         for spec in self.world.maps:
             if spec.kind == "prog_array":  # a filler only takes a used_maps[] index in the model
-                fd = bpf.map_create(bpf.BPF_MAP_TYPE_PROG_ARRAY, 4, 4, spec.max_entries, f"tcfuzz_pa{spec.id}")
+                create = bpf.map_create_unpriv if spec.unpriv else bpf.map_create
+                fd = create(bpf.BPF_MAP_TYPE_PROG_ARRAY, 4, 4, spec.max_entries, f"tcfuzz_pa{spec.id}")
                 self.maps[MapSymbol(map_id=spec.id)] = self._own(fd)
 
     def _load_programs(self) -> None:

@@ -85,6 +85,6 @@ def judge_kernel(judgement: Judgement, runner: KernelRunner, notes: list[str] | 
         else:
             kind = "KERNEL_DIFFERS"
         values = {"kernel": k[name], "legacy": l[name], "model": m[name]}
-        return KernelVerdict(kind, run, name, values, runner.reason, compared, len(legacy) - compared, notes or [])
+        return KernelVerdict(kind, run, name, values, runner.reason, compared, skipped, notes or [])
     kind = "KERNEL_AGREES" if compared else "KERNEL_SKIPPED"
     return KernelVerdict(kind, reason=runner.reason, runs_compared=compared, runs_skipped=skipped, notes=notes or [])
