@@ -5,9 +5,9 @@ uses, the BTF reader, the kernel lowering's encoding, and the CLI's one-line ref
 import struct
 
 import pytest
+from conftest import CODEGENS, jit_sample, static_world
 from test_golden_grid import assert_comments_match_capstone
 
-from conftest import CODEGENS, jit_sample, static_world
 from tcfuzz.jit_old.emit import Emitter
 from tcfuzz.jit_old.insns import emit_cond_jmp_imm
 from tcfuzz.model.bpf import BPF_JMP_IMM, BPF_JNE, R4
@@ -105,4 +105,3 @@ def test_kernel_commands_refuse_in_one_line_without_a_kernel(monkeypatch, capsys
     assert capsys.readouterr().err == (
         "tcfuzz kernel: error: bpf() refused (root with CAP_BPF needed): Operation not permitted\n"
     )
-

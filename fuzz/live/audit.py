@@ -89,6 +89,7 @@ AUDIT = (
     ),
 )
 
+
 @dataclass
 class AuditResult:
     bug: Bug
@@ -96,7 +97,13 @@ class AuditResult:
     detail: str
 
     def to_json(self) -> dict:
-        return {"bug": self.bug.name, "scenario": self.bug.scenario, "fix": self.bug.fix, "status": self.status, "detail": self.detail}
+        return {
+            "bug": self.bug.name,
+            "scenario": self.bug.scenario,
+            "fix": self.bug.fix,
+            "status": self.status,
+            "detail": self.detail,
+        }
 
 
 def visible(observations: list[Observation | None]) -> list[dict | None]:

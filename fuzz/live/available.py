@@ -32,6 +32,6 @@ def unavailable() -> str | None:
         from tcfuzz.live.detect import kallsyms
 
         kallsyms()
-    except Exception as e:  # noqa: BLE001 - any reason is the one-line answer
+    except Exception as e:  # any reason is the one-line answer
         return f"/proc/kallsyms: {e}"
     return None

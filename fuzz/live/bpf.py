@@ -233,7 +233,7 @@ class ProgInfo:
     def functions(self) -> list[tuple[int, bytes]]:
         """(address, image) of each function, main first."""
         out, pos = [], 0
-        for address, length in zip(self.ksyms, self.func_lens):
+        for address, length in zip(self.ksyms, self.func_lens, strict=True):
             out.append((address, self.jited[pos : pos + length]))
             pos += length
         return out
@@ -366,7 +366,7 @@ def map_create_unpriv(map_type: int, key_size: int, value_size: int, max_entries
                 _drop_effective(CAP_PERFMON, CAP_SYS_ADMIN)
                 fd = map_create(map_type, key_size, value_size, max_entries, name)
                 socket.send_fds(child, [b"\0"], [int(fd)])
-            except BaseException as e:  # noqa: BLE001 - every failure goes back as an errno
+            except BaseException as e:  # every failure goes back as an errno
                 child.send(bytes([getattr(e, "errno", None) or errno.EIO]))
                 status = 1
             os._exit(status)

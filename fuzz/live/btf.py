@@ -80,7 +80,7 @@ class Btf:
         return self._strings[off : self._strings.index(b"\0", off)].decode()
 
     def struct_id(self, name: str) -> int:
-        for type_id, (kind, type_name) in enumerate(zip(self.kinds, self.names)):
+        for type_id, (kind, type_name) in enumerate(zip(self.kinds, self.names, strict=True)):
             if kind == KIND_STRUCT and type_name == name:
                 return type_id
         raise BtfError(f"struct {name} not in BTF")

@@ -6,8 +6,9 @@ program's run count (the `counts` map), which also shows the counter limit (33 t
 runs). It does not show the trace order, faults, registers or the counter itself; those fields
 are not compared (KERNEL_FIELDS).
 
-A run that enters the entry program as a tail callee with a given count (`tail_call_cnt`) has no
-BPF_PROG_TEST_RUN equivalent; it is reported as not run (None), never guessed.
+A run that enters the entry program as a tail callee with count c (`tail_call_cnt`) starts a
+driver program that tail-calls itself c - 1 times and then the entry (session.LiveWorld.entry_fd).
+A world whose prog array is too large to allocate here is reported as not run (None), never guessed.
 """
 
 from __future__ import annotations
@@ -35,9 +36,6 @@ class KernelRunner:
         try:
             with LiveWorld(self.world) as live:
                 for run in self.world.runs:
-                    if run.tail_call_cnt is not None:
-                        self.observations.append(None)
-                        continue
                     result = live.run(run)
                     self.observations.append(Observation(ret=result.retval, runs=result.runs))
         except KernelRefused as e:

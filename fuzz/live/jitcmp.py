@@ -87,9 +87,10 @@ def first_difference(kernel: bytes, model: bytes, base: int) -> str:
     base &= (1 << 64) - 1  # capstone addresses are unsigned
     ki = list(CS.disasm(kernel, base))
     mi = list(CS.disasm(model, base))
-    for k, m in zip(ki, mi):
+    for k, m in zip(ki, mi, strict=False):  # a length difference is reported below
         if k.bytes != m.bytes:
-            return f"+{k.address - base:#x}: kernel `{k.mnemonic} {k.op_str}` ({k.bytes.hex()}) | jit_old `{m.mnemonic} {m.op_str}` ({m.bytes.hex()})"
+            kernel_asm = f"`{k.mnemonic} {k.op_str}` ({k.bytes.hex()})"
+            return f"+{k.address - base:#x}: kernel {kernel_asm} | jit_old `{m.mnemonic} {m.op_str}` ({m.bytes.hex()})"
     if len(kernel) != len(model):
         return f"lengths differ: kernel {len(kernel)} bytes, jit_old {len(model)}"
     return "" if kernel == model else "bytes differ outside decoded instructions"
@@ -116,7 +117,7 @@ class ModelProgram:
     def jit(self, addresses: dict[MapSymbol, int]) -> list[JitImage]:
         jit = self.codegen.jit_class(self.detected.profile, self.detected.text)
         images = []
-        for fn, base in zip(self.functions, self.bases):
+        for fn, base in zip(self.functions, self.bases, strict=True):
             insns = [self._call(insn) for insn in bind(fn.insns, addresses)]
             env = self.world.program(fn.prog).env
             fixed, poke_tab = self.codegen.fixup(insns, env, used_maps(self.world), self.detected.profile)
@@ -143,8 +144,8 @@ class ModelProgram:
         symbols = symbols_of(self.functions)
         placeholders = {s: PLACEHOLDER_BASE + 0x1000 * i for i, s in enumerate(symbols)}
         found: dict[MapSymbol, int] = {}
-        for image, code in zip(self.jit(placeholders), kernel):
-            for m, k in zip(CS.disasm(image.code, image.base), CS.disasm(code, image.base)):
+        for image, code in zip(self.jit(placeholders), kernel, strict=True):
+            for m, k in zip(CS.disasm(image.code, image.base), CS.disasm(code, image.base), strict=False):
                 if m.mnemonic != "movabs" or k.mnemonic != "movabs":
                     continue
                 mimm, kimm = int(m.op_str.split(", ")[1], 16), int(k.op_str.split(", ")[1], 16)
@@ -214,7 +215,7 @@ def _compare(out: WorldBytes, world: World, live: LiveWorld, models, images, whe
     for prog in world.programs:
         kernel = live.info(prog.id).functions()
         _, jitted = models[prog.id]
-        for (_, code), image in zip(kernel, jitted):
+        for (_, code), image in zip(kernel, jitted, strict=True):
             model = bytes(images[image.base])
             base = image.base
             fb = FunctionBytes(prog.id, image is not jitted[0], when, code, model, first_difference(code, model, base))

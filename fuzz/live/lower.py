@@ -221,3 +221,25 @@ def adapt(world: World) -> tuple[World, list[str]]:
     if not notes:
         return world, notes
     return dataclasses.replace(world, programs=tuple(programs)), notes
+
+
+DRIVER = "driver"  # u64 calls left: the driver's own state (ARRAY map, key 0)
+DRIVER_ARRAY = MapSymbol(map_id=-1)  # the driver's prog array: slot 0 the driver, slot 1 the entry
+BPF_JEQ = 0x10
+
+
+def driver_program() -> list[Insn]:
+    """A run that enters the entry program as a tail callee with count c: the driver tail-calls
+    itself c - 1 times (its `calls left` word counting down), then tail-calls the entry, whose
+    counter is then c. r1 (ctx) is untouched until the tail calls. Not compared with jit_old: it
+    is not part of the world."""
+    left = ld_symbol(R2, MapSymbol(glue=DRIVER))
+    return (
+        left
+        + [BPF_LDX_MEM_DW(R0, R2, 0), BPF_JMP_IMM(BPF_JEQ, R0, 0, 8)]  # no calls left: to the entry
+        + [BPF_ALU64_IMM(BPF_ADD, R0, -1), BPF_STX_MEM_DW(R2, R0, 0)]
+        + ld_symbol(R2, DRIVER_ARRAY)
+        + [BPF_MOV64_IMM(R3, 0), BPF_EMIT_CALL_TAIL_CALL(None), BPF_MOV64_IMM(R0, 0), BPF_EXIT_INSN()]
+        + ld_symbol(R2, DRIVER_ARRAY)
+        + [BPF_MOV64_IMM(R3, 1), BPF_EMIT_CALL_TAIL_CALL(None), BPF_MOV64_IMM(R0, 0), BPF_EXIT_INSN()]
+    )

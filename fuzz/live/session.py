@@ -21,7 +21,20 @@ from dataclasses import dataclass
 
 from tcfuzz.live import bpf
 from tcfuzz.live.btf import func_btf, func_info
-from tcfuzz.live.lower import COUNTS, COUNTS_SIZE, INPUTS, INPUTS_SIZE, MapSymbol, encode, input_offset, lower_program
+from tcfuzz.live.lower import (
+    COUNTS,
+    COUNTS_SIZE,
+    DRIVER,
+    DRIVER_ARRAY,
+    INPUTS,
+    INPUTS_SIZE,
+    KFunction,
+    MapSymbol,
+    driver_program,
+    encode,
+    input_offset,
+    lower_program,
+)
 from tcfuzz.model.world import MapOp, RunSpec, World
 
 KEY0 = bytes(4)
@@ -61,6 +74,7 @@ class LiveWorld:
         self._stack = ExitStack()
         self.maps: dict[MapSymbol, bpf.Fd] = {}
         self.progs: dict[int, bpf.Fd] = {}
+        self.driver: bpf.Fd | None = None
 
     def __enter__(self) -> LiveWorld:
         try:
@@ -139,6 +153,28 @@ class LiveWorld:
                 struct.pack_into("<QQ", value, input_offset(prog.id, j), given.key, choice)
         bpf.map_update(self.maps[MapSymbol(glue=INPUTS)], KEY0, bytes(value))
 
+    def _load_driver(self) -> bpf.Fd:
+        """lower.driver_program() with its two maps, loaded on the first run that needs it."""
+        if self.driver is None:
+            value = bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 8, 1, "tcfuzz_driver")
+            self.maps[MapSymbol(glue=DRIVER)] = self._own(value)
+            self.maps[DRIVER_ARRAY] = self._own(bpf.map_create(bpf.BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 2, "tcfuzz_drv_pa"))
+            fds = {symbol: int(fd) for symbol, fd in self.maps.items()}
+            fn = KFunction(-1, driver_program(), False, 0, False, True)
+            self.driver = self._own(bpf.prog_load(bpf.BPF_PROG_TYPE_SCHED_CLS, encode([fn], fds), "tcfuzz_driver"))
+            bpf.map_update(self.maps[DRIVER_ARRAY], u32(0), u32(int(self.driver)))
+        return self.driver
+
+    def entry_fd(self, run: RunSpec) -> bpf.Fd:
+        """The program BPF_PROG_TEST_RUN starts: the entry, or for `tail_call_cnt` c >= 1 the driver,
+        which reaches the entry by c tail calls (so the entry's counter is c)."""
+        if not run.tail_call_cnt:
+            return self.progs[run.entry]
+        driver = self._load_driver()
+        bpf.map_update(self.maps[MapSymbol(glue=DRIVER)], KEY0, struct.pack("<Q", run.tail_call_cnt - 1))
+        bpf.map_update(self.maps[DRIVER_ARRAY], u32(1), u32(int(self.progs[run.entry])))
+        return driver
+
     def run(self, run: RunSpec) -> KernelRun:
         """Map operations through the syscall, then one BPF_PROG_TEST_RUN of the entry program."""
         for op in run.ops:
@@ -146,7 +182,7 @@ class LiveWorld:
         self.write_inputs(run)
         counts = self.maps[MapSymbol(glue=COUNTS)]
         bpf.map_update(counts, KEY0, bytes(COUNTS_SIZE))
-        result = bpf.prog_test_run(self.progs[run.entry], PACKET)
+        result = bpf.prog_test_run(self.entry_fd(run), PACKET)
         raw = bpf.map_lookup(counts, KEY0, COUNTS_SIZE)
         runs = tuple((p.id, struct.unpack_from("<Q", raw, 8 * p.id)[0]) for p in sorted(self.world.programs, key=lambda p: p.id))
         return KernelRun(result.retval, runs)
