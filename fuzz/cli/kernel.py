@@ -68,7 +68,7 @@ def cmd_jit(args: argparse.Namespace) -> int:
     detected = detect()
     codegen = _codegen(args.old)
     totals = {"worlds": 0, "skipped": 0, "programs": 0, "dumps": 0, "dumps_equal": 0, "bytes": 0, "bytes_equal": 0}
-    results = []
+    results: list[dict] = []
     for path in world_paths(args.paths):
         world, notes = adapt(_document(str(path)).world)
         totals["worlds"] += 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +106,7 @@ class AuditResult:
         }
 
 
-def visible(observations: list[Observation | None]) -> list[dict | None]:
+def visible(observations: Sequence[Observation | None]) -> list[dict | None]:
     return [None if o is None else {f: o.to_json()[f] for f in KERNEL_FIELDS} for o in observations]
 
 
@@ -126,7 +126,7 @@ def audit(bug: Bug, corpus: Path) -> AuditResult:
     buggy = visible(bug.with_bug(world)) if bug.with_bug is not None else None
     if buggy is not None and all(fixed[i] == buggy[i] for i in ran):
         return AuditResult(bug, "UNCHECKED", "the scenario does not tell the fixed kernel from the buggy one")
-    runs = ", ".join(f"run {i}: ret {kernel[i]['ret']:#x} runs {kernel[i]['runs']}" for i in ran)
+    runs = ", ".join(f"run {i}: ret {k['ret']:#x} runs {k['runs']}" for i, k in enumerate(kernel) if k is not None)
     if all(kernel[i] == fixed[i] for i in ran):
         return AuditResult(bug, "FIXED", f"as the fixed reference predicts ({runs})")
     if buggy is not None:

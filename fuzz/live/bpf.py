@@ -125,7 +125,7 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
     """BPF_MAP_CREATE: map_type@0 key_size@4 value_size@8 max_entries@12 map_flags@16
     inner_map_fd@20 numa_node@24 map_name[16]@28."""
     a = attr(72, (0, "I", map_type), (4, "I", key_size), (8, "I", value_size), (12, "I", max_entries))
-    a[28 : 28 + 15] = name.encode()[:15].ljust(15, b"\0")
+    struct.pack_into("<15s", a, 28, name.encode()[:15])
     return Fd(sys_bpf(BPF_MAP_CREATE, a, f"map create ({name or map_type})"), "map")
 
 
@@ -164,7 +164,7 @@ def btf_load(blob: bytes) -> Fd:
     try:
         return Fd(sys_bpf(BPF_BTF_LOAD, a, "btf load"), "btf")
     except BpfError as e:
-        raise BpfError(e.errno, e.what, log.value.decode(errors="replace")) from None
+        raise BpfError(e.errno or errno.EIO, e.what, log.value.decode(errors="replace")) from None
 
 
 def prog_load(
@@ -191,7 +191,7 @@ def prog_load(
             (28, "I", len(log) if log is not None else 0),
             (32, "Q", addr(log) if log is not None else 0),
         )
-        a[48 : 48 + 15] = name.encode()[:15].ljust(15, b"\0")
+        struct.pack_into("<15s", a, 48, name.encode()[:15])
         if btf is not None and fibuf is not None:
             for offset, fmt, value in ((72, "I", int(btf)), (76, "I", 8), (80, "Q", addr(fibuf)), (88, "I", len(func_info) // 8)):
                 struct.pack_into("<" + fmt, a, offset, value)
@@ -206,7 +206,7 @@ def prog_load(
         try:
             fd = load(log)
         except BpfError as again:
-            raise BpfError(again.errno, again.what, log.value.decode(errors="replace")) from None
+            raise BpfError(again.errno or errno.EIO, again.what, log.value.decode(errors="replace")) from None
         return Fd(fd, "prog")  # refused once, accepted with a log: keep it (should not happen)
 
 
@@ -310,7 +310,8 @@ def prog_test_run(fd: Fd, data: bytes, ctx: bytes = b"") -> TestRun:
 
 def next_ids(cmd: int) -> list[int]:
     """BPF_{PROG,MAP}_GET_NEXT_ID: start_id@0 next_id@4. Every id the kernel has, in order."""
-    ids, start = [], 0
+    ids: list[int] = []
+    start = 0
     while True:
         a = attr(12, (0, "I", start))
         try:

@@ -18,6 +18,7 @@ same insns (lower.py) with jit_old under the detected profile, at the kernel's a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import capstone
 
@@ -25,6 +26,7 @@ from tcfuzz import jit_old
 from tcfuzz.live.detect import Detected, s64
 from tcfuzz.live.lower import KFunction, MapSymbol, bind, lower_program
 from tcfuzz.live.session import LiveWorld
+from tcfuzz.machine.engine import Engine
 from tcfuzz.machine.prog_array import PokeBusy, bpf_arch_poke_desc_update
 from tcfuzz.model.bpf import BPF_CALL_SUBPROG, BPF_PSEUDO_CALL, Insn
 from tcfuzz.model.interfaces import JitImage, PokeDescriptor, VerifiedProgram
@@ -167,7 +169,7 @@ def poke_run(text: ImageText, pokes: list[PokeDescriptor], map_id: int, key: int
     """prog_array_map_poke_run(): every poke of (map, key) moves from `old` to `new` (bpf_func values)."""
     for poke in pokes:
         if poke.map.map_id == map_id and poke.key == key:
-            bpf_arch_poke_desc_update(text, poke, new, old)
+            bpf_arch_poke_desc_update(cast(Engine, text), poke, new, old)  # duck-typed: mem_read, write_code
 
 
 def compare_world(world: World, detected: Detected, codegen=None) -> WorldBytes:
@@ -188,12 +190,12 @@ def compare_world(world: World, detected: Detected, codegen=None) -> WorldBytes:
                 images[image.base] = bytearray(image.code)
                 pokes += image.pokes
         text = ImageText(images)
-        slots = {m.id: {} for m in world.maps}
+        slots: dict[int, dict[int, int]] = {m.id: {} for m in world.maps}
         try:
             for spec in world.maps:  # filled after every program loaded: prog_array_map_poke_run()
-                for key, prog in sorted(spec.slots.items()):
-                    poke_run(text, pokes, spec.id, key, bpf_func[prog], None)
-                    slots[spec.id][key] = prog
+                for key, target in sorted(spec.slots.items()):
+                    poke_run(text, pokes, spec.id, key, bpf_func[target], None)
+                    slots[spec.id][key] = target
             _compare(out, world, live, models, images, "load")
             for r, run in enumerate(world.runs):
                 for o, op in enumerate(run.ops):
@@ -203,7 +205,9 @@ def compare_world(world: World, detected: Detected, codegen=None) -> WorldBytes:
                     new = op.prog if op.op == "update" else None
                     if new is not None:
                         slots[op.map][op.index] = new
-                    poke_run(text, pokes, op.map, op.index, bpf_func.get(new), bpf_func.get(old))
+                    new_func = bpf_func[new] if new is not None else None
+                    old_func = bpf_func[old] if old is not None else None
+                    poke_run(text, pokes, op.map, op.index, new_func, old_func)
                     if any(p.map.map_id == op.map for p in pokes):
                         _compare(out, world, live, models, images, f"run {r} op {o}")
         except PokeBusy as e:

@@ -134,6 +134,7 @@ class LiveWorld:
         fd = self.maps[MapSymbol(map_id=op.map)]
         try:
             if op.op == "update":
+                assert op.prog is not None  # world validation: an update names its program
                 bpf.map_update(fd, u32(op.index), u32(int(self.progs[op.prog])))
             else:
                 bpf.map_delete(fd, u32(op.index))
