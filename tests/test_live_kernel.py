@@ -86,18 +86,18 @@ def test_kernel_bytes_equal_jit_old(path):
 
 @pytest.mark.parametrize("path", WORLDS, ids=[str(p.relative_to(ROOT)) for p in WORLDS])
 def test_kernel_voter_agrees(path):
-    from tcfuzz.cli.kernel import judge_with_kernel
     from tcfuzz.triage.artifacts import read_document
+    from tcfuzz.verdict.kernel_vote import judge_with_kernel
 
     _, _, kv = judge_with_kernel(read_document(path).world)
     assert not kv.disagrees, str(kv)
 
 
 def test_planted_jb_is_caught_by_bytes_and_by_execution():
-    from tcfuzz.cli.kernel import judge_with_kernel
     from tcfuzz.codegens import load_codegen
     from tcfuzz.live.detect import detect
     from tcfuzz.live.jitcmp import compare_world
+    from tcfuzz.verdict.kernel_vote import judge_with_kernel
 
     path = ROOT / "corpus" / "kernel" / "tailcall-out-of-range.json"
     mutant = load_codegen(JB)

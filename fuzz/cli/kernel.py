@@ -113,22 +113,11 @@ def cmd_jit(args: argparse.Namespace) -> int:
     return 0 if totals["dumps_equal"] == totals["dumps"] else 1
 
 
-def judge_with_kernel(world, old=None):
-    """(adapted world, three-voter Judgement, KernelVerdict)."""
-    from tcfuzz import jit_old
-    from tcfuzz.live.execute import KernelRunner
-    from tcfuzz.live.lower import adapt
-    from tcfuzz.verdict.kernel_vote import judge_kernel
-    from tcfuzz.verdict.oracle import judge
-
-    world, notes = adapt(world)
-    j = judge(world, old=old or jit_old.CODEGEN)
-    return world, j, judge_kernel(j, KernelRunner(world).run(), notes)
-
-
 def kernel_vote(world, as_json: bool) -> int:
     """`tcfuzz run --kernel`: the fourth voter's verdict on one world; 1 when it disagrees."""
     _need_kernel()
+    from tcfuzz.verdict.kernel_vote import judge_with_kernel
+
     _, _, kv = judge_with_kernel(world)
     print(json.dumps({"kernel": kv.to_json()}) if as_json else f"kernel   {kv}")
     return 1 if kv.disagrees else 0
@@ -136,6 +125,8 @@ def kernel_vote(world, as_json: bool) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _need_kernel()
+    from tcfuzz.verdict.kernel_vote import judge_with_kernel
+
     old = _codegen(args.old)
     totals = {"worlds": 0, "runs_compared": 0, "runs_skipped": 0, "disagreements": 0}
     results = []
@@ -169,6 +160,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from tcfuzz.live.detect import detect
     from tcfuzz.live.jitcmp import compare_world
     from tcfuzz.live.session import MapTooLarge
+    from tcfuzz.verdict.kernel_vote import judge_with_kernel
 
     rng = random.Random(args.seed)
     detected = detect()

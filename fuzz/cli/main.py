@@ -333,7 +333,20 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         args.ignore_known,
         Path(args.summary) if args.summary else None,
         Path(args.junit) if args.junit else None,
+        kernel_every=_kernel_every(args),
     )
+
+
+def _kernel_every(args: argparse.Namespace) -> int:
+    """`--kernel N`: checked here, so a machine without bpf() fails in one line before the engine starts."""
+    if not args.kernel:
+        return 0
+    from tcfuzz.live.available import unavailable
+
+    reason = unavailable()
+    if reason:
+        raise UsageError(f"--kernel: {reason}")
+    return args.kernel
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
@@ -492,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--fork", type=_int, help="libFuzzer -fork")
     _add_codegen_args(f)
     f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
+    f.add_argument("--kernel", type=_int, metavar="N", help="every Nth world also through the running kernel (fourth voter)")
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
     f.add_argument("libfuzzer", nargs=argparse.REMAINDER, help="-- then libFuzzer flags")

@@ -18,6 +18,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from tcfuzz import SOURCE_TREE
+from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
+from tcfuzz.frontends.kernel_sample import merge_kernel_stats
 from tcfuzz.triage.artifacts import atomic_write, versions
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
@@ -25,6 +27,7 @@ FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
 
 def merge_stats(artifacts: Path) -> dict:
     inputs, cases, signatures = 0, 0, {}
+    kernel = []
     for path in artifacts.glob(".tcfuzz-stats-*.json"):
         try:
             s = json.loads(path.read_text())
@@ -32,13 +35,15 @@ def merge_stats(artifacts: Path) -> dict:
             continue
         inputs += s["inputs"]
         cases += s["cases"]
+        kernel += [s["kernel"]] if "kernel" in s else []
         for sig, e in s["signatures"].items():
             merged = signatures.setdefault(sig, {"count": 0, "known_causes": e["known_causes"], "artifacts": []})
             merged["count"] += e["count"]
             merged["artifacts"].append(e["artifact"])
             if not e["known_causes"]:
                 merged["known_causes"] = []
-    return {"inputs": inputs, "cases": cases, "signatures": signatures}
+    merged = {"inputs": inputs, "cases": cases, "signatures": signatures}
+    return {**merged, "kernel": merge_kernel_stats(kernel)} if kernel else merged
 
 
 def junit(summary: dict) -> str:
@@ -70,6 +75,7 @@ def run(
     ignore_known: bool,
     summary_path: Path | None,
     junit_path: Path | None,
+    kernel_every: int = 0,
 ) -> int:
     corpus, artifacts = corpus.resolve(), artifacts.resolve()
     corpus.mkdir(parents=True, exist_ok=True)
@@ -92,6 +98,7 @@ def run(
         TCFUZZ_SEED=str(seed),
         TCFUZZ_OLD=old,
         TCFUZZ_NEW=new,
+        **{KERNEL_ENV: str(kernel_every)},
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     started = time.monotonic()
@@ -123,9 +130,17 @@ def run(
     for sig, e in sorted(sigs.items(), key=lambda kv: -kv[1]["count"]):
         known = f"known: {', '.join(e['known_causes'])}" if e["known_causes"] else "NEW"
         print(f"{e['count']:6d}  {sig}  [{known}]  {e['artifacts'][0]}")
+    kernel = summary.get("kernel")
+    if kernel:
+        print(
+            f"kernel: {kernel['worlds']} worlds (every {kernel_every}th), {kernel['runs']} runs compared, "
+            f"{len(kernel['disagreements'])} kernel/model disagreements"
+        )
+        for line, path in kernel["disagreements"].items():
+            print(f"        {line}  {path}")
     print(f"summary {summary_path}, junit {junit_path}")
     if engine.returncode not in (0,) and not sigs:
         print(f"tcfuzz fuzz: the engine exited with status {engine.returncode}", file=sys.stderr)
         return engine.returncode or 1
     counted = [e for e in sigs.values() if not (ignore_known and e["known_causes"])]
-    return 1 if counted else 0
+    return 1 if counted or (kernel and kernel["disagreements"]) else 0

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT, load_codegen
+from tcfuzz.frontends.kernel_sample import KernelSample
 from tcfuzz.gen.worlds import decode_input
 from tcfuzz.machine.batch import case_world
 from tcfuzz.model.interfaces import FaultKind, Observation, VerdictKind
@@ -96,6 +97,7 @@ class Target:
         self.inputs = 0
         self.cases = 0
         self.signatures: dict[str, dict] = {}
+        self.kernel = KernelSample.from_env(self.artifacts, self.old)  # `tcfuzz fuzz --kernel N`
         self.started = self.last_progress = time.monotonic()
 
     def __call__(self, data: bytes) -> None:
@@ -124,6 +126,8 @@ class Target:
             feedback(obs, j.verdict.kind)
         if j.verdict.diverges:
             self.divergence(data if raw else None, world, j.verdict)
+        if self.kernel is not None:
+            self.kernel.after(world)
 
     def divergence(self, data, world, verdict) -> None:
         causes = sorted(known_causes(world))
@@ -144,7 +148,10 @@ class Target:
 
     def stats(self) -> dict:
         elapsed = time.monotonic() - self.started
-        return {"pid": os.getpid(), "inputs": self.inputs, "cases": self.cases, "elapsed": elapsed, "signatures": self.signatures}
+        s = {"pid": os.getpid(), "inputs": self.inputs, "cases": self.cases, "elapsed": elapsed, "signatures": self.signatures}
+        if self.kernel is not None:
+            s["kernel"] = self.kernel.stats()
+        return s
 
     def report(self) -> None:
         s = self.stats()

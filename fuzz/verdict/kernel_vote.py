@@ -21,9 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tcfuzz import jit_old
 from tcfuzz.live.execute import KERNEL_FIELDS, KernelRunner
+from tcfuzz.live.lower import adapt
 from tcfuzz.model.interfaces import Observation
-from tcfuzz.verdict.oracle import Judgement
+from tcfuzz.model.world import World
+from tcfuzz.verdict.oracle import Judgement, judge
 
 
 @dataclass
@@ -88,3 +91,11 @@ def judge_kernel(judgement: Judgement, runner: KernelRunner, notes: list[str] | 
         return KernelVerdict(kind, run, name, values, runner.reason, compared, skipped, notes or [])
     kind = "KERNEL_AGREES" if compared else "KERNEL_SKIPPED"
     return KernelVerdict(kind, reason=runner.reason, runs_compared=compared, runs_skipped=skipped, notes=notes or [])
+
+
+def judge_with_kernel(world: World, old=None) -> tuple[World, Judgement, KernelVerdict]:
+    """The world as the kernel can hold it (live.lower.adapt), the three voters on it, and the
+    kernel's verdict against them. `old`: the legacy codegen (a mutant of it, to test the test)."""
+    world, notes = adapt(world)
+    j = judge(world, old=old or jit_old.CODEGEN)
+    return world, j, judge_kernel(j, KernelRunner(world).run(), notes)
