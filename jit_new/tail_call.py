@@ -57,7 +57,7 @@ def emit_bpf_tail_call_indirect(p: Emitter, profile: KernelProfile, prog: Verifi
     if dyn_array:
         p.emit4(0x48, 0x8B, 0x49, profile.bpf_func_off)  # mov rcx, qword ptr [rcx + <bpf_func_off>]
         p.emit4(0x48, 0x83, 0xC1, profile.tail_call_offset)  # add rcx, <X86_TAIL_CALL_OFFSET>
-    emit_indirect_jump(p, profile, ip + (p.pos - start))
+    emit_indirect_jump(p, profile, ip + (p.pos - start), ctx.text)
 
     # out:
     ctx.tail_call_indirect_label = p.pos - start

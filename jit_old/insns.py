@@ -3,12 +3,12 @@ bound check, exit). Byte-identical in both codegens: the series does not touch t
 from __future__ import annotations
 
 from tcfuzz.jit_old.emit import Emitter, is_imm8, is_simm32
-from tcfuzz.jit_old.x86 import X86_JAE, X86_PATCH_SIZE, add_1mod, add_1reg, add_2mod, add_2reg, is_ereg
-from tcfuzz.model.bpf import BPF_ADD, BPF_ALU64, BPF_AND, BPF_JGE, BPF_JMP, R0, Insn, s32
+from tcfuzz.jit_old.x86 import X86_JAE, X86_JNE, X86_PATCH_SIZE, add_1mod, add_1reg, add_2mod, add_2reg, is_ereg
+from tcfuzz.model.bpf import BPF_ADD, BPF_ALU64, BPF_AND, BPF_JGE, BPF_JMP, BPF_JNE, R0, Insn, s32
 from tcfuzz.model.interfaces import JitError
 
 _ALU_K = {BPF_ADD: (0xC0, 0x05), BPF_AND: (0xE0, 0x25)}     # b3 (modrm base), b2 (rax short form)
-_JMP_COND = {BPF_JGE: X86_JAE}
+_JMP_COND = {BPF_JGE: X86_JAE, BPF_JNE: X86_JNE}  # the live kernel's glue picks a poisoned site's map with JNE
 
 
 def is_imm8_jmp_offset(value: int) -> bool:

@@ -47,7 +47,7 @@ from tcfuzz.model.bpf import (
     Insn,
 )
 from tcfuzz.model.interfaces import JitError, JitFault, JitImage, PokeDescriptor, VerifiedProgram
-from tcfuzz.model.layout import BPF_CALL_BASE
+from tcfuzz.model.layout import GUEST_TEXT, KernelText
 from tcfuzz.model.profile import KernelProfile
 
 MAX_PASSES = 20
@@ -61,6 +61,7 @@ class JitContext:
     cleanup_addr: int = 0
     tail_call_direct_label: int = 0
     tail_call_indirect_label: int = 0
+    text: KernelText = GUEST_TEXT  # where the thunks and __bpf_call_base are (not part of the kernel's struct)
 
 
 def detect_reg_usage(insns: list[Insn]) -> tuple[bool, bool, bool, bool]:
@@ -71,8 +72,9 @@ def detect_reg_usage(insns: list[Insn]) -> tuple[bool, bool, bool, bool]:
 class X86Jit:
     """The legacy x86-64 BPF JIT, restricted to what tail-call worlds need."""
 
-    def __init__(self, profile: KernelProfile) -> None:
+    def __init__(self, profile: KernelProfile, text: KernelText = GUEST_TEXT) -> None:
         self.profile = profile
+        self.text = text
 
     def emit_tail_call(self, p: Emitter, prog: VerifiedProgram, insn: Insn, ip: int,
                        callee_regs_used, stack_depth: int, ctx: JitContext) -> None:
@@ -124,7 +126,7 @@ class X86Jit:
                     ip += 7
                 if not insn.imm:
                     raise JitError("bpf_jit: bpf-to-bpf call with imm 0 (-EINVAL)")
-                emit_call(p, BPF_CALL_BASE + insn.imm, ip)
+                emit_call(p, ctx.text.call_base + insn.imm, ip)
             elif code == BPF_JMP | BPF_TAIL_CALL:
                 self.emit_tail_call(p, prog, insn, ip, callee_regs_used, stack_depth, ctx)
             elif code == BPF_JMP | BPF_EXIT:
@@ -135,7 +137,7 @@ class X86Jit:
                     ctx.cleanup_addr = p.pos
                     pop_frame_regs(p, prog.exception_boundary, callee_regs_used)
                     p.emit1(0xC9)  # leave
-                    emit_return(p, profile)
+                    emit_return(p, profile, base + p.pos, ctx.text)
             elif insn.is_cond_jump():
                 emit_cond_jmp_imm(p, insn, addrs, i)
             else:
@@ -153,7 +155,7 @@ class X86Jit:
         prog = dataclasses.replace(prog, insns=list(prog.insns),
                                    poke_tab=[dataclasses.replace(d) for d in prog.poke_tab])
         addrs = [64 * (i + 1) for i in range(len(prog.insns) + 1)]
-        ctx = JitContext(cleanup_addr=addrs[-1])
+        ctx = JitContext(cleanup_addr=addrs[-1], text=self.text)
         oldproglen = 0
         image = None
         for npass in range(1, MAX_PASSES + 2):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from tcfuzz.jit_old.emit import Emitter, is_simm32
 from tcfuzz.model.bpf import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10
 from tcfuzz.model.interfaces import JitError
-from tcfuzz.model.layout import indirect_thunk
+from tcfuzz.model.layout import GUEST_TEXT, KernelText
 from tcfuzz.model.profile import JumpVariant, KernelProfile
 
 X86_JB, X86_JAE, X86_JE, X86_JNE, X86_JBE, X86_JA = 0x72, 0x73, 0x74, 0x75, 0x76, 0x77
@@ -124,21 +124,24 @@ def emit_jump(p: Emitter, func: int, ip: int) -> None:
     emit_patch(p, func, ip, 0xE9)
 
 
-def emit_indirect_jump(p: Emitter, profile: KernelProfile, ip: int) -> None:
+def emit_indirect_jump(p: Emitter, profile: KernelProfile, ip: int, text: KernelText = GUEST_TEXT) -> None:
     """Mirrors emit_indirect_jump(&prog, BPF_REG_4 /* rcx */, ip); ITS/call-depth thunks not modelled."""
     if profile.jump is JumpVariant.LFENCE:
         p.emit3(0x0F, 0xAE, 0xE8)  # lfence
         p.emit2(0xFF, 0xE1)  # jmp rcx
     elif profile.jump is JumpVariant.RETPOLINE:
-        emit_jump(p, indirect_thunk(REG2HEX[R4]), ip)
+        emit_jump(p, text.indirect_thunk(REG2HEX[R4]), ip)
     else:
         p.emit2(0xFF, 0xE1)  # jmp rcx
         if profile.jump is JumpVariant.PLAIN_INT3:
             p.emit1(0xCC)  # int3
 
 
-def emit_return(p: Emitter, profile: KernelProfile) -> None:
-    """Mirrors emit_return() without the return thunk (cpu_wants_rethunk() is false)."""
-    p.emit1(0xC3)  # ret
-    if profile.sls:
-        p.emit1(0xCC)  # int3
+def emit_return(p: Emitter, profile: KernelProfile, ip: int, text: KernelText = GUEST_TEXT) -> None:
+    """Mirrors emit_return(): `jmp x86_return_thunk` when cpu_wants_rethunk(), else ret [int3]."""
+    if profile.rethunk:
+        emit_jump(p, text.return_thunk, ip)
+    else:
+        p.emit1(0xC3)  # ret
+        if profile.sls:
+            p.emit1(0xCC)  # int3

@@ -19,7 +19,7 @@ BPF_K, BPF_X = 0x00, 0x08
 # ALU operations
 BPF_ADD, BPF_AND, BPF_MOV = 0x00, 0x50, 0xB0
 # JMP operations
-BPF_JGE, BPF_CALL, BPF_EXIT = 0x30, 0x80, 0x90
+BPF_JGE, BPF_JNE, BPF_CALL, BPF_EXIT = 0x30, 0x50, 0x80, 0x90
 BPF_TAIL_CALL = 0xF0  # include/linux/filter.h: internal opcode set by the verifier
 BPF_PSEUDO_CALL = 1  # src_reg of a bpf-to-bpf call
 BPF_FUNC_tail_call = 12

@@ -31,6 +31,8 @@ for its own.
                      +----------------------------+            inside the allocation only
 """
 
+from dataclasses import dataclass
+
 KTEXT_BASE = 0x0010_0000
 RETPOLINE_THUNK_SIZE = 32  # arch/x86/include/asm/nospec-branch.h
 INDIRECT_THUNK_ARRAY = KTEXT_BASE  # &__x86_indirect_thunk_array[0]
@@ -61,6 +63,25 @@ BATCH_SIZE = 0x40_0000
 
 JIT_BASE = 0x0100_0000
 IMAGE_SLOT = 0x1_0000
+
+
+RETURN_THUNK = KTEXT_BASE + 0xA00  # stands for x86_return_thunk: a bare `ret`
+
+
+@dataclass(frozen=True)
+class KernelText:
+    """The kernel text addresses the JIT emits rel32s to: the guest's by default, the running
+    kernel's (from its image and /proc/kallsyms) when tcfuzz compares bytes with it."""
+
+    indirect_thunk_array: int = INDIRECT_THUNK_ARRAY  # __x86_indirect_thunk_array
+    return_thunk: int = RETURN_THUNK  # x86_return_thunk
+    call_base: int = BPF_CALL_BASE  # __bpf_call_base
+
+    def indirect_thunk(self, reg: int = RCX) -> int:
+        return self.indirect_thunk_array + RETPOLINE_THUNK_SIZE * reg
+
+
+GUEST_TEXT = KernelText()
 
 
 def indirect_thunk(reg: int = RCX) -> int:

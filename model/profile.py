@@ -56,6 +56,11 @@ class KernelProfile:
     config_security: bool = True  # CONFIG_SECURITY: struct bpf_map grows by one pointer
     jump: JumpVariant = JumpVariant.PLAIN
     sls: bool = False  # CONFIG_MITIGATION_SLS: `ret` is followed by int3
+    # cpu_wants_rethunk(): every `ret` is `jmp x86_return_thunk` (retbleed/SRSO/ITS mitigations;
+    # emit_return() since d77cfe594ad5 "x86/bpf: Use alternative RET encoding", the thunk a
+    # variable since "x86/returnthunk: Allow different return thunks", v6.5).
+    rethunk: bool = False
+    kernel: str = ""  # the running kernel a detected profile was read from (uname -r); "" for presets
     max_entries_off: int = DERIVED  # DERIVED: from config_security, in __post_init__
     ptrs_off: int = DERIVED  # DERIVED: from config_security, in __post_init__
     bpf_func_off: int = BPF_FUNC_OFF

@@ -24,6 +24,9 @@ STAGES = [
     "tcfuzz.codegens",
     "tcfuzz.machine",
     "tcfuzz.gen",
+    # The live kernel executes worlds, like the machine, and is a voter the oracle consults: above
+    # the generator (the kernel lowering reads worlds only) and below the verdict.
+    "tcfuzz.live",
     "tcfuzz.verdict",
     "tcfuzz.triage",
     "tcfuzz.analysis",

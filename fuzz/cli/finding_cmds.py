@@ -48,7 +48,7 @@ def cmd_run(args) -> int:
             indent=2,
         )
         print()
-        return 1 if v.diverges else 0
+        return _with_kernel(args, j.world, v)
     if which:
         print(f"raw input: {which}")
     world = j.world
@@ -68,7 +68,17 @@ def cmd_run(args) -> int:
         print(r.outcome.attribution)
     else:
         print("verdict AGREE")
-    return 1 if v.diverges else 0
+    return _with_kernel(args, world, v)
+
+
+def _with_kernel(args, world, v) -> int:
+    """`run --kernel`: the running kernel as a fourth voter on the same world."""
+    status = 1 if v.diverges else 0
+    if not getattr(args, "kernel", False):
+        return status
+    from tcfuzz.cli.kernel import kernel_vote
+
+    return kernel_vote(world, args.json) or status
 
 
 def cmd_repro(args) -> int:

@@ -205,9 +205,22 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             Path(args.summary) if args.summary else None,
             Path(args.junit) if args.junit else None,
             args.model_order,
+            kernel_every=_kernel_every(args),
         )
     except FuzzUsageError as e:
         raise UsageError(str(e)) from None
+
+
+def _kernel_every(args: argparse.Namespace) -> int:
+    """`--kernel N`: checked here, so a machine without bpf() fails in one line before the engine starts."""
+    if not args.kernel:
+        return 0
+    from tcfuzz.live.available import unavailable
+
+    reason = unavailable()
+    if reason:
+        raise UsageError(f"--kernel: {reason}")
+    return args.kernel
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
@@ -315,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("world", help="world JSON file")
     _add_model_order_arg(r)
     r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.add_argument("--kernel", action="store_true", help="also run the world in the running kernel (a fourth voter)")
     _add_codegen_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -364,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codegen_args(f)
     _add_model_order_arg(f, "jit")
     f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
+    f.add_argument("--kernel", type=_int, metavar="N", help="every Nth world also through the running kernel (fourth voter)")
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
     f.add_argument("libfuzzer", nargs=argparse.REMAINDER, help="-- then libFuzzer flags")
@@ -426,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codegen_args(ca)
     _add_model_order_arg(ca)
     ca.set_defaults(func=cmd_corpus_add)
+
+    from tcfuzz.cli import kernel
+
+    kernel.add_parser(sub)
     return ap
 
 

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from tcfuzz import SOURCE_TREE
 from tcfuzz.codegens import resolve_spec
-from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, write_reports
+from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
+from tcfuzz.frontends.kernel_sample import merge_kernel_stats
+from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, read_stats, write_reports
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
 SEED_MAX = 2**32 - 1  # libFuzzer's -seed is an unsigned int
@@ -128,6 +130,7 @@ def run(
     summary_path: Path | None,
     junit_path: Path | None,
     model_order: str = "jit",
+    kernel_every: int = 0,
 ) -> int:
     corpus, artifacts = corpus.resolve(), artifacts.resolve()
     summary_path = (summary_path or artifacts / "summary.json").resolve()
@@ -153,6 +156,7 @@ def run(
         TCFUZZ_MODEL_ORDER=model_order,
         TCFUZZ_RUN=run_id,
         TCFUZZ_ENGINE_GROUP="1",
+        **{KERNEL_ENV: str(kernel_every)},
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         # a plugin module next to the caller imports in the child, which runs in the artifact directory
         PYTHONPATH=os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p),
@@ -215,6 +219,11 @@ def run(
                 "argv": argvs,
             },
         )
+        kernel = [s["kernel"] for s in read_stats(artifacts) if s.get("run") == run_id and "kernel" in s]
+        if kernel:  # `--kernel N`: the live kernel as a fourth voter on every Nth world
+            summary["kernel"] = merge_kernel_stats(kernel)
+            if summary["kernel"]["disagreements"] and summary["exit_status"] == 0:
+                summary["exit_status"] = 1
         write_reports(summary, summary_path, junit_path)
     print_table(summary, summary_path, junit_path)
     return summary["exit_status"]
@@ -238,4 +247,12 @@ def print_table(summary: dict, summary_path: Path, junit_path: Path) -> None:
         print(f"tcfuzz fuzz: the engine failed: exit statuses {summary['engine_exits']}", file=sys.stderr)
     if summary["interrupted_by"]:
         print(f"tcfuzz fuzz: interrupted by {summary['interrupted_by']}", file=sys.stderr)
+    kernel = summary.get("kernel")
+    if kernel:
+        print(
+            f"kernel: {kernel['worlds']} worlds, {kernel['runs']} runs compared, "
+            f"{len(kernel['disagreements'])} kernel/model disagreements"
+        )
+        for line, path in kernel["disagreements"].items():
+            print(f"        {line}  {path}")
     print(f"summary {summary_path}, junit {junit_path}")

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT, load_codegen
+from tcfuzz.frontends.kernel_sample import KernelSample
 from tcfuzz.frontends.progress import Progress
 from tcfuzz.gen.worlds import decode_input
 from tcfuzz.model.interfaces import FaultKind, Observation, VerdictKind
@@ -96,6 +97,7 @@ class Target:
         self.cases = 0
         self.findings: dict[str, dict] = {}
         self.progress = Progress(self.artifacts, self.run_id)
+        self.kernel = KernelSample.from_env(self.artifacts, self.old)  # `tcfuzz fuzz --kernel N`
 
     def __call__(self, data: bytes) -> None:
         self.inputs += 1
@@ -115,6 +117,8 @@ class Target:
             for k, r in enumerate(found):
                 self.observe(r)
                 self.finding(data if k == pick else None, r)
+        if self.kernel is not None:
+            self.kernel.after(world)
         self.progress.tick(self.stats())
 
     def observe(self, r: Replay) -> None:
@@ -157,7 +161,7 @@ class Target:
         entry["count"] += 1
 
     def stats(self) -> dict:
-        return {
+        s = {
             "schema": "tcfuzz-fuzz-stats/2",
             "run": self.run_id,
             "pid": os.getpid(),
@@ -167,6 +171,9 @@ class Target:
             "elapsed": self.progress.elapsed(),
             "findings": self.findings,
         }
+        if self.kernel is not None:
+            s["kernel"] = self.kernel.stats()
+        return s
 
 
 def finding_key(r: Replay) -> str:

@@ -62,6 +62,7 @@ from tcfuzz.model.layout import (
     MAX_PROGS,
     PROG_BASE,
     PROG_STRUCT_SIZE,
+    RETURN_THUNK,
     STACK_BASE,
     STACK_SIZE,
     SUBPROG_OFFSET,
@@ -165,6 +166,7 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
         engine.uc.mem_write(prog_struct(pid) + profile.bpf_func_off, struct.pack("<Q", image.base))
     engine.write_code(indirect_thunk(), RETPOLINE_RCX)
     engine.write_code(HARNESS_RETURN, b"\xf4")  # hlt
+    engine.write_code(RETURN_THUNK, b"\xc3")  # x86_return_thunk of a rethunk profile: ret
 
     for spec in world.maps:  # created, then filled, before any load
         array = ld.arrays[spec.id] = ProgArray(engine, spec, profile, codegen.cached_targets)
