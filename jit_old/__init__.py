@@ -14,6 +14,7 @@ class LegacyCodegen:
     """Implements model.interfaces.Codegen."""
 
     name = "legacy"
+    arch = "x86_64"
     cached_targets = False
     jit_class = X86Jit
     fixup_tail_call = staticmethod(verifier.fixup_tail_call)

@@ -40,6 +40,7 @@ from unicorn.x86_const import (
     UC_X86_REG_RSP,
 )
 
+from tcfuzz.codegens import for_arch
 from tcfuzz.machine.engine import Engine, shared_engine
 from tcfuzz.machine.prog_array import PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup
 from tcfuzz.model.bpf import round_up
@@ -143,7 +144,10 @@ def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
 
 
 def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded:
-    engine = engine or shared_engine()
+    arch = world.profile.arch
+    codegen = for_arch(codegen, arch)
+    if engine is None or engine.arch != arch:
+        engine = shared_engine(arch)
     engine.reset()
     ld = Loaded(world, codegen, engine)
     profile = world.profile
@@ -163,8 +167,9 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
         engine.write_code(image.base, image.code)
     for pid, image in ld.images.items():
         engine.uc.mem_write(prog_struct(pid) + profile.bpf_func_off, struct.pack("<Q", image.base))
-    engine.write_code(indirect_thunk(), RETPOLINE_RCX)
-    engine.write_code(HARNESS_RETURN, b"\xf4")  # hlt
+    if arch == "x86_64":
+        engine.write_code(indirect_thunk(), RETPOLINE_RCX)
+        engine.write_code(HARNESS_RETURN, b"\xf4")  # hlt
 
     for spec in world.maps:  # created, then filled, before any load
         array = ld.arrays[spec.id] = ProgArray(engine, spec, profile, codegen.cached_targets)
@@ -279,6 +284,11 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
     if ld.dead is not None:
         return Observation(fault=ld.dead, ret=None, stack_delta=None, ctx_preserved=None)
 
+    if ld.world.profile.arch == "arm64":
+        from tcfuzz.machine.executor_arm64 import execute_run_arm64  # imports this module
+
+        write_ctx(ld, run)
+        return execute_run_arm64(ld, run)
     state = _Run(ld, run.entry)
     hooks_before = len(ld.engine.world_hooks)
     install_hooks(ld, state)
