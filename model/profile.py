@@ -153,6 +153,20 @@ class KernelProfile:
             raise ProfileError(str(e)) from None
 
 
+def profile_for_arch(profile: KernelProfile, arch: str) -> KernelProfile:
+    """The same kernel built for another architecture: struct layout and limits kept, the landing
+    pads carried over (IBT <-> BTI), the x86-only jump/return flavours and arm64-only PAC dropped."""
+    if arch == profile.arch:
+        return profile
+    if arch == "arm64":
+        return profile.replace(
+            name=f"{profile.name}-arm64", arch=arch, ibt=False, jump=JumpVariant.PLAIN, sls=False, bti=profile.ibt
+        )
+    if arch == "x86_64":
+        return profile.replace(name=f"{profile.name}-x86_64", arch=arch, bti=False, pac=False, ibt=profile.bti)
+    raise ProfileError(f"arch={arch!r} is not one of {', '.join(ARCHES)}")
+
+
 PRESETS: dict[str, KernelProfile] = {
     p.name: p
     for p in (

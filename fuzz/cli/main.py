@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tcfuzz.model.bpf import R6, R7, R8, R9
-from tcfuzz.model.profile import PRESETS, JumpVariant, ProfileError, preset
+from tcfuzz.model.profile import ARCHES, PRESETS, JumpVariant, ProfileError, preset, profile_for_arch
 from tcfuzz.model.sample import SampleConfig, SiteKind
 
 _REGS = {"r6": R6, "rbx": R6, "r7": R7, "r13": R7, "r8": R8, "r14": R8, "r9": R9, "r15": R9}
@@ -50,6 +50,7 @@ def _sites(text: str) -> tuple[SiteKind, ...]:
 def _add_profile_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("kernel profile")
     g.add_argument("--profile", default="default", help=f"preset ({', '.join(PRESETS)})")
+    g.add_argument("--arch", choices=ARCHES, help="the same kernel built for this architecture (default: the preset's)")
     g.add_argument("--ibt", action=argparse.BooleanOptionalAction, default=None, help="CONFIG_X86_KERNEL_IBT")
     g.add_argument("--security", action=argparse.BooleanOptionalAction, default=None, help="CONFIG_SECURITY layout")
     g.add_argument("--jump", choices=[v.value for v in JumpVariant], help="indirect-jump variant")
@@ -74,6 +75,8 @@ def profile_from_args(args: argparse.Namespace):
         changes["ptrs_off"] = args.ptrs_off
     if changes:
         prof = prof.replace(name=f"{prof.name}+custom", **changes)
+    if args.arch is not None:
+        prof = profile_for_arch(prof, args.arch)
     return prof
 
 
@@ -118,6 +121,14 @@ def cmd_disasm(args: argparse.Namespace) -> int:
             indent=2,
         )
         print()
+    elif profile.arch == "arm64":
+        print(
+            f"profile {profile.name}: arm64 bti={profile.bti} pac={profile.pac} "
+            f"max_entries@{profile.max_entries_off:#x} ptrs@{profile.ptrs_off:#x} "
+            f"bpf_func@{profile.bpf_func_off:#x} PROLOGUE_OFFSET={profile.prologue_offset} "
+            f"(bpf_arch_tail_call_prologue_offset() = {profile.tail_call_offset})"
+        )
+        print(render_side_by_side(old, new))
     else:
         print(
             f"profile {profile.name}: ibt={profile.ibt} jump={profile.jump.value} sls={profile.sls} "
@@ -140,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     voters = codegens_from_args(args)
     world, which = resolve_world(doc, voters)
+    world = world_for_arch(world, args.arch, args.world, voters)
     if which and not args.json:
         print(f"raw input: {which}")
     j = judge(world, order=CountOrder(args.model_order), **voters)
@@ -202,6 +214,25 @@ def resolve_world(doc, voters: dict):
     return world, f"a batch of {len(doc.cases)} inputs; case #{i} is the first that diverges"
 
 
+def world_for_arch(world, arch: str | None, path: str, voters: dict):
+    """`--arch`: the world's twin on that architecture (World.for_arch), or the world itself; the
+    codegens must emit code for it (a default codegen's twin is taken)."""
+    from tcfuzz.codegens import PluginError, for_arch
+    from tcfuzz.model.world import WorldError
+
+    try:
+        world = world if arch is None else world.for_arch(arch)
+        for codegen in voters.values():
+            for_arch(codegen, world.profile.arch)
+    except (WorldError, PluginError) as e:
+        raise UsageError(f"{path}: {e}") from None
+    return world
+
+
+def _add_arch_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--arch", choices=ARCHES, help="run the world's twin on this architecture (default: its profile's)")
+
+
 def _add_codegen_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("codegens (module:object implementing model.interfaces.Codegen)")
     g.add_argument("--old", default="tcfuzz.jit_old:CODEGEN", help="the reference codegen (default: the legacy JIT)")
@@ -226,6 +257,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     voters = codegens_from_args(args)
     doc = _document(args.file)
     world, which = resolve_world(doc, voters)
+    world = world_for_arch(world, args.arch, args.file, voters)
     j = judge(world, **voters)
     if which and not args.json:
         print(f"raw input: {which}")
@@ -443,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         "it (interpreter before its 2026 fix)",
     )
     r.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_arch_arg(r)
     _add_codegen_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -453,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("file")
     rp.add_argument("--json", action="store_true")
+    _add_arch_arg(rp)
     _add_codegen_args(rp)
     rp.set_defaults(func=cmd_repro)
 

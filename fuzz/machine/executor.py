@@ -133,6 +133,7 @@ class Loaded:
 def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
     """Every function of every program through `codegen`'s fix-up and JIT: [(name, image)], main
     functions first within a program. Raises VerifierReject / JitError / JitFault."""
+    codegen = for_arch(codegen, world.profile.arch)
     functions = []
     for prog in world.programs:
         for fn in lower_program(world, prog):
