@@ -29,8 +29,9 @@ def static_target_offset(ptrs_off: int, max_entries: int) -> int:
     return ptrs_off + max_entries * 8
 
 
-def emit_bpf_tail_call(ctx: JitCtx, map_index: int, dyn_array: bool) -> None:
-    """Mirrors the patched emit_bpf_tail_call()."""
+def emit_bpf_tail_call(ctx: JitCtx, map_index: int, dyn_array: bool, target_offset=static_target_offset) -> None:
+    """Mirrors the patched emit_bpf_tail_call(). `target_offset` is the kernel's expression unless a
+    planted bug replaces it."""
     profile = ctx.profile
     map_ = used_map(ctx.prog, map_index)  # read unconditionally, even on the dynamic path
 
@@ -53,7 +54,7 @@ def emit_bpf_tail_call(ctx: JitCtx, map_index: int, dyn_array: bool) -> None:
     else:
         # tgt = array->ptrs[max_entries + index]; if (tgt == 0) goto out;
         ctx.emit(A64_LSL(1, PRG, R3, 3))  # lsl x11, x2, #3
-        emit_a64_add_i(ctx, True, PRG, PRG, TMP, static_target_offset(profile.ptrs_off, map_.max_entries))
+        emit_a64_add_i(ctx, True, PRG, PRG, TMP, target_offset(profile.ptrs_off, map_.max_entries))
         ctx.emit(A64_LDR64(PRG, R2, PRG))  # ldr x11, [x1, x11]
     branch3 = ctx.emit(A64_NOP)  # nop
 
