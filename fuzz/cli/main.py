@@ -371,6 +371,14 @@ def cmd_limits(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("max_used_maps", args.max_used_maps), ("poke_tab_max", args.poke_tab_max)) if v is not None}
     if changes:
         profile = profile.replace(name=f"{profile.name}+limits", **changes)
+    if profile.arch == "arm64":
+        from tcfuzz.analysis import limits_arm64
+
+        report = limits_arm64.hunt(profile, not args.no_demo, quick=args.quick, **codegens_from_args(args))
+        print(
+            json.dumps({"profile": profile.to_json(), **report.to_json()}, indent=2) if args.json else limits_arm64.render(report)
+        )
+        return 0
     report = hunt(profile, run_demos=not args.no_demo, **codegens_from_args(args))
     if args.json:
         json.dump({"profile": profile.to_json(), **report.to_json()}, sys.stdout, indent=2)
@@ -531,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--max-used-maps", type=_int, help="raise MAX_USED_MAPS (default 64)")
     li.add_argument("--poke-tab-max", type=_int, help="raise the poke table limit (default 1024)")
     li.add_argument("--no-demo", action="store_true", help="skip the worlds run under Unicorn")
+    li.add_argument(
+        "--quick", action="store_true", help="arm64: helpers on value classes, max_entries < 2**29 (seconds, not minutes)"
+    )
     li.add_argument("--json", action="store_true")
     _add_codegen_args(li)
     li.set_defaults(func=cmd_limits)
