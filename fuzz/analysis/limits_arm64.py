@@ -207,10 +207,11 @@ def render(r: Arm64Report) -> str:
         scope = "each 16-bit half over all values" if r.exhaustive else "half classes"
         out.append(f"  {h.helper}: {h.expected} {verdict} ({h.checked} values: {scope})")
     o = r.offsets
+    domain = "all 2**32" if r.exhaustive else "the first 2**29"
     out.append(
-        f"  static offset ptrs + max_entries * 8 over {'all 2**32' if r.exhaustive else 'the first 2**29'} max_entries: wrong from max_entries = {o['first_wrong']} "
-        f"on ({o['wrong']} values): {o['below_array']} read below the array, {o['wrapped_small']} wrap to "
-        "a small offset (the header or ptrs[], a struct bpf_prog * used as the target)"
+        f"  static offset ptrs + max_entries * 8 over {domain} max_entries: wrong from max_entries = "
+        f"{o['first_wrong']} on ({o['wrong']} values): {o['below_array']} read below the array, "
+        f"{o['wrapped_small']} wrap to a small offset (the header or ptrs[], a struct bpf_prog * used as the target)"
     )
     out.append("  = the x86-64 disp32 edge: emit_a64_add_i() takes `s32 imm`, and its mov sign-extends it")
     i = r.imm
