@@ -361,6 +361,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         args.ignore_known,
         Path(args.summary) if args.summary else None,
         Path(args.junit) if args.junit else None,
+        args.arch,
     )
 
 
@@ -528,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--jobs", type=_int, help="libFuzzer -jobs")
     f.add_argument("--fork", type=_int, help="libFuzzer -fork")
     _add_codegen_args(f)
+    f.add_argument("--arch", choices=ARCHES, help="fuzz each generated world's twin on this architecture")
     f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")

@@ -70,6 +70,7 @@ def run(
     ignore_known: bool,
     summary_path: Path | None,
     junit_path: Path | None,
+    arch: str | None = None,
 ) -> int:
     corpus, artifacts = corpus.resolve(), artifacts.resolve()
     corpus.mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,7 @@ def run(
         TCFUZZ_SEED=str(seed),
         TCFUZZ_OLD=old,
         TCFUZZ_NEW=new,
+        TCFUZZ_ARCH=arch or "",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     started = time.monotonic()
