@@ -10,7 +10,7 @@ from tcfuzz.jit_old import LegacyCodegen
 class PatchedCodegen(LegacyCodegen):
     name = "patched"
     cached_targets = True          # patch 1/4: ptrs[max_entries + i] = bpf_func + X86_TAIL_CALL_OFFSET
-    jit_class = PatchedX86Jit
+    jit_class: type = PatchedX86Jit
     fixup_tail_call = staticmethod(verifier.fixup_tail_call)
     imm_codec = (encode_tail_call_imm, decode_tail_call_imm)    # (encode, decode), read by `tcfuzz limits`
 

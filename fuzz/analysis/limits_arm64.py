@@ -23,7 +23,8 @@ import numpy as np
 from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 from tcfuzz.jit_old.arm64.emit import JitCtx, emit_a64_add_i, emit_a64_mov_i64
 from tcfuzz.model.bpf import s32
-from tcfuzz.model.profile import KernelProfile
+from tcfuzz.model.interfaces import VerifiedProgram
+from tcfuzz.model.profile import KernelProfile, preset
 from tcfuzz.model.world import SCHEMA, World
 
 U64 = (1 << 64) - 1
@@ -70,9 +71,10 @@ def evaluate(words: list[int], regs: dict[int, int]) -> dict[int, int]:
 
 
 def _words(emit) -> list[int]:
-    ctx = JitCtx(prog=None, profile=None, image=bytearray(64), ro_image=0)
+    image = bytearray(64)
+    ctx = JitCtx(prog=VerifiedProgram([]), profile=preset("arm64"), image=image, ro_image=0)
     emit(ctx)
-    return [int.from_bytes(ctx.image[4 * k : 4 * k + 4], "little") for k in range(ctx.idx)]
+    return [int.from_bytes(image[4 * k : 4 * k + 4], "little") for k in range(ctx.idx)]
 
 
 def mov_u32_value(value: int) -> int:

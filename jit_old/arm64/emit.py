@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from tcfuzz.jit_old.arm64.a64 import A64_ADD, A64_ADD_I, A64_MOVK, A64_MOVN, A64_MOVZ, A64_SUB_I
 from tcfuzz.model.bpf import s32
-from tcfuzz.model.interfaces import Instr, asm_matches
+from tcfuzz.model.interfaces import Instr, VerifiedProgram, asm_matches
+from tcfuzz.model.profile import KernelProfile
 
 U64 = 0xFFFFFFFFFFFFFFFF
 
@@ -28,8 +29,8 @@ class JitCtx:
     """struct jit_ctx: `image` is None in the sizing pass; `write` is false in pass 2, whose words
     the kernel computes but does not store (the NOP patches are stored even then, harmlessly)."""
 
-    prog: object
-    profile: object
+    prog: VerifiedProgram
+    profile: KernelProfile
     image: bytearray | None = None
     ro_image: int | None = None  # the address the image will run at (ctx->ro_image)
     idx: int = 0

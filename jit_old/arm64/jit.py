@@ -124,7 +124,7 @@ class Arm64Jit:
         insns = ctx.prog.insns
         insn = insns[i]
         code = insn.code
-        dst, src, off, imm = BPF2A64.get(insn.dst), BPF2A64.get(insn.src), insn.off, insn.imm
+        dst, src, off, imm = BPF2A64[insn.dst], BPF2A64[insn.src], insn.off, insn.imm
         is64 = insn.cls in (BPF_ALU64, BPF_JMP)
         if code in (BPF_ALU | BPF_MOV | BPF_K, BPF_ALU64 | BPF_MOV | BPF_K):
             emit_a64_mov_i(ctx, is64, dst, imm)
