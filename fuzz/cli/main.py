@@ -422,6 +422,11 @@ def cmd_prove(args: argparse.Namespace) -> int:
     from tcfuzz.analysis.prove import matrix, render, run_matrix
 
     voters = codegens_from_args(args)
+    if args.arch != "x86_64" or (args.profile and preset(args.profile).arch != "x86_64"):
+        raise UsageError(
+            "the proof's lifter reads x86-64 only, so nothing arm64 is proved; the arm64 evidence is "
+            "`tcfuzz limits --arch arm64`, the corpus twins, the property test and `tcfuzz fuzz --arch arm64`"
+        )
     configs = matrix(quick=args.quick)
     if args.kind:
         kinds = {k.strip() for k in args.kind.split(",")}
@@ -575,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--quick", action="store_true", help="a smaller matrix (3 profiles, 2 depths, 2 register sets)")
     pv.add_argument("--kind", help="comma-separated site kinds: static, dynamic, direct")
     pv.add_argument("--profile", choices=sorted(PRESETS), help="only this profile")
+    pv.add_argument("--arch", choices=ARCHES, default="x86_64", help="x86_64 (arm64 has no A64 lifter yet: refused)")
     pv.add_argument("--artifacts", help="write replayed counterexamples here (tcfuzz repro accepts them)")
     pv.add_argument("--json", action="store_true")
     _add_codegen_args(pv)
