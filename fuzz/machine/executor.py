@@ -323,11 +323,42 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
     except UcError as err:
         fault = state.fault or classify_uc_error(ld, err, uc.reg_read(UC_X86_REG_RIP))
     finally:
-        for h in ld.engine.world_hooks[hooks_before:]:
-            uc.hook_del(h)
-        del ld.engine.world_hooks[hooks_before:]
+        drop_hooks(ld, hooks_before)
 
     counter_addr = ENTRY_RSP - 8 - 8 - round_up(counter_home(ld.world, state.trace).stack_depth, 8) - 8
+    clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
+    return observation(
+        ld,
+        state.trace,
+        fault,
+        counter_addr,
+        ret=uc.reg_read(UC_X86_REG_RAX),
+        clobbered=clobbered,
+        stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
+        ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE,
+    )
+
+
+def drop_hooks(ld: Loaded, hooks_before: int) -> None:
+    """Remove the hooks one run installed."""
+    for h in ld.engine.world_hooks[hooks_before:]:
+        ld.engine.uc.hook_del(h)
+    del ld.engine.world_hooks[hooks_before:]
+
+
+def observation(
+    ld: Loaded,
+    trace: list[int],
+    fault: Fault | None,
+    counter_addr: int,
+    ret: int,
+    clobbered,
+    stack_delta: int,
+    ctx_preserved: bool,
+) -> Observation:
+    """What a finished run shows: run counters from ctx and the counter slot always; the return,
+    registers and stack only when it returned (a fault leaves them meaningless)."""
+    uc = ld.engine.uc
     counts = tuple(
         (p.id, struct.unpack("<Q", uc.mem_read(CTX_BASE + ctx_run_count(p.id), 8))[0])
         for p in sorted(ld.world.programs, key=lambda p: p.id)
@@ -336,7 +367,7 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
     if fault is not None:
         return Observation(
             fault=fault,
-            trace=tuple(state.trace),
+            trace=tuple(trace),
             ret=None,
             tail_call_cnt=tail_call_cnt,
             runs=counts,
@@ -344,15 +375,14 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
             stack_delta=None,
             ctx_preserved=None,
         )
-    clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
     return Observation(
-        trace=tuple(state.trace),
-        ret=uc.reg_read(UC_X86_REG_RAX),
+        trace=tuple(trace),
+        ret=ret,
         tail_call_cnt=tail_call_cnt,
         runs=counts,
         callee_saved_clobbered=clobbered,
-        stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
-        ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE,
+        stack_delta=stack_delta,
+        ctx_preserved=ctx_preserved,
     )
 
 

@@ -29,9 +29,9 @@ from unicorn.arm64_const import (
 )
 
 from tcfuzz.jit_old.arm64.a64 import br_target_reg
-from tcfuzz.machine.executor import classify_uc_error
+from tcfuzz.machine.executor import classify_uc_error, drop_hooks, observation
 from tcfuzz.model.interfaces import Fault, FaultKind, Observation
-from tcfuzz.model.layout import CTX_BASE, ENTRY_RSP, HARNESS_RETURN, STACK_BASE, STACK_SIZE, ctx_run_count
+from tcfuzz.model.layout import CTX_BASE, ENTRY_RSP, HARNESS_RETURN, STACK_BASE, STACK_SIZE
 
 INSN_BUDGET = 200_000
 # x19..x28 and x29 (the frame pointer): AAPCS64 callee-saved registers a BPF program must restore
@@ -114,33 +114,16 @@ def execute_run_arm64(ld, run) -> Observation:
     except UcError as err:
         fault = state.fault or classify_uc_error(ld, err, uc.reg_read(UC_ARM64_REG_PC))
     finally:
-        for h in ld.engine.world_hooks[hooks_before:]:
-            uc.hook_del(h)
-        del ld.engine.world_hooks[hooks_before:]
+        drop_hooks(ld, hooks_before)
 
-    counts = tuple(
-        (p.id, struct.unpack("<Q", uc.mem_read(CTX_BASE + ctx_run_count(p.id), 8))[0])
-        for p in sorted(ld.world.programs, key=lambda p: p.id)
-    )
-    tail_call_cnt = struct.unpack("<Q", uc.mem_read(COUNTER_ADDR, 8))[0]
-    if fault is not None:
-        return Observation(
-            fault=fault,
-            trace=tuple(state.trace),
-            ret=None,
-            tail_call_cnt=tail_call_cnt,
-            runs=counts,
-            callee_saved_clobbered=(),
-            stack_delta=None,
-            ctx_preserved=None,
-        )
     clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
-    return Observation(
-        trace=tuple(state.trace),
+    return observation(
+        ld,
+        state.trace,
+        fault,
+        COUNTER_ADDR,
         ret=uc.reg_read(UC_ARM64_REG_X0),
-        tail_call_cnt=tail_call_cnt,
-        runs=counts,
-        callee_saved_clobbered=clobbered,
+        clobbered=clobbered,
         stack_delta=uc.reg_read(UC_ARM64_REG_SP) - ENTRY_RSP,
         ctx_preserved=state.ctx_preserved,
     )
