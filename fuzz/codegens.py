@@ -88,3 +88,26 @@ def resolve_spec(spec: str) -> str:
     if sep and _is_path(module_name):
         return f"{Path(module_name).resolve()}:{attr}"
     return spec
+
+
+# The default codegens' arm64 back ends: a world whose profile names arm64 runs them instead.
+ARCH_TWINS = {
+    OLD_DEFAULT: {"arm64": "tcfuzz.jit_old.arm64:CODEGEN"},
+    NEW_DEFAULT: {"arm64": "tcfuzz.jit_new.arm64:CODEGEN"},
+}
+
+
+def codegen_arch(codegen: Codegen) -> str:
+    return getattr(codegen, "arch", "x86_64")
+
+
+def for_arch(codegen: Codegen, arch: str) -> Codegen:
+    """The codegen that runs a world of `arch`: itself, or a default codegen's twin. Any other
+    codegen of the wrong architecture (a developer's variant, a planted mutant) is an error, never
+    silently replaced by the unmodified twin."""
+    if codegen_arch(codegen) == arch:
+        return codegen
+    for spec, twins in ARCH_TWINS.items():
+        if arch in twins and codegen is load_codegen(spec):
+            return load_codegen(twins[arch])
+    raise PluginError(f"codegen {codegen.name!r} emits {codegen_arch(codegen)} code; the world's profile is {arch}")

@@ -14,8 +14,9 @@ class LegacyCodegen:
     """Implements model.interfaces.Codegen."""
 
     name = "legacy"
+    arch = "x86_64"
     cached_targets = False
-    jit_class = X86Jit
+    jit_class: type = X86Jit
     fixup_tail_call = staticmethod(verifier.fixup_tail_call)
 
     def fixup(self, insns: Sequence[Insn], env: VerifierEnv, used_maps: Sequence[MapRef],

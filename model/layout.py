@@ -40,6 +40,7 @@ RCX = 1  # reg2hex[BPF_REG_4]
 
 HARNESS_RETURN = KTEXT_BASE + 0x800
 BPF_CALL_BASE = KTEXT_BASE + 0xC00  # stands for __bpf_call_base: bpf-to-bpf call imm is relative to it
+DUMMY_TRAMP = KTEXT_BASE + 0xA00  # stands for arm64's dummy_tramp, the initial target of every image's plt
 
 MAX_PROGS = 16  # programs per world: one image slot and bpf_prog struct each
 MAX_SITES = 8  # tail-call sites per program: one ctx input record each

@@ -43,6 +43,10 @@ BPF_FUNC_OFF = 0x48  # offsetof(struct bpf_prog, bpf_func), after the SHA256 dig
 # A struct offset left for __post_init__ to derive from config_security: every built profile holds
 # real offsets, so the field's type is a plain int.
 DERIVED = -1
+ARCHES = ("x86_64", "arm64")
+# arch/arm64/net/bpf_jit_comp.c: PROLOGUE_OFFSET = BTI_INSNS + 2 + PAC_INSNS + 4 instructions
+# (bti jc; mov x9, lr; nop; paciasp; stp x29, lr; mov x29, sp; stp xzr, x26; mov x26, sp).
+A64_PROLOGUE_BASE_INSNS = 6
 
 
 class ProfileError(ValueError):
@@ -52,6 +56,7 @@ class ProfileError(ValueError):
 @dataclass(frozen=True)
 class KernelProfile:
     name: str = "default"
+    arch: str = "x86_64"  # the JIT the world runs on: "x86_64" or "arm64"
     ibt: bool = False  # CONFIG_X86_KERNEL_IBT (cfi_mode default: plain ENDBR)
     config_security: bool = True  # CONFIG_SECURITY: struct bpf_map grows by one pointer
     jump: JumpVariant = JumpVariant.PLAIN
@@ -67,9 +72,20 @@ class KernelProfile:
     max_tail_call_cnt: int = MAX_TAIL_CALL_CNT
     max_used_maps: int = MAX_USED_MAPS
     poke_tab_max: int = POKE_TAB_MAX
+    bti: bool = False  # arm64 CONFIG_ARM64_BTI_KERNEL: `bti jc` at entry, `bti j` at the tail-call entry
+    pac: bool = False  # arm64 CONFIG_ARM64_PTR_AUTH_KERNEL: paciasp / autiasp around the frame record
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "jump", JumpVariant(self.jump))
+        for flag in ("bti", "pac"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ProfileError(f"profile {self.name!r}: {flag} must be true or false")
+        if self.arch not in ARCHES:
+            raise ProfileError(f"profile {self.name!r}: arch={self.arch!r} is not one of {', '.join(ARCHES)}")
+        if self.arch == "arm64" and (self.ibt or self.sls or self.jump is not JumpVariant.PLAIN):
+            raise ProfileError(f"profile {self.name!r}: ibt, sls and jump are x86-64 options; arm64 has bti and pac")
+        if self.arch == "x86_64" and (self.bti or self.pac):
+            raise ProfileError(f"profile {self.name!r}: bti and pac are arm64 options")
         if self.max_entries_off in (DERIVED, None):  # None: JSON null, same as absent
             object.__setattr__(
                 self, "max_entries_off", MAX_ENTRIES_OFF_SECURITY if self.config_security else MAX_ENTRIES_OFF_NO_SECURITY
@@ -98,8 +114,16 @@ class KernelProfile:
         return 4 if self.ibt else 0
 
     @property
+    def prologue_offset(self) -> int:
+        """arm64 PROLOGUE_OFFSET, in instructions (BTI_INSNS + 2 + PAC_INSNS + 4)."""
+        return A64_PROLOGUE_BASE_INSNS + int(self.bti) + int(self.pac)
+
+    @property
     def tail_call_offset(self) -> int:
-        """X86_TAIL_CALL_OFFSET = 12 + ENDBR_INSN_SIZE (bytes a tail call skips of the callee's prologue)."""
+        """Bytes a tail call skips of the callee's prologue: bpf_arch_tail_call_prologue_offset() of
+        patch 1/4. x86-64: X86_TAIL_CALL_OFFSET = 12 + ENDBR_INSN_SIZE; arm64: PROLOGUE_OFFSET * 4."""
+        if self.arch == "arm64":
+            return self.prologue_offset * 4
         return 12 + self.endbr_size
 
     def replace(self, **changes) -> KernelProfile:
@@ -134,6 +158,20 @@ class KernelProfile:
             raise ProfileError(str(e)) from None
 
 
+def profile_for_arch(profile: KernelProfile, arch: str) -> KernelProfile:
+    """The same kernel built for another architecture: struct layout and limits kept, the landing
+    pads carried over (IBT <-> BTI), the x86-only jump/return flavours and arm64-only PAC dropped."""
+    if arch == profile.arch:
+        return profile
+    if arch == "arm64":
+        return profile.replace(
+            name=f"{profile.name}-arm64", arch=arch, ibt=False, jump=JumpVariant.PLAIN, sls=False, bti=profile.ibt
+        )
+    if arch == "x86_64":
+        return profile.replace(name=f"{profile.name}-x86_64", arch=arch, bti=False, pac=False, ibt=profile.bti)
+    raise ProfileError(f"arch={arch!r} is not one of {', '.join(ARCHES)}")
+
+
 PRESETS: dict[str, KernelProfile] = {
     p.name: p
     for p in (
@@ -144,6 +182,10 @@ PRESETS: dict[str, KernelProfile] = {
         KernelProfile(name="lfence", jump=JumpVariant.LFENCE),
         KernelProfile(name="sls", jump=JumpVariant.PLAIN_INT3, sls=True),
         KernelProfile(name="ibt-sls", ibt=True, jump=JumpVariant.PLAIN_INT3, sls=True),
+        KernelProfile(name="arm64", arch="arm64"),
+        KernelProfile(name="arm64-bti", arch="arm64", bti=True),
+        KernelProfile(name="arm64-pac", arch="arm64", pac=True),
+        KernelProfile(name="arm64-bti-pac", arch="arm64", bti=True, pac=True),
     )
 }
 

@@ -20,13 +20,14 @@ values are rejected with a `WorldError` naming the field.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from tcfuzz.model.bpf import CALLEE_SAVED, MAX_BPF_STACK, round_up
 from tcfuzz.model.interfaces import VerifierEnv
 from tcfuzz.model.layout import MAX_PROGS, MAX_SITES
-from tcfuzz.model.profile import KernelProfile, ProfileError, preset
+from tcfuzz.model.profile import KernelProfile, ProfileError, preset, profile_for_arch
 
 SCHEMA = "tcfuzz-world/1"
 MAX_RUNS = 64
@@ -154,6 +155,13 @@ class World:
                 _non_default(r, ops=[_non_default(o) for o in r.ops], ctx=[_non_default(c) for c in r.ctx]) for r in self.runs
             ],
         }
+
+    def for_arch(self, arch: str) -> World:
+        """This world's twin on another architecture (profile_for_arch(); maps, programs, runs kept)."""
+        try:
+            return dataclasses.replace(self, profile=profile_for_arch(self.profile, arch))
+        except ProfileError as e:
+            raise WorldError(f"profile: {e}") from None
 
     @classmethod
     def from_json(cls, d: Any) -> World:

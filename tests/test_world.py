@@ -72,7 +72,7 @@ def mutate(path, value):
         (["runs", 0, "ctx", 0, "site"], 2, "runs[0].ctx[0]: program 0 has no site 2"),
         (["runs", 0, "entry"], 7, "runs[0].entry: no program with id 7"),
         (["runs", 0, "tail_call_cnt"], 34, "runs[0].tail_call_cnt: 34 outside 0..33"),
-        (["profile"], "arm64", "profile: unknown profile 'arm64'"),
+        (["profile"], "riscv64", "profile: unknown profile 'riscv64'"),
         (["profile"], {"ptrs_off": 0x161}, "profile: profile 'default': ptrs_off=0x161 must be 8-aligned"),
     ],
 )

@@ -4,12 +4,14 @@ policy's attribution (fuzz/verdict/policy.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from tcfuzz.codegens import PluginError
+from tcfuzz.codegens import PluginError, for_arch
 from tcfuzz.model.interfaces import VerdictKind
+from tcfuzz.model.world import WorldError
 from tcfuzz.triage.artifacts import InputError, atomic_write, corpus_doc, dump, verdict_json
 from tcfuzz.triage.findings import as_found, open_finding, replay
 from tcfuzz.triage.repro import describe_observation, minimize_file, repro_report, size, triage_dir
@@ -24,8 +26,12 @@ def _open(args, path: str | None = None):
     try:
         doc, settings = open_finding(Path(path or args.file), args.old, args.new, args.model_order)
         settings.codegens()  # a bad spec is one line, before any work
-    except (InputError, PluginError) as e:
-        raise CommandError(str(e)) from None
+        if getattr(args, "arch", None):  # `--arch`: the world's twin on that architecture
+            doc = dataclasses.replace(doc, world=doc.world.for_arch(args.arch))
+            for codegen in settings.codegens():
+                for_arch(codegen, args.arch)
+    except (InputError, PluginError, WorldError) as e:
+        raise CommandError(f"{path or args.file}: {e}" if isinstance(e, WorldError) else str(e)) from None
     return doc, settings
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import VerdictKind
-from tcfuzz.model.profile import PRESETS, JumpVariant, ProfileError, preset
+from tcfuzz.model.profile import ARCHES, PRESETS, JumpVariant, ProfileError, preset, profile_for_arch
 from tcfuzz.model.sample import SampleConfig, SiteKind
 
 _REGS = {"r6": R6, "rbx": R6, "r7": R7, "r13": R7, "r8": R8, "r14": R8, "r9": R9, "r15": R9}
@@ -51,6 +51,7 @@ def _sites(text: str) -> tuple[SiteKind, ...]:
 def _add_profile_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("kernel profile")
     g.add_argument("--profile", default="default", help=f"preset ({', '.join(PRESETS)})")
+    g.add_argument("--arch", choices=ARCHES, help="the same kernel built for this architecture (default: the preset's)")
     g.add_argument("--ibt", action=argparse.BooleanOptionalAction, default=None, help="CONFIG_X86_KERNEL_IBT")
     g.add_argument("--security", action=argparse.BooleanOptionalAction, default=None, help="CONFIG_SECURITY layout")
     g.add_argument("--jump", choices=[v.value for v in JumpVariant], help="indirect-jump variant")
@@ -75,6 +76,8 @@ def profile_from_args(args: argparse.Namespace):
         changes["ptrs_off"] = args.ptrs_off
     if changes:
         prof = prof.replace(name=f"{prof.name}+custom", **changes)
+    if args.arch is not None:
+        prof = profile_for_arch(prof, args.arch)
     return prof
 
 
@@ -119,6 +122,14 @@ def cmd_disasm(args: argparse.Namespace) -> int:
             indent=2,
         )
         print()
+    elif profile.arch == "arm64":
+        print(
+            f"profile {profile.name}: arm64 bti={profile.bti} pac={profile.pac} "
+            f"max_entries@{profile.max_entries_off:#x} ptrs@{profile.ptrs_off:#x} "
+            f"bpf_func@{profile.bpf_func_off:#x} PROLOGUE_OFFSET={profile.prologue_offset} "
+            f"(bpf_arch_tail_call_prologue_offset() = {profile.tail_call_offset})"
+        )
+        print(render_side_by_side(old, new))
     else:
         print(
             f"profile {profile.name}: ibt={profile.ibt} jump={profile.jump.value} sls={profile.sls} "
@@ -148,6 +159,25 @@ cmd_repro = _finding_command("cmd_repro")
 cmd_minimize = _finding_command("cmd_minimize")
 cmd_triage = _finding_command("cmd_triage")
 cmd_corpus_add = _finding_command("cmd_corpus_add")
+
+
+def world_for_arch(world, arch: str | None, path: str, voters: dict):
+    """`--arch`: the world's twin on that architecture (World.for_arch), or the world itself; the
+    codegens must emit code for it (a default codegen's twin is taken)."""
+    from tcfuzz.codegens import PluginError, for_arch
+    from tcfuzz.model.world import WorldError
+
+    try:
+        world = world if arch is None else world.for_arch(arch)
+        for codegen in voters.values():
+            for_arch(codegen, world.profile.arch)
+    except (WorldError, PluginError) as e:
+        raise UsageError(f"{path}: {e}") from None
+    return world
+
+
+def _add_arch_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--arch", choices=ARCHES, help="run the world's twin on this architecture (default: its profile's)")
 
 
 def _add_codegen_args(ap: argparse.ArgumentParser) -> None:
@@ -206,6 +236,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             Path(args.junit) if args.junit else None,
             args.model_order,
             kernel_every=_kernel_every(args),
+            arch=args.arch,
         )
     except FuzzUsageError as e:
         raise UsageError(str(e)) from None
@@ -230,6 +261,14 @@ def cmd_limits(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("max_used_maps", args.max_used_maps), ("poke_tab_max", args.poke_tab_max)) if v is not None}
     if changes:
         profile = profile.replace(name=f"{profile.name}+limits", **changes)
+    if profile.arch == "arm64":
+        from tcfuzz.analysis import limits_arm64
+
+        report = limits_arm64.hunt(profile, not args.no_demo, quick=args.quick, **codegens_from_args(args))
+        print(
+            json.dumps({"profile": profile.to_json(), **report.to_json()}, indent=2) if args.json else limits_arm64.render(report)
+        )
+        return 0
     report = hunt(profile, run_demos=not args.no_demo, **codegens_from_args(args))
     if args.json:
         json.dump({"profile": profile.to_json(), **report.to_json()}, sys.stdout, indent=2)
@@ -272,6 +311,11 @@ def cmd_prove(args: argparse.Namespace) -> int:
     from tcfuzz.analysis.prove import matrix, render, run_matrix
 
     voters = codegens_from_args(args)
+    if args.arch != "x86_64" or (args.profile and preset(args.profile).arch != "x86_64"):
+        raise UsageError(
+            "the proof's lifter reads x86-64 only, so nothing arm64 is proved; the arm64 evidence is "
+            "`tcfuzz limits --arch arm64`, the corpus twins, the property test and `tcfuzz fuzz --arch arm64`"
+        )
     configs = matrix(quick=args.quick)
     if args.kind:
         kinds = {k.strip() for k in args.kind.split(",")}
@@ -329,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_order_arg(r)
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.add_argument("--kernel", action="store_true", help="also run the world in the running kernel (a fourth voter)")
+    _add_arch_arg(r)
     _add_codegen_args(r)
     r.set_defaults(func=cmd_run)
 
@@ -339,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("file")
     rp.add_argument("--json", action="store_true")
+    _add_arch_arg(rp)
     _add_codegen_args(rp)
     _add_model_order_arg(rp)
     rp.set_defaults(func=cmd_repro)
@@ -377,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--fork", type=_int, help="libFuzzer -fork")
     _add_codegen_args(f)
     _add_model_order_arg(f, "jit")
+    f.add_argument("--arch", choices=ARCHES, help="fuzz each generated world's twin on this architecture")
     f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
     f.add_argument("--kernel", type=_int, metavar="N", help="every Nth world also through the running kernel (fourth voter)")
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
@@ -389,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--max-used-maps", type=_int, help="raise MAX_USED_MAPS (default 64)")
     li.add_argument("--poke-tab-max", type=_int, help="raise the poke table limit (default 1024)")
     li.add_argument("--no-demo", action="store_true", help="skip the worlds run under Unicorn")
+    li.add_argument(
+        "--quick", action="store_true", help="arm64: helpers on value classes, max_entries < 2**29 (seconds, not minutes)"
+    )
     li.add_argument("--json", action="store_true")
     _add_codegen_args(li)
     li.set_defaults(func=cmd_limits)
@@ -420,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--quick", action="store_true", help="a smaller matrix (3 profiles, 2 depths, 2 register sets)")
     pv.add_argument("--kind", help="comma-separated site kinds: static, dynamic, direct")
     pv.add_argument("--profile", choices=sorted(PRESETS), help="only this profile")
+    pv.add_argument("--arch", choices=ARCHES, default="x86_64", help="x86_64 (arm64 has no A64 lifter yet: refused)")
     pv.add_argument("--artifacts", help="write replayed counterexamples here (tcfuzz repro accepts them)")
     pv.add_argument("--json", action="store_true")
     _add_codegen_args(pv)

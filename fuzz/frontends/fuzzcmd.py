@@ -131,6 +131,7 @@ def run(
     junit_path: Path | None,
     model_order: str = "jit",
     kernel_every: int = 0,
+    arch: str | None = None,
 ) -> int:
     corpus, artifacts = corpus.resolve(), artifacts.resolve()
     summary_path = (summary_path or artifacts / "summary.json").resolve()
@@ -157,6 +158,7 @@ def run(
         TCFUZZ_RUN=run_id,
         TCFUZZ_ENGINE_GROUP="1",
         **{KERNEL_ENV: str(kernel_every)},
+        TCFUZZ_ARCH=arch or "",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         # a plugin module next to the caller imports in the child, which runs in the artifact directory
         PYTHONPATH=os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p),

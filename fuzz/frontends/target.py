@@ -27,6 +27,7 @@ from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT, load_codegen
 from tcfuzz.frontends.kernel_sample import KernelSample
 from tcfuzz.frontends.progress import Progress
 from tcfuzz.gen.worlds import decode_input
+from tcfuzz.machine.batch import case_world
 from tcfuzz.model.interfaces import FaultKind, Observation, VerdictKind
 from tcfuzz.triage.artifacts import atomic_write, write_artifact
 from tcfuzz.verdict.replay import Replay, judge_world, load_details, orders_of, triage_batch
@@ -93,6 +94,7 @@ class Target:
         self.artifacts = Path(artifacts) if artifacts else None
         self.seed = int(os.environ["TCFUZZ_SEED"]) if os.environ.get("TCFUZZ_SEED") else None
         self.run_id = os.environ.get("TCFUZZ_RUN", "0")
+        self.arch = os.environ.get("TCFUZZ_ARCH") or None  # fuzz every world's twin on this architecture
         self.inputs = 0
         self.cases = 0
         self.findings: dict[str, dict] = {}
@@ -102,12 +104,25 @@ class Target:
     def __call__(self, data: bytes) -> None:
         self.inputs += 1
         world, cases = decode_input(data)
+        if self.arch is not None:
+            world = world.for_arch(self.arch)
         if cases is None:
             r = judge_world(world, self.old, self.new, self.orders)
             self.cases += 1
             self.observe(r)
             if r.outcome.verdict.diverges:
                 self.finding(data, r)
+        elif world.profile.arch != "x86_64":
+            # The batch driver is x86-64 code: an arm64 batch goes case by case, each judged in full;
+            # the raw input replays to its first diverging case.
+            raw = data
+            for case in cases:
+                r = judge_world(case_world(world, case), self.old, self.new, self.orders)
+                self.observe(r)
+                if r.outcome.verdict.diverges:
+                    self.finding(raw, r)
+                    raw = None
+            self.cases += len(cases)
         else:
             found, pick, flagged = triage_batch(world, cases, self.old, self.new, self.orders)
             self.cases += len(cases)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from unicorn import (
+    UC_ARCH_ARM64,
     UC_ARCH_X86,
     UC_HOOK_CODE,
     UC_HOOK_MEM_READ,
@@ -29,6 +30,7 @@ from unicorn import (
     UC_HOOK_MEM_WRITE,
     UC_MEM_FETCH_UNMAPPED,
     UC_MODE_64,
+    UC_MODE_ARM,
     UC_PROT_EXEC,
     UC_PROT_READ,
     UC_PROT_WRITE,
@@ -57,6 +59,9 @@ JIT_SIZE = IMAGE_SLOT * MAX_PROGS
 KTEXT_SIZE = 2 * PAGE  # thunks, harness return; the batch driver in the second page
 PROG_SIZE = PAGE
 INT3_FILL = b"\xcc"  # the kernel fills JIT image holes with int3 (jit_fill_hole)
+# arm64 jit_fill_hole(): AARCH64_BREAK_FAULT (brk #0x100) in every word
+BRK_FILL = (0xD4202000).to_bytes(4, "little")
+ARCH = {"x86_64": ((UC_ARCH_X86, UC_MODE_64), INT3_FILL), "arm64": ((UC_ARCH_ARM64, UC_MODE_ARM), BRK_FILL)}
 POISON = 0xF_FFF0_0000_0000  # unmapped, below 2**52, above every array slot
 POISON_SPAN = 1 << 32
 
@@ -96,9 +101,11 @@ class MemFault:
 class Engine:
     """A Unicorn instance plus the bookkeeping for lazily mapped allocations and per-world hooks."""
 
-    def __init__(self, exact_tails: bool = True) -> None:
+    def __init__(self, exact_tails: bool = True, arch: str = "x86_64") -> None:
         self.exact_tails = exact_tails
-        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.arch = arch
+        (uc_arch, uc_mode), self.fill = ARCH[arch]
+        self.uc = Uc(uc_arch, uc_mode)
         self.uc.ctl_set_tcg_buffer_size(32 << 20)
         for base, size, perms in FIXED_REGIONS:
             self.uc.mem_map(base, size, perms)
@@ -108,8 +115,8 @@ class Engine:
         self.fault: MemFault | None = None
         self.owner = None  # the batch whose world is loaded (fuzz/machine/batch.py)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
-        self.uc.mem_write(JIT_BASE, INT3_FILL * JIT_SIZE)
-        self.uc.mem_write(KTEXT_BASE, INT3_FILL * KTEXT_SIZE)
+        self.uc.mem_write(JIT_BASE, self.fill * (JIT_SIZE // len(self.fill)))
+        self.uc.mem_write(KTEXT_BASE, self.fill * (KTEXT_SIZE // len(self.fill)))
 
     # --- per world -------------------------------------------------------------------------------
 
@@ -123,8 +130,8 @@ class Engine:
             self.uc.mem_unmap(page, PAGE)
         self.lazy_pages.clear()
         self.allocations.clear()
-        self.uc.mem_write(JIT_BASE, INT3_FILL * JIT_SIZE)
-        self.uc.mem_write(KTEXT_BASE, INT3_FILL * KTEXT_SIZE)
+        self.uc.mem_write(JIT_BASE, self.fill * (JIT_SIZE // len(self.fill)))
+        self.uc.mem_write(KTEXT_BASE, self.fill * (KTEXT_SIZE // len(self.fill)))
         self.uc.mem_write(PROG_BASE, bytes(PROG_SIZE))
         self.uc.ctl_remove_cache(JIT_BASE, JIT_BASE + JIT_SIZE)
         self.uc.ctl_remove_cache(KTEXT_BASE, KTEXT_BASE + KTEXT_SIZE)
@@ -192,12 +199,11 @@ class Engine:
         uc.emu_stop()
 
 
-_ENGINE: Engine | None = None
+_ENGINES: dict[str, Engine] = {}
 
 
-def shared_engine() -> Engine:
-    """The process's engine: created once, reset per world (never one per case)."""
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = Engine()
-    return _ENGINE
+def shared_engine(arch: str = "x86_64") -> Engine:
+    """The process's engine for an architecture: created once, reset per world (never one per case)."""
+    if arch not in _ENGINES:
+        _ENGINES[arch] = Engine(arch=arch)
+    return _ENGINES[arch]

@@ -40,6 +40,7 @@ from unicorn.x86_const import (
     UC_X86_REG_RSP,
 )
 
+from tcfuzz.codegens import for_arch
 from tcfuzz.machine.engine import Engine, shared_engine
 from tcfuzz.machine.prog_array import PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup
 from tcfuzz.model.bpf import round_up
@@ -133,6 +134,7 @@ class Loaded:
 def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
     """Every function of every program through `codegen`'s fix-up and JIT: [(name, image)], main
     functions first within a program. Raises VerifierReject / JitError / JitFault."""
+    codegen = for_arch(codegen, world.profile.arch)
     functions = []
     for prog in world.programs:
         for fn in lower_program(world, prog):
@@ -144,7 +146,10 @@ def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
 
 
 def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded:
-    engine = engine or shared_engine()
+    arch = world.profile.arch
+    codegen = for_arch(codegen, arch)
+    if engine is None or engine.arch != arch:
+        engine = shared_engine(arch)
     engine.reset()
     ld = Loaded(world, codegen, engine)
     profile = world.profile
@@ -164,9 +169,10 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
         engine.write_code(image.base, image.code)
     for pid, image in ld.images.items():
         engine.uc.mem_write(prog_struct(pid) + profile.bpf_func_off, struct.pack("<Q", image.base))
-    engine.write_code(indirect_thunk(), RETPOLINE_RCX)
-    engine.write_code(HARNESS_RETURN, b"\xf4")  # hlt
-    engine.write_code(RETURN_THUNK, b"\xc3")  # x86_return_thunk of a rethunk profile: ret
+    if arch == "x86_64":
+        engine.write_code(indirect_thunk(), RETPOLINE_RCX)
+        engine.write_code(HARNESS_RETURN, b"\xf4")  # hlt
+        engine.write_code(RETURN_THUNK, b"\xc3")  # x86_return_thunk of a rethunk profile: ret
 
     for spec in world.maps:  # created, then filled, before any load
         array = ld.arrays[spec.id] = ProgArray(engine, spec, profile, codegen.cached_targets)
@@ -281,6 +287,11 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
     if ld.dead is not None:
         return Observation(fault=ld.dead, ret=None, stack_delta=None, ctx_preserved=None)
 
+    if ld.world.profile.arch == "arm64":
+        from tcfuzz.machine.executor_arm64 import execute_run_arm64  # imports this module
+
+        write_ctx(ld, run)
+        return execute_run_arm64(ld, run)
     state = _Run(ld, run.entry)
     hooks_before = len(ld.engine.world_hooks)
     install_hooks(ld, state)
@@ -314,11 +325,42 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
     except UcError as err:
         fault = state.fault or classify_uc_error(ld, err, uc.reg_read(UC_X86_REG_RIP))
     finally:
-        for h in ld.engine.world_hooks[hooks_before:]:
-            uc.hook_del(h)
-        del ld.engine.world_hooks[hooks_before:]
+        drop_hooks(ld, hooks_before)
 
     counter_addr = ENTRY_RSP - 8 - 8 - round_up(counter_home(ld.world, state.trace).stack_depth, 8) - 8
+    clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
+    return observation(
+        ld,
+        state.trace,
+        fault,
+        counter_addr,
+        ret=uc.reg_read(UC_X86_REG_RAX),
+        clobbered=clobbered,
+        stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
+        ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE,
+    )
+
+
+def drop_hooks(ld: Loaded, hooks_before: int) -> None:
+    """Remove the hooks one run installed."""
+    for h in ld.engine.world_hooks[hooks_before:]:
+        ld.engine.uc.hook_del(h)
+    del ld.engine.world_hooks[hooks_before:]
+
+
+def observation(
+    ld: Loaded,
+    trace: list[int],
+    fault: Fault | None,
+    counter_addr: int,
+    ret: int,
+    clobbered,
+    stack_delta: int,
+    ctx_preserved: bool,
+) -> Observation:
+    """What a finished run shows: run counters from ctx and the counter slot always; the return,
+    registers and stack only when it returned (a fault leaves them meaningless)."""
+    uc = ld.engine.uc
     counts = tuple(
         (p.id, struct.unpack("<Q", uc.mem_read(CTX_BASE + ctx_run_count(p.id), 8))[0])
         for p in sorted(ld.world.programs, key=lambda p: p.id)
@@ -327,7 +369,7 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
     if fault is not None:
         return Observation(
             fault=fault,
-            trace=tuple(state.trace),
+            trace=tuple(trace),
             ret=None,
             tail_call_cnt=tail_call_cnt,
             runs=counts,
@@ -335,15 +377,14 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
             stack_delta=None,
             ctx_preserved=None,
         )
-    clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
     return Observation(
-        trace=tuple(state.trace),
-        ret=uc.reg_read(UC_X86_REG_RAX),
+        trace=tuple(trace),
+        ret=ret,
         tail_call_cnt=tail_call_cnt,
         runs=counts,
         callee_saved_clobbered=clobbered,
-        stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
-        ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE,
+        stack_delta=stack_delta,
+        ctx_preserved=ctx_preserved,
     )
 
 

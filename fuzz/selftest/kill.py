@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from tcfuzz import SOURCE_TREE
+from tcfuzz.codegens import codegen_arch
 from tcfuzz.gen.worlds import decode
 from tcfuzz.selftest.mutants import CATALOGUE
 from tcfuzz.triage.artifacts import InputError, read_document
@@ -46,6 +47,7 @@ def corpus_worlds():
 
 def hunt(name: str, budget: float, seed: int, use_corpus: bool = True) -> Kill:
     mutant, base, description = CATALOGUE[name]
+    arch = codegen_arch(mutant)
     rng = random.Random(seed)
     started = time.monotonic()
     cases = 0
@@ -62,6 +64,7 @@ def hunt(name: str, budget: float, seed: int, use_corpus: bool = True) -> Kill:
         if time.monotonic() - started > budget:
             break
         cases += 1
+        world = world.for_arch(arch)  # an arm64 mutant meets each world's arm64 twin
         j = judge(world, new=mutant)
         if j.verdict.diverges and kills(classify(j, mutant), classify(judge(world, new=base), base)):
             return Kill(name, description, True, time.monotonic() - started, cases, j.verdict.signature, origin)
@@ -73,11 +76,11 @@ def run(names: list[str], budget: float, seed: int, use_corpus: bool = True) -> 
 
 
 def render(kills: list[Kill]) -> str:
-    rows = [f"{'mutant':<30} {'result':<9} {'time':>7} {'cases':>6}  by / signature"]
+    rows = [f"{'mutant':<38} {'result':<9} {'time':>7} {'cases':>6}  by / signature"]
     for k in kills:
         result = "killed" if k.killed else "SURVIVED"
         rows.append(
-            f"{k.mutant:<30} {result:<9} {k.seconds:6.2f}s {k.cases:6d}  "
+            f"{k.mutant:<38} {result:<9} {k.seconds:6.2f}s {k.cases:6d}  "
             + (f"{k.by}: {k.signature}" if k.killed else k.description)
         )
     survived = [k.mutant for k in kills if not k.killed]

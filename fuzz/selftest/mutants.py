@@ -148,3 +148,8 @@ CATALOGUE = {
     "legacy-wrong-prologue-offset": (LEGACY_WRONG_PROLOGUE_OFFSET, LEGACY, "X86_TAIL_CALL_OFFSET + 1 in the legacy jump"),
     "legacy-bound-check-jb": (LEGACY_BOUND_CHECK_JB, LEGACY, "jbe -> jb in the legacy bound check"),
 }
+
+# --- mutants of the arm64 back end (fuzz/selftest/mutants_arm64.py) ----------------------------------
+from tcfuzz.selftest.mutants_arm64 import ARM64_CATALOGUE  # noqa: E402
+
+CATALOGUE.update(ARM64_CATALOGUE)

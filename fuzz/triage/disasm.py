@@ -7,14 +7,18 @@ from dataclasses import dataclass
 
 import capstone
 
+from tcfuzz.codegens import for_arch
 from tcfuzz.model.bpf import BPF_JMP, BPF_TAIL_CALL
 from tcfuzz.model.interfaces import Codegen, JitError, JitImage, VerifierReject
 from tcfuzz.model.layout import RCX, image_base, indirect_thunk
 from tcfuzz.model.profile import KernelProfile
 from tcfuzz.model.sample import SampleConfig, tail_call_sites, verified_sample
 
-_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_JUMPS = {"jmp", "ja", "jae", "jb", "jbe", "je", "jne", "call"}
+_CS = {
+    "x86_64": capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64),
+    "arm64": capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM),
+}
+_JUMPS = {"jmp", "ja", "jae", "jb", "jbe", "je", "jne", "call", "b", "bl", "b.hs", "b.hi", "cbz"}
 _SYMBOLS = {indirect_thunk(RCX): "__x86_indirect_thunk_rcx"}
 
 
@@ -64,16 +68,21 @@ def _symbolise(image: JitImage, sites: list[tuple[int, int]], target: int) -> st
 
 
 def listing(codegen: Codegen, cfg: SampleConfig, profile: KernelProfile, whole: bool = False) -> Listing:
+    codegen = for_arch(codegen, profile.arch)
     try:
         prog = verified_sample(cfg, codegen, profile)
         image = codegen.jit(prog, profile, image_base(0))
     except (VerifierReject, JitError) as e:
         return Listing(codegen.name, [], [], [], error=f"{type(e).__name__}: {e}")
-    return image_listing(codegen.name, image, [(0, len(image.code))] if whole else None)
+    return image_listing(codegen.name, image, [(0, len(image.code))] if whole else None, arch=profile.arch)
 
 
 def image_listing(
-    name: str, image: JitImage, ranges: list[tuple[int, int]] | None = None, marks: frozenset[int] = frozenset()
+    name: str,
+    image: JitImage,
+    ranges: list[tuple[int, int]] | None = None,
+    marks: frozenset[int] = frozenset(),
+    arch: str = "x86_64",
 ) -> Listing:
     """Capstone listing of `ranges` of an image (default: its tail-call sites); instructions at the
     image offsets in `marks` are flagged `=>`."""
@@ -83,10 +92,12 @@ def image_listing(
     asm_at = {ins.offset: ins.asm for ins in image.instrs}
     lines = []
     for start, end in ranges:
-        for insn in _CS.disasm(image.code[start:end], image.base + start):
+        for insn in _CS[arch].disasm(image.code[start:end], image.base + start):
             text = f"{insn.mnemonic} {insn.op_str}".strip()
-            if insn.mnemonic in _JUMPS and insn.op_str.startswith("0x"):
-                text = f"{insn.mnemonic} {_symbolise(image, sites, int(insn.op_str, 16))}"
+            target = insn.op_str.rpartition(" ")[2].lstrip("#")
+            if insn.mnemonic in _JUMPS and target.startswith("0x"):
+                prefix = insn.op_str.rpartition(" ")[0]
+                text = f"{insn.mnemonic} {prefix + ' ' if prefix else ''}{_symbolise(image, sites, int(target, 16))}"
             off = insn.address - image.base
             lines.append(Line(off, bytes(insn.bytes), text, asm_at.get(off, ""), off in marks))
     return Listing(name, imms, sites, lines, ranges=ranges)

@@ -80,7 +80,7 @@ def side_by_side(j: Judgement, codegens: dict[str, Codegen]) -> str:
         if off is not None and v == voter and not any(lo <= off < hi for lo, hi in ranges):
             ranges = ranges + [(off, min(off + 16, len(image.code)))]
         marks = frozenset([off]) if v == voter and off is not None else frozenset()
-        listings.append(image_listing(f"{v}", image, ranges, marks))
+        listings.append(image_listing(f"{v}", image, ranges, marks, arch=j.world.profile.arch))
     where = f"{name}, site {site}" if site is not None else f"{name}, all sites"
     return f"tail-call sequences of {where} (=> where the {voter} run parted)\n" + render_side_by_side(*listings)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from tcfuzz.codegens import for_arch
 from tcfuzz.machine.engine import Engine
 from tcfuzz.machine.executor import execute
 from tcfuzz.model.interfaces import Codegen, KnownCause, VerdictKind
@@ -85,6 +86,7 @@ def attribute(j: Judgement, new: Codegen, engine: Engine | None = None) -> tuple
     """The declared causes whose repair makes `j.world` agree (empty if none does)."""
     if j.verdict.kind is not VerdictKind.NEW_DIVERGES:
         return ()
+    new = for_arch(new, j.world.profile.arch)  # the codegen that ran: a default codegen's arm64 twin
     causes = declared_causes(new)
     trials = [(c,) for c in causes] + ([causes] if len(causes) > 1 else [])
     for trial in trials:
