@@ -16,7 +16,7 @@ def _usage(message: str) -> Exception:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tcfuzz.cli.main import codegens_from_args
+    from tcfuzz.cli.main import codegens_from_args, specs_from_args
     from tcfuzz.cli.terminal import progress
     from tcfuzz.report.collect import collect
     from tcfuzz.report.write import write
@@ -27,9 +27,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not Path(d).is_dir():
             raise _usage(f"--from {d}: not a directory")
     try:
-        report = collect(
-            [Path(d) for d in args.from_dirs], voters["old"], voters["new"], {"old": args.old, "new": args.new}, progress(args)
-        )
+        report = collect([Path(d) for d in args.from_dirs], voters["old"], voters["new"], specs_from_args(args), progress(args))
     except InputError as e:
         raise _usage(str(e)) from None
     paths = write(report, Path(args.out))
