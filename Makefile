@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint fuzz nightly clean
+.PHONY: test lint fuzz nightly report clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,14 +34,34 @@ fuzz: $(STAMP)
 	$(BIN)/tcfuzz fuzz --corpus fuzz-corpus --artifacts fuzz-artifacts --max-time $(FUZZ_SECONDS) --ignore-known \
 		-- -len_control=0 -print_final_stats=0
 
-# Unattended nightly: longer, both cores, both model orders (so the pre-2026 interpreter's counter
-# order is found as JITS_AGREE_MODEL_DIFFERS), and every divergence counts.
+# Unattended nightly, bounded end to end by NIGHTLY_SECONDS: a quarter of it for the property suite on
+# the Hypothesis `nightly` profile (TCFUZZ_HYPOTHESIS_SECONDS stops each test when its share is spent),
+# the rest, less NIGHTLY_MARGIN for start-up and the summary, for a fuzz run on both cores. Both
+# steps always run, both model orders (the pre-2026
+# interpreter's counter order shows as JITS_AGREE_MODEL_DIFFERS). It fails only on a divergence
+# without a proved known cause (fuzz/verdict/policy.py); known ones
+# are in fuzz-artifacts/summary.json and junit.xml, and `make report` puts everything on one page.
 NIGHTLY_SECONDS ?= 3600
+NIGHTLY_MARGIN  ?= 60
 nightly: $(STAMP)
-	TCFUZZ_HYPOTHESIS=nightly TCFUZZ_MODEL_ORDER=both $(BIN)/pytest -n 2 tests/test_properties.py; p=$$?; \
-	$(BIN)/tcfuzz fuzz --corpus fuzz-corpus --artifacts fuzz-artifacts --max-time $(NIGHTLY_SECONDS) --fork 2 \
-		--model-order both -- -ignore_crashes=1 -len_control=0; f=$$?; \
-	exit $$(( f != 0 ? f : p ))
+	@start=$$(date +%s); status=0; \
+	TCFUZZ_HYPOTHESIS=nightly TCFUZZ_MODEL_ORDER=both TCFUZZ_HYPOTHESIS_SECONDS=$$(( $(NIGHTLY_SECONDS) / 4 )) \
+		$(BIN)/pytest -n 2 -p no:cacheprovider -rs tests/test_properties.py || status=1; \
+	left=$$(( $(NIGHTLY_SECONDS) - $(NIGHTLY_MARGIN) - ($$(date +%s) - start) )); \
+	if [ $$left -ge 10 ]; then \
+		$(BIN)/tcfuzz fuzz --corpus fuzz-corpus --artifacts fuzz-artifacts --max-time $$left --fork 2 --ignore-known \
+			--model-order both \
+			-- -ignore_crashes=1 -len_control=0 || status=1; \
+	else echo "make nightly: no time left for the fuzz run"; fi; \
+	echo "make nightly: $$(( $$(date +%s) - start )) s of $(NIGHTLY_SECONDS)"; exit $$status
 
+# The evidence on one page: report/report.{json,md,html} (includes fuzz-artifacts/ when a fuzz run left one).
+report: $(STAMP)
+	$(BIN)/tcfuzz report $(if $(wildcard fuzz-artifacts/summary.json),--from fuzz-artifacts) --out report
+
+# Everything the targets create: the venv, build files, fuzz corpus and artifacts (summary, JUnit,
+# libFuzzer's log, the hidden per-process stats), the report, and the caches of pytest, Hypothesis and ruff.
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info tcfuzz.egg-info fuzz-corpus fuzz-artifacts report \
+		.pytest_cache .hypothesis .ruff_cache .mypy_cache
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -61,3 +61,56 @@ def _hypothesis_profiles():
 
 
 _hypothesis_profiles()
+
+
+@pytest.fixture(scope="session")
+def built_report(tmp_path_factory):
+    """`tcfuzz report --from <a short real fuzz run>`, built once per test process: the fuzz run's
+    directory, the report's files and its JSON, and the fuzz run's stderr."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tcfuzz.cli.main import main
+
+    base = tmp_path_factory.mktemp("report")
+    fuzz_dir = base / "fuzz-artifacts"
+    fuzz = subprocess.run(
+        [str(Path(sys.executable).parent / "tcfuzz"), "fuzz", "--corpus", str(base / "fuzz-corpus"), "--artifacts",
+         str(fuzz_dir), "--max-time", "4", "--ignore-known", "--", "-len_control=0"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert fuzz.returncode == 0, fuzz.stderr[-2000:]
+    out = base / "report"
+    assert main(["report", "--from", str(fuzz_dir), "--out", str(out), "-q"]) == 0
+    paths = {k: out / f"report.{k}" for k in ("json", "md", "html")}
+    return {"paths": paths, "json": json.loads(paths["json"].read_text()), "fuzz_dir": fuzz_dir, "fuzz_stderr": fuzz.stderr}
+
+
+def pytest_collection_modifyitems(items):
+    """TCFUZZ_HYPOTHESIS_SECONDS=S bounds every property test (the nightly profile's 50 000 examples
+    would not fit `make nightly`'s budget): the S seconds are shared out between the Hypothesis tests
+    this process runs, each counted from its first example. A test whose share is spent stops
+    there and is reported as skipped with the number of examples it passed."""
+    import os
+    import time
+
+    seconds = os.environ.get("TCFUZZ_HYPOTHESIS_SECONDS")
+    tests = [item for item in items if hasattr(getattr(item, "obj", None), "hypothesis")]
+    if not seconds or not tests:
+        return
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = float(seconds) * workers / len(tests)
+    for item in tests:
+        handle = item.obj.hypothesis
+
+        def bounded(*args, _inner=handle.inner_test, _state={"started": None, "examples": 0}, **kwargs):  # noqa: B006
+            now = time.monotonic()
+            _state["started"] = _state["started"] or now
+            if now - _state["started"] > share:
+                pytest.skip(f"time budget of {share:.0f} s spent after {_state['examples']} examples, none failing")
+            _state["examples"] += 1
+            return _inner(*args, **kwargs)
+
+        handle.inner_test = bounded

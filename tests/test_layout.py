@@ -32,6 +32,7 @@ STAGES = [
     "tcfuzz.analysis",
     "tcfuzz.frontends",
     "tcfuzz.selftest",
+    "tcfuzz.report",
     "tcfuzz.cli",
 ]
 FOLDERS = {"tcfuzz.model": "model", "tcfuzz.jit_old": "jit_old", "tcfuzz.jit_new": "jit_new", "tcfuzz": "fuzz"}

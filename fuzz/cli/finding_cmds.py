@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from tcfuzz.cli.terminal import busy, width_from_args
 from tcfuzz.codegens import PluginError, for_arch
 from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.world import WorldError
@@ -114,7 +115,7 @@ def cmd_repro(args) -> int:
     if which:
         print(f"raw input: {which}")
     old, new = settings.codegens()
-    print(repro_report(j, {"legacy": old, "patched": new}))
+    print(repro_report(j, {"legacy": old, "patched": new}, width_from_args(args)))
     if j.verdict.diverges:
         print(r.outcome.attribution + ("" if r.order.value == "jit" else f" ({r.order.value} order)"))
     if found:
@@ -141,7 +142,8 @@ def cmd_triage(args) -> int:
     if not Path(args.dir).is_dir():
         raise CommandError(f"{args.dir}: not a directory")
     try:
-        buckets, skipped = triage_dir(Path(args.dir), not args.no_minimize, args.old, args.new, args.model_order)
+        with busy(args, "triage"):
+            buckets, skipped = triage_dir(Path(args.dir), not args.no_minimize, args.old, args.new, args.model_order)
     except PluginError as e:
         raise CommandError(str(e)) from None
     for line in skipped:

@@ -7,16 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from tcfuzz.cli.errors import UsageError
+from tcfuzz.cli.report_cmd import add_report_commands
+from tcfuzz.cli.terminal import FittedStdout, add_common_options, busy, progress, prose_width, width_from_args
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.profile import ARCHES, PRESETS, JumpVariant, ProfileError, preset, profile_for_arch
 from tcfuzz.model.sample import SampleConfig, SiteKind
 
 _REGS = {"r6": R6, "rbx": R6, "r7": R7, "r13": R7, "r8": R8, "r14": R8, "r9": R9, "r15": R9}
-
-
-class UsageError(Exception):
-    """Bad input: reported on one line, exit status 2."""
 
 
 def _int(text: str) -> int:
@@ -131,12 +130,12 @@ def cmd_disasm(args: argparse.Namespace) -> int:
         )
         print(render_side_by_side(old, new))
     else:
+        print(f"profile {profile.name}: ibt={profile.ibt} jump={profile.jump.value} sls={profile.sls}")
         print(
-            f"profile {profile.name}: ibt={profile.ibt} jump={profile.jump.value} sls={profile.sls} "
-            f"max_entries@{profile.max_entries_off:#x} ptrs@{profile.ptrs_off:#x} "
+            f"  max_entries@{profile.max_entries_off:#x} ptrs@{profile.ptrs_off:#x} "
             f"bpf_func@{profile.bpf_func_off:#x} X86_TAIL_CALL_OFFSET={profile.tail_call_offset}"
         )
-        print(render_side_by_side(old, new))
+        print(render_side_by_side(old, new, width=width_from_args(args)))
     return 0
 
 
@@ -286,7 +285,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
         raise UsageError(f"--only: unknown mutant {unknown[0]!r}; the catalogue: {', '.join(CATALOGUE)}")
-    kills = run(names, args.budget, args.seed, use_corpus=not args.no_corpus)
+    kills = run(progress(args)(names, "mutants"), args.budget, args.seed, use_corpus=not args.no_corpus)
     if args.json:
         json.dump({"budget": args.budget, "seed": args.seed, "mutants": [k.to_json() for k in kills]}, sys.stdout, indent=2)
         print()
@@ -298,7 +297,8 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from tcfuzz.selftest.bench import render, run
 
-    report = run(args.cases, args.repeat, args.atheris_seconds)
+    with busy(args, "bench"):
+        report = run(args.cases, args.repeat, args.atheris_seconds)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
@@ -325,7 +325,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
     if not configs:
         raise UsageError("no configuration left to prove")
     report = run_matrix(
-        configs,
+        progress(args)(configs, "prove"),
         voters["old"],
         voters["new"],
         Path(args.artifacts) if args.artifacts else None,
@@ -496,17 +496,25 @@ def build_parser() -> argparse.ArgumentParser:
     from tcfuzz.cli import kernel
 
     kernel.add_parser(sub)
+    add_report_commands(sub)
+    add_common_options(ap)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    args.invoked = list(argv) if argv is not None else sys.argv[1:]  # recorded by commands that say how to rerun them
+    if not getattr(args, "json", False) and not getattr(args, "source_output", False):
+        sys.stdout = FittedStdout(sys.stdout, prose_width(args))
     try:
         return args.func(args)
     except (UsageError, ProfileError) as e:
         print(f"tcfuzz {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        sys.stdout.flush()
+        sys.stdout = getattr(sys.stdout, "stream", sys.stdout)
 
 
 if __name__ == "__main__":

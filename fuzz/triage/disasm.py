@@ -103,15 +103,71 @@ def image_listing(
     return Listing(name, imms, sites, lines, ranges=ranges)
 
 
-def _cell(line: Line | None, width: int) -> str:
+MIN_BYTES = 5  # narrower than this, the bytes column is dropped rather than shown as a stub
+
+
+def _hex(data: bytes, room: int | None) -> str:
+    """The bytes in `room` columns: whole bytes only, `…` when some are left out."""
+    full = data.hex(" ")
+    if room is None or len(full) <= room:
+        return full
+    keep = max((room - 2 + 1) // 3, 0)
+    return (data[:keep].hex(" ") + " …") if keep else "…"
+
+
+def _cell(line: Line | None, bytes_room: int | None, marks: bool = True) -> str:
+    """`=> off: bytes  insn` (the `=>` column only where that side has a mark); the instruction text
+    is never cut."""
     if line is None:
-        return " " * width
-    return f"{'=>' if line.marked else '  '}{line.offset:4x}:  {line.data.hex(' '):<24} {line.text}"[:width].ljust(width)
+        return ""
+    head = (f"{'=>' if line.marked else '  '}" if marks else "") + f"{line.offset:4x}: "
+    if bytes_room == 0:
+        return head + line.text
+    return f"{head}{_hex(line.data, bytes_room):<{bytes_room or 0}} {line.text}"
 
 
-def render_side_by_side(old: Listing, new: Listing, width: int = 72) -> str:
-    """Range by range (each site, or the whole image), aligned on the emitters' asm comments:
-    `diff -y` marks, | the instruction differs, < only legacy, > only patched."""
+def _rows(old: Listing, new: Listing) -> list[tuple[Line | None, Line | None, str] | None]:
+    """Range by range, aligned on the emitters' asm comments: (legacy, patched, mark) or None
+    between ranges. Marks as `diff -y`: | the instruction differs, < only legacy, > only patched."""
+    rows: list[tuple[Line | None, Line | None, str] | None] = []
+    old_ranges, new_ranges = old.ranges or [], new.ranges or []
+    for k in range(max(len(old_ranges), len(new_ranges))):
+        left = old.lines_in(*old_ranges[k]) if k < len(old_ranges) else []
+        right = new.lines_in(*new_ranges[k]) if k < len(new_ranges) else []
+        if k:
+            rows.append(None)
+        matcher = difflib.SequenceMatcher(None, [line.asm for line in left], [line.asm for line in right], autojunk=False)
+        for _tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            for n in range(max(i2 - i1, j2 - j1)):
+                a = left[i1 + n] if i1 + n < i2 else None
+                b = right[j1 + n] if j1 + n < j2 else None
+                same = a is not None and b is not None and a.data == b.data
+                rows.append((a, b, " " if same else ("|" if a and b else ("<" if a else ">"))))
+    return rows
+
+
+def _marked(rows, side: int) -> bool:
+    return any(r and r[side] is not None and r[side].marked for r in rows)
+
+
+def _layout(rows, width: int | None) -> tuple[int, int] | None:
+    """(bytes column, left column) widths that fit `width`; None if two columns cannot fit even
+    without the bytes. Bytes shrink first; instruction text never does."""
+    lines = [line for row in rows if row for line in row[:2] if line is not None]
+    full = max((len(line.data.hex(" ")) for line in lines), default=0)
+    marks = _marked(rows, 0), _marked(rows, 1)
+    for room in [full, *range(full - 1, MIN_BYTES - 1, -1), 0]:
+        left = max((len(_cell(r[0], room, marks[0])) for r in rows if r and r[0]), default=0)
+        right = max((len(_cell(r[1], room, marks[1])) for r in rows if r and r[1]), default=0)
+        if width is None or left + 3 + right <= width:
+            return room, left
+    return None
+
+
+def render_side_by_side(old: Listing, new: Listing, width: int | None = 100) -> str:
+    """Range by range (each site, or the whole image), aligned on the emitters' asm comments, fitted
+    into `width` columns (None: unlimited). The bytes column narrows first; if two columns still do
+    not fit, the listings are printed one above the other. An operand is never cut."""
     out = []
     for listing_ in (old, new):
         sites = ", ".join(f"[{s:#x},{e:#x}) {e - s} bytes" for s, e in listing_.sites)
@@ -119,19 +175,27 @@ def render_side_by_side(old: Listing, new: Listing, width: int = 72) -> str:
         out.append(
             f"{listing_.codegen:>8}: imm {imms or '-'}; sites {sites or '-'}" + (f"; {listing_.error}" if listing_.error else "")
         )
-    out.append(f"{old.codegen:<{width}} | {new.codegen}")
-    old_ranges, new_ranges = old.ranges or [], new.ranges or []
-    for k in range(max(len(old_ranges), len(new_ranges))):
-        left = old.lines_in(*old_ranges[k]) if k < len(old_ranges) else []
-        right = new.lines_in(*new_ranges[k]) if k < len(new_ranges) else []
-        if k:
+    rows = _rows(old, new)
+    layout = _layout(rows, width)
+    if layout is None:  # too narrow for two columns: one listing after the other, marks kept
+        for side, listing_ in enumerate((old, new)):
+            out.append(f"{listing_.codegen}:")
+            for row in rows:
+                if row is None:
+                    out.append("")
+                else:
+                    line, mark = (row[0] if side == 0 else row[1]), row[2]
+                    if line is not None:
+                        out.append(f"{_cell(line, 0, _marked(rows, side))}  {mark if mark != ' ' else ''}".rstrip())
+        return "\n".join(out)
+    room, left = layout
+    marks = _marked(rows, 0), _marked(rows, 1)
+    left = max(left, len(old.codegen))
+    out.append(f"{old.codegen:<{left}} | {new.codegen}")
+    for row in rows:
+        if row is None:
             out.append("")
-        matcher = difflib.SequenceMatcher(None, [line.asm for line in left], [line.asm for line in right], autojunk=False)
-        for _tag, i1, i2, j1, j2 in matcher.get_opcodes():
-            for n in range(max(i2 - i1, j2 - j1)):
-                a = left[i1 + n] if i1 + n < i2 else None
-                b = right[j1 + n] if j1 + n < j2 else None
-                same = a is not None and b is not None and a.data == b.data
-                mark = " " if same else ("|" if a and b else ("<" if a else ">"))
-                out.append(f"{_cell(a, width)} {mark} {_cell(b, width).rstrip()}")
+            continue
+        a, b, mark = row
+        out.append(f"{_cell(a, room, marks[0]):<{left}} {mark} {_cell(b, room, marks[1])}".rstrip())
     return "\n".join(out)

@@ -69,7 +69,7 @@ def parting_site(j: Judgement, codegens: dict[str, Codegen]) -> tuple[str, int |
     return names[-1], None, None
 
 
-def side_by_side(j: Judgement, codegens: dict[str, Codegen]) -> str:
+def side_by_side(j: Judgement, codegens: dict[str, Codegen], width: int | None = 100) -> str:
     name, site, off = parting_site(j, codegens)
     voter = odd_voter(j)
     listings = []
@@ -82,19 +82,38 @@ def side_by_side(j: Judgement, codegens: dict[str, Codegen]) -> str:
         marks = frozenset([off]) if v == voter and off is not None else frozenset()
         listings.append(image_listing(f"{v}", image, ranges, marks, arch=j.world.profile.arch))
     where = f"{name}, site {site}" if site is not None else f"{name}, all sites"
-    return f"tail-call sequences of {where} (=> where the {voter} run parted)\n" + render_side_by_side(*listings)
+    return f"tail-call sequences of {where} (=> where the {voter} run parted)\n" + render_side_by_side(*listings, width=width)
 
 
-def field_table(obs: dict[str, Observation]) -> str:
-    rows = [f"{'field':<24}" + "".join(f"{v:<34}" for v in VOTERS)]
-    for field in Observation.FIELDS:
-        values = [json.dumps(o.to_json()[field]) for o in obs.values()]
-        mark = "*" if len(set(values)) > 1 else " "
-        rows.append(f"{mark}{field:<23}" + "".join(f"{val[:32]:<34}" for val in values))
+def field_table(obs: dict[str, Observation], width: int | None = 100) -> str:
+    """One row per observed field, one column per voter; a value wider than its column continues on
+    the next lines (broken at spaces where it has them), never cut."""
+    names = [f"{field:<23}" for field in Observation.FIELDS]
+    values = [[json.dumps(o.to_json()[field]) for o in obs.values()] for field in Observation.FIELDS]
+    widest = max(len(v) for row in values for v in row)
+    col = widest if width is None else max(min(widest, (width - 24) // len(VOTERS) - 2), 12)
+    rows = [f"{'field':<24}" + "".join(f"{v:<{col + 2}}" for v in VOTERS).rstrip()]
+    for name, vals in zip(names, values, strict=True):
+        mark = "*" if len(set(vals)) > 1 else " "
+        pieces = [_chunks(v, col) for v in vals]
+        for k in range(max(len(p) for p in pieces)):
+            head = f"{mark}{name}" if k == 0 else " " * 24
+            rows.append((head + "".join(f"{(p[k] if k < len(p) else ''):<{col + 2}}" for p in pieces)).rstrip())
     return "\n".join(rows)
 
 
-def repro_report(j: Judgement, codegens: dict[str, Codegen]) -> str:
+def _chunks(text: str, col: int) -> list[str]:
+    """`text` in pieces of at most `col` columns, broken after a space or comma where possible."""
+    out = []
+    while len(text) > col:
+        cut = max(text.rfind(" ", 0, col), text.rfind(",", 0, col))
+        cut = cut + 1 if cut > col // 3 else col
+        out.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return out + [text]
+
+
+def repro_report(j: Judgement, codegens: dict[str, Codegen], width: int | None = 100) -> str:
     v = j.verdict
     out = [f"verdict {v.kind.value}"]
     if not v.diverges:
@@ -108,10 +127,10 @@ def repro_report(j: Judgement, codegens: dict[str, Codegen]) -> str:
     for voter, o in run_obs.items():
         out.append(f"  {voter:<8} {describe_observation(o, j.world)}")
     out.append("")
-    out.append(field_table(run_obs))
+    out.append(field_table(run_obs, width))
     if run_obs["legacy"].load == run_obs["patched"].load == "ok":
         out.append("")
-        out.append(side_by_side(j, codegens))
+        out.append(side_by_side(j, codegens, width))
     return "\n".join(out)
 
 
