@@ -207,15 +207,14 @@ def batch_worlds():
 
 
 def single_run(world: World) -> World:
-    """The world's first run without map operations: what a batch of inputs can vary over."""
-    import dataclasses
-
-    return dataclasses.replace(world, runs=(dataclasses.replace(world.runs[0], ops=()),))
+    """The world's first run, map operations included: what a batch of inputs can vary over (the
+    batch makes the operations once, through the codegen's cache and poke paths, then runs its cases)."""
+    return dataclasses.replace(world, runs=world.runs[:1])
 
 
 def decode_input(data: bytes):
     """A fuzzer input -> (world, cases or None). The first choice picks the mode: 0 is one world,
-    run as is; otherwise the world's first run without map operations and a batch of 64-512 inputs
+    run as is; otherwise the world's first run (with its map operations) and a batch of 64-512 inputs
     for it, drawn (fuzz/machine/batch.py random_cases) from a seed that hashes the rest of the input."""
     import hashlib
 

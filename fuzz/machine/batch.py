@@ -37,7 +37,8 @@ from unicorn.x86_const import UC_X86_REG_RIP
 
 from tcfuzz.jit_old.emit import Emitter
 from tcfuzz.machine.engine import Engine
-from tcfuzz.machine.executor import SENTINEL, Loaded, load
+from tcfuzz.machine.executor import SENTINEL, Loaded, load, maintenance_fault, map_op
+from tcfuzz.machine.prog_array import CacheOverrun, PokeBusy
 from tcfuzz.model.bpf import round_up
 from tcfuzz.model.interfaces import Codegen
 from tcfuzz.model.layout import BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site, prog_struct
@@ -156,6 +157,19 @@ def slot_columns(world: World, n: int, rng: np.random.Generator) -> list[np.ndar
         choice
     ]
     return [slot, np.where(use, value, 0), cache, np.where(use, cached, 0)]
+
+
+def settled(world: World) -> World:
+    """The world with its run's map operations applied to the slots (as the reference sees them: a
+    slot is a slot, however it got there), and no operations left."""
+    import dataclasses
+
+    slots = {m.id: dict(m.slots) for m in world.maps}
+    for op in world.runs[0].ops:
+        if op.index < world.map(op.map).max_entries:  # else -E2BIG, nothing changes
+            slots[op.map] = with_slot(slots[op.map], op.index, op.prog if op.op == "update" else None)
+    maps = tuple(dataclasses.replace(m, slots=slots[m.id]) for m in world.maps)
+    return dataclasses.replace(world, maps=maps, runs=(dataclasses.replace(world.runs[0], ops=()),))
 
 
 def decode_slot(row, col: int, slot_ptrs: int, prog_at: dict[int, int]) -> tuple[int, int | None] | None:
@@ -309,8 +323,8 @@ class Batch:
     """One world loaded under one codegen, ready to run case tables."""
 
     def __init__(self, world: World, codegen: Codegen, engine: Engine | None = None) -> None:
-        if len(world.runs) != 1 or world.runs[0].ops:
-            raise ValueError("a batch needs a world with one run and no map operations")
+        if len(world.runs) != 1:
+            raise ValueError("a batch needs a world with one run")
         self.world, self.codegen = world, codegen
         self.engine = engine or batch_engine(0)
         self.inputs = inputs_of(world)
@@ -318,9 +332,15 @@ class Batch:
     def _load(self) -> Loaded:
         """Load the world and the driver, unless this batch is what the engine already holds."""
         ld = self.ld = load(self.world, self.codegen, self.engine)
-        if ld.load != "ok" or ld.dead is not None:
+        if ld.load != "ok":
             raise NotLoaded(f"the world does not load under {self.codegen.name}: {ld.load} {ld.load_detail}")
         run = self.world.runs[0]
+        try:  # the run's map operations, once, through the codegen's cache and poke paths
+            for op in run.ops:
+                if ld.dead is None:
+                    map_op(ld, op)
+        except (PokeBusy, CacheOverrun) as e:
+            ld.dead = maintenance_fault(e)
         driver = emit_driver(
             self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset, self.codegen.cached_targets
         )
@@ -359,6 +379,10 @@ class Batch:
             self._load()
         uc = self.engine.uc
         n = len(cases)
+        if self.ld.dead is not None:  # the kernel hit BUG_ON in the run's map operations: every case faults
+            m = len(self.inputs.programs)
+            zeros = np.zeros((n, m), dtype=np.uint64)
+            return BatchResult(np.zeros((n, 8), dtype=np.uint64), zeros, zeros.copy(), np.ones(n, dtype=bool))
         cases, overrun = self.through_cache_maintenance(np.ascontiguousarray(cases, dtype=np.uint64))
         if cases.nbytes > TABLE_SIZE or n * self.inputs.result_size > TABLE_SIZE:
             raise ValueError("batch too large for the case/result tables")
@@ -409,7 +433,7 @@ def case_world(world: World, row: np.ndarray) -> World:
     if override is not None:  # the case's slot write is a map operation before the run
         index, prog = override
         op = MapOp("delete", slot_map(world), index) if prog is None else MapOp("update", slot_map(world), index, prog)
-        run = dataclasses.replace(run, ops=(op,))
+        run = dataclasses.replace(run, ops=(*run.ops, op))
     values = iter(int(v) for v in row[: len(inputs_of(world).ctx_offsets)])
     ctx = []
     for prog in sorted(world.programs, key=lambda p: p.id):

@@ -242,7 +242,8 @@ def install_hooks(ld: Loaded, run: _Run) -> None:
             if ins.data == b"\xff\xe1":  # jmp rcx
                 ld.engine.hook_code(image.base + ins.offset, run.on_indirect)
         for poke in image.pokes:
-            ld.engine.hook_code(poke.tailcall_target, run.on_direct)
+            if poke.tailcall_target is not None:
+                ld.engine.hook_code(poke.tailcall_target, run.on_direct)
 
 
 def write_ctx(ld: Loaded, run: RunSpec) -> None:
