@@ -277,31 +277,21 @@ class Outcome:
 
 
 def hunt(mutant, budget: float, seed: int) -> tuple[bool, float, int, str]:
-    """Fuzz one mutant from nothing: (killed, seconds, inputs, signature)."""
-    from tcfuzz.gen.worlds import decode_input
-    from tcfuzz.machine.batch import case_world
-    from tcfuzz.verdict.batch_oracle import judge_batch
-    from tcfuzz.verdict.oracle import judge
+    """Fuzz one mutant from nothing (no corpus): (killed, seconds, inputs, signature)."""
+    from tcfuzz.selftest.kill import fuzz_inputs, killing_world
 
     rng = random.Random(seed)
     started = time.monotonic()
-    n = 0
-    while time.monotonic() - started < budget:
-        n += 1
-        world, cases = decode_input(rng.randbytes(rng.randrange(8, 400)))
-        if cases is None:
-            candidates = [world]
-        else:
-            try:
-                flagged = judge_batch(world, cases, LEGACY, mutant).flagged
-            except ValueError:  # the world does not load under one codegen: the per-case path says why
-                flagged = [0]
-            candidates = [case_world(world, cases[int(i)]) for i in flagged[:3]]
-        for w in candidates:
-            v = judge(w, LEGACY, mutant).verdict
-            if v.diverges and not judge(w, LEGACY, PATCH).verdict.diverges:
-                return True, time.monotonic() - started, n, v.signature
-    return False, time.monotonic() - started, n, ""
+    generated = fuzz_inputs(rng)
+    inputs = [0]
+
+    def worlds():
+        while True:
+            inputs[0] += 1
+            yield inputs[0], generated(mutant, PATCH)
+
+    found = killing_world(mutant, PATCH, worlds(), budget, started)
+    return found is not None, time.monotonic() - started, inputs[0], found[2] if found else ""
 
 
 def equivalence(mutant, quick: bool = False) -> str:
