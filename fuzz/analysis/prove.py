@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import z3
 from capstone.x86 import X86_OP_IMM
 
-from tcfuzz.analysis.lifter import JUMP, Sequence, initial_state, load, merge, run
+from tcfuzz.analysis.lifter import JUMP, LiftError, Sequence, initial_state, load, merge, run
 from tcfuzz.analysis.maintenance import Violation, prove_cache, prove_pokes, violation_world
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import Codegen, JitError
@@ -82,10 +82,13 @@ class Result:
     lemmas: dict[str, str] = field(default_factory=dict)  # lemma -> "proven" or what breaks it
     violation: Violation | None = None  # a broken lemma, as map operations
     jit_fault: str | None = None  # the codegen under test failed to JIT the configuration
+    not_lifted: str | None = None  # an instruction outside the lifted forms: neither proven nor refuted
 
     @property
     def verdict(self) -> str:
-        return "PROVEN" if self.proven else "JIT_FAULT" if self.jit_fault else "COUNTEREXAMPLE"
+        if self.proven:
+            return "PROVEN"
+        return "JIT_FAULT" if self.jit_fault else "NOT_LIFTED" if self.not_lifted else "COUNTEREXAMPLE"
 
     def to_json(self) -> dict:
         return {
@@ -311,6 +314,8 @@ def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) 
         diff = claim.differences(old, new)
     except JitError as e:  # a JIT fault of a codegen is a finding: the configuration cannot load
         return Result(cfg, False, [], time.perf_counter() - started, jit_fault=f"{type(e).__name__}: {e}")
+    except LiftError as e:  # fail closed: not proven, and no counterexample either
+        return Result(cfg, False, [], time.perf_counter() - started, not_lifted=str(e))
     pre = claim.preconditions()
     if claim.fixed_me:
         pre["max-entries-is-the-jitted-one"] = claim.me == ME0
@@ -392,6 +397,7 @@ def render(report: dict) -> str:
             + (", ".join(r.preconditions) or "none")
             + "".join(f"; {name}: {state}" for name, state in r.lemmas.items())
             + (f"; {r.jit_fault}" if r.jit_fault else "")
+            + (f"; {r.not_lifted}" if r.not_lifted else "")
         )
     shown = [r for r in report["results"] if r.necessary]
     for r in shown:

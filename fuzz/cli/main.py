@@ -410,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     mu.add_argument("--systematic", action="store_true", help="every single-instruction mutation, fuzzed then proved")
     mu.add_argument("--sample", type=_int, help="with --systematic: this many mutations, drawn by --seed")
     mu.add_argument("--prove-quick", action="store_true", help="with --systematic: survivors proved on the quick matrix")
+    mu.add_argument("--max-inputs", type=_int, help="with --systematic: also stop each hunt after this many inputs")
     mu.set_defaults(func=cmd_mutants)
 
     b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, not a test)")

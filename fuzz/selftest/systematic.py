@@ -276,8 +276,9 @@ class Outcome:
         return dict(self.__dict__)
 
 
-def hunt(mutant, budget: float, seed: int) -> tuple[bool, float, int, str]:
-    """Fuzz one mutant from nothing (no corpus): (killed, seconds, inputs, signature)."""
+def hunt(mutant, budget: float, seed: int, max_inputs: int | None = None) -> tuple[bool, float, int, str]:
+    """Fuzz one mutant from nothing (no corpus) for `budget` seconds or `max_inputs` inputs, whichever
+    ends first: (killed, seconds, inputs, signature)."""
     from tcfuzz.selftest.kill import fuzz_inputs, killing_world
 
     rng = random.Random(seed)
@@ -286,7 +287,7 @@ def hunt(mutant, budget: float, seed: int) -> tuple[bool, float, int, str]:
     inputs = [0]
 
     def worlds():
-        while True:
+        while max_inputs is None or inputs[0] < max_inputs:
             inputs[0] += 1
             yield inputs[0], generated(mutant, PATCH)
 
@@ -306,14 +307,19 @@ def equivalence(mutant, quick: bool = False) -> str:
     return "equivalent"
 
 
-def run(mutations: list[Mutation], budget: float, seed: int, prove_quick: bool = False) -> list[Outcome]:
+def run(
+    mutations: list[Mutation], budget: float, seed: int, prove_quick: bool = False, progress=None, max_inputs: int | None = None
+) -> list[Outcome]:
+    """Fuzz each mutation, prove each survivor; `progress(outcome)` after each (a long run shows its way)."""
     out = []
     for m in mutations:
-        killed, seconds, inputs, signature = hunt(m.codegen, budget, seed)
+        killed, seconds, inputs, signature = hunt(m.codegen, budget, seed, max_inputs)
         o = Outcome(m.id, m.family, killed, seconds, inputs, signature)
         if not killed:
             o.proof = equivalence(m.codegen, quick=prove_quick)
         out.append(o)
+        if progress is not None:
+            progress(o)
     return out
 
 

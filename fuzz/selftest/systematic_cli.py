@@ -15,7 +15,12 @@ def run_systematic(args: argparse.Namespace) -> int:
     mutations = all_mutations()
     if args.sample:
         mutations = sample(mutations, args.sample, args.seed)
-    outcomes = run(mutations, args.budget, args.seed, prove_quick=args.prove_quick)
+
+    def progress(o) -> None:
+        state = f"killed in {o.seconds:.2f} s" if o.killed else f"survived: {o.proof}"
+        print(f"tcfuzz mutants: {o.id}: {state}", file=sys.stderr, flush=True)
+
+    outcomes = run(mutations, args.budget, args.seed, prove_quick=args.prove_quick, progress=progress, max_inputs=args.max_inputs)
     s = score(outcomes)
     if args.json:
         report = {
