@@ -116,10 +116,10 @@ class JitImage:
         return [ins for ins in self.instrs if start <= ins.offset < end]
 
 
-TextPoke = Callable[[int, "int | None", "int | None"], int]
+TextPoke = Callable[["int | None", "int | None", "int | None"], int]
 """__bpf_arch_text_poke(ip, BPF_MOD_JUMP, BPF_MOD_JUMP, old_addr, new_addr): replaces the 5 bytes at
 ip (`jmp old_addr`, or nop5 for None) by `jmp new_addr` (nop5 for None); an unexpected current
-instruction is the kernel's BUG_ON. Supplied by the machine."""
+instruction, or an ip the JIT never filled in (None), is the kernel's BUG_ON. Supplied by the machine."""
 
 
 class Codegen:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import z3
 
-from tcfuzz.model.interfaces import Codegen, PokeDescriptor
+from tcfuzz.model.interfaces import Codegen, MapRef, PokeDescriptor
 from tcfuzz.model.profile import KernelProfile
 from tcfuzz.model.world import index_mask
 
@@ -142,7 +142,7 @@ def prove_pokes(codegen: Codegen, profile: KernelProfile) -> Violation | None:
     """Every reachable (slot, bytes) state of one direct site, by breadth-first search to a fixed
     point; None when each matches its slot and no poke found unexpected bytes."""
     adj = profile.tail_call_offset
-    poke = PokeDescriptor(None, 1, 0, TARGET, BYPASS, BYPASS_ADDR, adj)
+    poke = PokeDescriptor(MapRef(0, 4), 1, 0, TARGET, BYPASS, BYPASS_ADDR, adj)
 
     def step(code: dict[int, bytes], action) -> dict[int, bytes]:
         code = dict(code)
@@ -157,7 +157,7 @@ def prove_pokes(codegen: Codegen, profile: KernelProfile) -> Violation | None:
         return code
 
     jitted = {TARGET: NOP5, BYPASS: _jmp(BYPASS, BYPASS_ADDR)}  # emit_bpf_tail_call_direct()
-    frontier = []
+    frontier: list[tuple[int | None, dict[int, bytes], tuple, bool]] = []
     for filled in (False, True):
         slot = 1 if filled else None
         try:

@@ -234,7 +234,7 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
     literal = {key_slot} if filled and key_slot < me else set()
     worlds = []
     for slots in (literal, literal | {0}, literal | {0, me - 1}):
-        maps = [{"id": 0, "max_entries": me, "slots": {str(k): 1 for k in sorted(slots)}}]
+        maps: list[dict] = [{"id": 0, "max_entries": me, "slots": {str(k): 1 for k in sorted(slots)}}]
         if cfg.map_index:  # the same used_maps[] as the proof's: other prog arrays around map 0
             others = [{"id": 10 + i, "max_entries": ME0 + 1 + i} for i in range(cfg.map_index + 1)]
             maps = others[: cfg.map_index] + maps + others[cfg.map_index :]
@@ -295,11 +295,10 @@ def lemmas(cfg: Config, old: Codegen, new: Codegen) -> tuple[dict[str, str], Vio
     """The maintenance lemmas the configuration's claim rests on (fuzz/analysis/maintenance.py), for
     both codegens: the cache for static sites, the poke state for direct ones."""
     profile = PRESETS[cfg.profile]
-    name, check_one = {"static": ("cache-maintained", prove_cache), "direct": ("poke-state", prove_pokes)}.get(
-        cfg.kind, (None, None)
-    )
-    if name is None:
+    lemma = {"static": ("cache-maintained", prove_cache), "direct": ("poke-state", prove_pokes)}.get(cfg.kind)
+    if lemma is None:
         return {}, None
+    name, check_one = lemma
     for codegen in (old, new):
         v = check_one(codegen, profile)
         if v is not None:

@@ -59,10 +59,10 @@ def fuzz_inputs(rng: random.Random):
         if cases is None:
             return [world]
         try:
-            flagged = judge_batch(world, cases, base if base.name == "legacy" else LEGACY, mutant).flagged
+            flagged = [int(i) for i in judge_batch(world, cases, LEGACY, mutant).flagged[:3]]
         except ValueError:  # the world does not load under a codegen: the per-case path says why
             flagged = [0]
-        return [case_world(world, cases[int(i)]) for i in flagged[:3]]
+        return [case_world(world, cases[i]) for i in flagged]
 
     return candidates
 

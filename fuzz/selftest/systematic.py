@@ -26,6 +26,7 @@ Score = killed / (total - proven equivalent).
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
 import struct
@@ -83,11 +84,11 @@ def emitted_lines() -> dict[tuple[str, int], tuple[bytes, str]]:
 def byte_edits(data: bytes) -> list[tuple[str, Callable[[bytes], bytes]]]:
     """The single-instruction mutations of one instruction, as (name, bytes -> bytes of equal length)."""
     insn = next(_CS.disasm(data, 0x1000))
-    edits = []
+    edits: list[tuple[str, Callable[[bytes], bytes]]] = []
     if 0x70 <= data[0] <= 0x7F:  # jcc rel8
         for cc, name in enumerate(CONDITIONS):
             if cc != data[0] - 0x70:
-                edits.append((f"j{CONDITIONS[data[0] - 0x70]}->j{name}", lambda d, cc=cc: bytes([0x70 | cc]) + d[1:]))
+                edits.append((f"j{CONDITIONS[data[0] - 0x70]}->j{name}", functools.partial(_set_condition, cc)))
     for what, off, size in (("imm", insn.imm_offset, insn.imm_size), ("disp", insn.disp_offset, insn.disp_size)):
         if size and size in (1, 4):
             fmt = "<b" if size == 1 else "<i"
@@ -107,8 +108,16 @@ def byte_edits(data: bytes) -> list[tuple[str, Callable[[bytes], bytes]]]:
         and data[rex] in SWAPPABLE
         and not (data[rex + 1] >> 6 == 3 and (data[rex + 1] >> 3) & 7 == data[rex + 1] & 7)
     ):
-        edits.append(("swap", lambda d, rex=rex: d[:rex] + bytes([SWAPPABLE[d[rex]]]) + d[rex + 1 :]))
+        edits.append(("swap", functools.partial(_swap_direction, rex)))
     return edits
+
+
+def _set_condition(cc: int, d: bytes) -> bytes:
+    return bytes([0x70 | cc]) + d[1:]
+
+
+def _swap_direction(rex: int, d: bytes) -> bytes:
+    return d[:rex] + bytes([SWAPPABLE[d[rex]]]) + d[rex + 1 :]
 
 
 def _line_name(source: tuple[str, int]) -> str:
@@ -359,7 +368,7 @@ def score(outcomes: list[Outcome]) -> Score:
 
 def render(outcomes: list[Outcome]) -> str:
     s = score(outcomes)
-    by_family = {}
+    by_family: dict[str, tuple[int, int]] = {}
     for o in outcomes:
         k, t = by_family.get(o.family, (0, 0))
         by_family[o.family] = (k + o.killed, t + 1)
