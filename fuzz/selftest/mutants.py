@@ -127,26 +127,30 @@ class _IgnoredDynamicFlagJit(PatchedX86Jit):
         emit_bpf_tail_call_indirect(p, self.profile, prog, map_index, False, callee_regs_used, stack_depth, ip, ctx)
 
 
-class _SwappedImmFieldsJit(PatchedX86Jit):
-    """Reads the map index from bits 8-15 and the dynamic flag from bits 0-7."""
+def decode_codegen(name: str, decode: Callable[[int], tuple[int, bool, int]]) -> PatchedCodegen:
+    """The patched codegen with its own decode of the packed imm: imm -> (map index, dynamic, imm16)."""
 
-    def emit_tail_call(self, p, prog, insn, ip, callee_regs_used, stack_depth, ctx):
-        flag_byte, map_byte, imm16 = decode_tail_call_imm(insn.imm)
-        if imm16:
-            return emit_bpf_tail_call_direct(
-                p, self.profile, prog, poke_entry(prog, imm16 - 1), ip, callee_regs_used, stack_depth, ctx
-            )
-        emit_bpf_tail_call_indirect(p, self.profile, prog, int(map_byte), bool(flag_byte), callee_regs_used, stack_depth, ip, ctx)
+    class Jit(PatchedX86Jit):
+        def emit_tail_call(self, p, prog, insn, ip, callee_regs_used, stack_depth, ctx):
+            map_index, dynamic, imm16 = decode(insn.imm)
+            if imm16:
+                return emit_bpf_tail_call_direct(
+                    p, self.profile, prog, poke_entry(prog, imm16 - 1), ip, callee_regs_used, stack_depth, ctx
+                )
+            emit_bpf_tail_call_indirect(p, self.profile, prog, map_index, dynamic, callee_regs_used, stack_depth, ip, ctx)
+
+    return type(f"Mutant_{name}", (PatchedCodegen,), {"name": name, "jit_class": Jit})()
+
+
+def _swapped_fields(imm32: int) -> tuple[int, bool, int]:
+    """The map index read from bits 8-15 and the dynamic flag from bits 0-7."""
+    map_index, dynamic, imm16 = decode_tail_call_imm(imm32)
+    return int(dynamic), bool(map_index), imm16
 
 
 class IgnoredDynamicFlag(PatchedCodegen):
     name = "ignored-dynamic-flag"
     jit_class = _IgnoredDynamicFlagJit
-
-
-class SwappedImmFields(PatchedCodegen):
-    name = "swapped-imm-fields"
-    jit_class = _SwappedImmFieldsJit
 
 
 class StaleCacheOnDelete(PatchedCodegen):
@@ -228,7 +232,7 @@ CACHE_OFFSET_WITHOUT_ENDBR = CacheOffsetWithoutEndbr()
 CACHE_SLOT_ROUNDED = CacheSlotRounded()
 DELETE_KEEPS_BYPASS_NOP = DeleteKeepsBypassNop()
 IGNORED_DYNAMIC_FLAG = IgnoredDynamicFlag()
-SWAPPED_IMM_FIELDS = SwappedImmFields()
+SWAPPED_IMM_FIELDS = decode_codegen("swapped-imm-fields", _swapped_fields)
 STALE_CACHE_ON_DELETE = StaleCacheOnDelete()
 
 # --- mutants of the legacy JIT (jit_old) -------------------------------------------------------------

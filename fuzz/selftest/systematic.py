@@ -39,14 +39,12 @@ import capstone
 from tcfuzz.jit_new import PatchedCodegen
 from tcfuzz.jit_new.imm import decode_tail_call_imm
 from tcfuzz.jit_new.jit import PatchedX86Jit
-from tcfuzz.jit_new.tail_call import emit_bpf_tail_call_indirect
 from tcfuzz.jit_old import LegacyCodegen
-from tcfuzz.jit_old.jit import poke_entry
-from tcfuzz.jit_old.tail_call import emit_bpf_tail_call_direct
 from tcfuzz.model.bpf import R6, R7, R8, R9, s32
 from tcfuzz.model.layout import image_base
 from tcfuzz.model.profile import PRESETS
 from tcfuzz.model.sample import SampleConfig, SiteKind, tail_call_sites, verified_sample
+from tcfuzz.selftest.mutants import decode_codegen
 
 PATCH = PatchedCodegen()
 LEGACY = LegacyCodegen()
@@ -152,19 +150,6 @@ def emitter_mutations() -> list[Mutation]:
 
 
 # --- imm decode mutations --------------------------------------------------------------------------
-
-
-def decode_codegen(name: str, decode: Callable[[int], tuple[int, bool, int]]) -> PatchedCodegen:
-    class Jit(PatchedX86Jit):
-        def emit_tail_call(self, p, prog, insn, ip, callee_regs_used, stack_depth, ctx):
-            map_index, dynamic, imm16 = decode(insn.imm)
-            if imm16:
-                return emit_bpf_tail_call_direct(
-                    p, self.profile, prog, poke_entry(prog, imm16 - 1), ip, callee_regs_used, stack_depth, ctx
-                )
-            emit_bpf_tail_call_indirect(p, self.profile, prog, map_index, dynamic, callee_regs_used, stack_depth, ip, ctx)
-
-    return type("DecodeMutant", (PatchedCodegen,), {"name": name, "jit_class": Jit})()
 
 
 def decode_mutations() -> list[Mutation]:
