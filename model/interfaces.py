@@ -186,8 +186,8 @@ class Codegen:
 REQUIRED_MEMBERS = ("name", "cached_targets", "fixup", "jit")
 OPTIONAL_MEMBERS = ("imm_codec", "cache_before_pokes", "cache_slot", "cached_target", "direct_fixup", "poke_desc_update")
 
-    # Optional: `known_causes: tuple[KnownCause, ...]`, declared on the codegen's own class (a
-    # subclass does not inherit its base's causes: a mutant of the patch has none of the patch's).
+# Optional: `known_causes: tuple[KnownCause, ...]`, declared on the codegen's own class (a
+# subclass does not inherit its base's causes: a mutant of the patch has none of the patch's).
 
 
 @dataclass(frozen=True)
