@@ -1,7 +1,10 @@
 """Codegens named on the command line as `module:object` or `path/to/file.py:object` (the object
 implements model.interfaces.Codegen). A module is found from the caller's working directory too; a
 file path is relative to it. `resolve_spec` turns either into a spec any other process (the fuzz
-engine's child, a later `repro`) loads the same way."""
+engine's child, a later `repro`) loads the same way.
+
+The default specs are here and only here: every command, artifact and environment default reads them.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,26 @@ import sys
 import zlib
 from pathlib import Path
 
-from tcfuzz.model.interfaces import Codegen
+from tcfuzz.model.interfaces import OPTIONAL_MEMBERS, REQUIRED_MEMBERS, Codegen
 
 OLD_DEFAULT = "tcfuzz.jit_old:CODEGEN"
 NEW_DEFAULT = "tcfuzz.jit_new:CODEGEN"
+DEFAULT_SPECS = {"old": OLD_DEFAULT, "new": NEW_DEFAULT}
 
 
 class PluginError(Exception):
     """A codegen spec that cannot be loaded; one line naming the spec."""
+
+
+def with_defaults(obj) -> Codegen:
+    """`obj` as a `Codegen`: itself when it subclasses it, else a view that takes the required
+    members and any optional member `obj` defines from it, and the rest from `Codegen`'s defaults."""
+    if isinstance(obj, Codegen):
+        return obj
+    members = {name: getattr(obj, name) for name in REQUIRED_MEMBERS + OPTIONAL_MEMBERS if hasattr(obj, name)}
+    view = type(f"{type(obj).__name__}AsCodegen", (Codegen,), {})()
+    view.__dict__.update(members)  # bound methods and values shadow the class defaults
+    return view
 
 
 def load_codegen(spec: str) -> Codegen:
@@ -37,10 +52,10 @@ def load_codegen(spec: str) -> Codegen:
         obj = getattr(module, attr)
     except AttributeError:
         raise PluginError(f"codegen {spec!r}: {module_name} has no {attr}") from None
-    missing = [name for name in ("name", "cached_targets", "fixup", "jit") if not hasattr(obj, name)]
+    missing = [name for name in REQUIRED_MEMBERS if not hasattr(obj, name)]
     if missing:
         raise PluginError(f"codegen {spec!r}: not a Codegen (missing {', '.join(missing)})")
-    return obj
+    return with_defaults(obj)
 
 
 def _import_module(module_name: str):

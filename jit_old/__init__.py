@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from tcfuzz.jit_old import verifier
 from tcfuzz.jit_old.jit import X86Jit
 from tcfuzz.model.bpf import Insn
-from tcfuzz.model.interfaces import JitImage, MapRef, PokeDescriptor, VerifiedProgram, VerifierEnv
+from tcfuzz.model.interfaces import Codegen, JitImage, MapRef, PokeDescriptor, VerifiedProgram, VerifierEnv
 from tcfuzz.model.profile import KernelProfile
 
 
-class LegacyCodegen:
-    """Implements model.interfaces.Codegen."""
+class LegacyCodegen(Codegen):
+    """The legacy JIT as a model.interfaces.Codegen (no cache, the imm is the poke index + 1)."""
 
     name = "legacy"
     arch = "x86_64"

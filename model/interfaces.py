@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
 
 from tcfuzz.model.bpf import Insn
 from tcfuzz.model.profile import KernelProfile
@@ -117,20 +116,78 @@ class JitImage:
         return [ins for ins in self.instrs if start <= ins.offset < end]
 
 
-class Codegen(Protocol):
-    """A tail-call code generator: verifier fix-up + JIT + the prog-array layout it expects."""
+TextPoke = Callable[["int | None", "int | None", "int | None"], int]
+"""__bpf_arch_text_poke(ip, BPF_MOD_JUMP, BPF_MOD_JUMP, old_addr, new_addr): replaces the 5 bytes at
+ip (`jmp old_addr`, or nop5 for None) by `jmp new_addr` (nop5 for None); an unexpected current
+instruction, or an ip the JIT never filled in (None), is the kernel's BUG_ON. Supplied by the machine."""
 
-    name: str
-    cached_targets: bool  # expects ptrs[max_entries + i] = bpf_func + X86_TAIL_CALL_OFFSET (patch 1/4)
+
+class Codegen:
+    """A tail-call code generator: verifier fix-up + JIT + the run-time maintenance the series changes.
+
+    Required: `name`, `cached_targets`, `fixup()` and `jit()`. Everything else has today's kernel
+    behaviour as its default, so a plugin overrides exactly the piece it changes (a mutant, a
+    variant of the series):
+
+    * `imm_codec`: (encode, decode) of the tail-call insn's imm when it is packed (patch 2/4), read by
+      `tcfuzz limits`; None when the imm is the legacy poke index + 1.
+    * patch 1/4's cache maintenance, run by every prog-array update and delete
+      (bpf_fd_array_map_update_elem(), fd_array_map_delete_elem() -> bpf_tail_call_target_update()):
+      `cache_slot()` is which ptrs[] word holds a slot's cached target, `cached_target()` the value
+      written there, `cache_before_pokes` whether it is written before the direct-call pokes.
+    * the text-poke path of direct tail calls: `direct_fixup()` at the end of the JIT
+      (bpf_tail_call_direct_fixup()) and `poke_desc_update()` on every update/delete of the slot
+      (bpf_arch_poke_desc_update()), both of arch/x86/net/bpf_jit_comp.c, through a `TextPoke`.
+    """
+
+    name: str = "codegen"
+    cached_targets: bool = False  # keeps ptrs[max_entries + i] = bpf_func + X86_TAIL_CALL_OFFSET (patch 1/4)
+    imm_codec: tuple[Callable, Callable] | None = None
+    cache_before_pokes: bool = True  # patch 1/4 updates the cache, then prog_array_map_poke_run() pokes
 
     def fixup(
         self, insns: Sequence[Insn], env: VerifierEnv, used_maps: Sequence[MapRef], profile: KernelProfile
-    ) -> tuple[list[Insn], list[PokeDescriptor]]: ...
+    ) -> tuple[list[Insn], list[PokeDescriptor]]:
+        raise NotImplementedError
 
-    def jit(self, prog: VerifiedProgram, profile: KernelProfile, image_base: int) -> JitImage: ...
+    def jit(self, prog: VerifiedProgram, profile: KernelProfile, image_base: int) -> JitImage:
+        raise NotImplementedError
 
-    # Optional: `known_causes: tuple[KnownCause, ...]`, declared on the codegen's own class (a
-    # subclass does not inherit its base's causes: a mutant of the patch has none of the patch's).
+    def cache_slot(self, max_entries: int, alloc_entries: int, key: int) -> int:
+        """The ptrs[] index of slot `key`'s cached target: `array->map.max_entries + key` (patch 1/4);
+        `alloc_entries` is the allocated count (rounded to index_mask + 1 for an unpriv map)."""
+        return max_entries + key
+
+    def cached_target(self, bpf_func: int | None, old: int, profile: KernelProfile) -> int:
+        """The cached value after an update to a program whose bpf_func is `bpf_func` (None: a delete);
+        `old` is the value there before. Patch 1/4: `new ? new->bpf_func + X86_TAIL_CALL_OFFSET : NULL`."""
+        return bpf_func + profile.tail_call_offset if bpf_func is not None else 0
+
+    def direct_fixup(self, poke: PokeDescriptor, target: int | None, text_poke: TextPoke) -> None:
+        """bpf_tail_call_direct_fixup() for one descriptor: `target` is the slot's program's
+        bpf_func + adj_off at JIT time, None for an empty slot (nothing to patch)."""
+        if target is not None:
+            text_poke(poke.tailcall_target, None, target)
+            text_poke(poke.tailcall_bypass, poke.bypass_addr, None)
+
+    def poke_desc_update(self, poke: PokeDescriptor, new_func: int | None, old_func: int | None, text_poke: TextPoke) -> None:
+        """bpf_arch_poke_desc_update(poke, new, old) with the programs' bpf_func (None: no program)."""
+        old_addr = old_func + poke.adj_off if old_func is not None else None
+        new_addr = new_func + poke.adj_off if new_func is not None else None
+        if new_func is not None:
+            text_poke(poke.tailcall_target, old_addr, new_addr)
+            if old_func is None:
+                text_poke(poke.tailcall_bypass, poke.bypass_addr, None)
+        else:
+            text_poke(poke.tailcall_bypass, None if old_func is not None else poke.bypass_addr, poke.bypass_addr)
+            text_poke(poke.tailcall_target, old_addr, None)
+
+
+REQUIRED_MEMBERS = ("name", "cached_targets", "fixup", "jit")
+OPTIONAL_MEMBERS = ("imm_codec", "cache_before_pokes", "cache_slot", "cached_target", "direct_fixup", "poke_desc_update")
+
+# Optional: `known_causes: tuple[KnownCause, ...]`, declared on the codegen's own class (a
+# subclass does not inherit its base's causes: a mutant of the patch has none of the patch's).
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 golden tests.
 
 A sample is a one-program world (map 0 the target prog array; map 1, listed first in used_maps, the
-second array that poisons a dynamic site) lowered by model/lower.py like every other world, so the
+second array that poisons a dynamic site; with `map_index`, prog arrays 10, 11, ... around them)
+lowered by model/lower.py like every other world, so the
 glue and the fall-through marker are the same ones the executor runs.
 """
 
@@ -37,6 +38,7 @@ class SampleConfig:
     unpriv: bool = False  # the map was created without CAP_PERFMON
     exception_boundary: bool = False  # pushes r12 and every callee-saved register
     is_subprog: bool = False
+    map_index: int = 0  # other prog arrays (of other max_entries) before the target in used_maps
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", tuple(SiteKind(kind) for kind in self.sites))
@@ -57,7 +59,10 @@ def sample_world(cfg: SampleConfig, profile: KernelProfile | None = None) -> Wor
     """The one-program world a sample is. Raises WorldError where the kernel would refuse it."""
     target = MapSpec(TARGET_MAP, cfg.max_entries, unpriv=cfg.unpriv)
     dynamic = SiteKind.DYNAMIC in cfg.sites
-    maps = (MapSpec(SECOND_MAP, 2, unpriv=cfg.unpriv), target) if dynamic else (target,)
+    maps: tuple[MapSpec, ...] = (MapSpec(SECOND_MAP, 2, unpriv=cfg.unpriv), target) if dynamic else (target,)
+    if cfg.map_index:  # the target at used_maps[map_index], between arrays a wrong decode would pick
+        others = tuple(MapSpec(10 + i, cfg.max_entries + 1 + i, unpriv=cfg.unpriv) for i in range(cfg.map_index + 1))
+        maps = others[: cfg.map_index] + maps + others[cfg.map_index :]
     sites = tuple(
         SiteSpec((SECOND_MAP, TARGET_MAP))
         if kind is SiteKind.DYNAMIC  # the verifier keeps the last map seen

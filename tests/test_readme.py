@@ -44,3 +44,35 @@ def test_bad_plugin_specs_are_one_line_exit_2(capsys):
         assert main(["run", world, "--new", spec]) == 2
         err = capsys.readouterr().err
         assert err == f"tcfuzz run: error: codegen {spec!r}: {message}\n"
+
+
+def test_readme_mutant_plugins_of_each_kind_are_killed(tmp_path, monkeypatch):
+    """The README's four mutant plugins (emitter, imm decode, cache, poke) each diverge on a world
+    on which the patch agrees."""
+    import importlib
+
+    from tcfuzz.analysis.maintenance import Violation, violation_world
+    from tcfuzz.codegens import load_codegen
+
+    code = re.search(r"```python\n# my_mutants.py\n(.*?)```", README.read_text(), re.S).group(1)
+    (tmp_path / "my_mutants.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    static = Violation("x", "", 4, False, 1, (("update", 1),))
+    direct_delete = Violation("x", "", 4, False, 1, (("delete", None),), filled_at_load=True)
+    several_maps = {
+        "schema": "tcfuzz-world/1",
+        "profile": "default",
+        "maps": [{"id": 5, "max_entries": 9}, {"id": 6, "max_entries": 9}, {"id": 0, "max_entries": 4, "slots": {"1": 1}}],
+        "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
+        "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 5}]}],
+    }
+    cases = {
+        "EMITTER": violation_world(static, "default", False),
+        "DECODE": World.from_json(several_maps),
+        "CACHE": violation_world(static, "ibt", False),
+        "POKE": violation_world(direct_delete, "default", True),
+    }
+    for name, world in cases.items():
+        assert not judge(world).verdict.diverges, name
+        assert judge(world, new=load_codegen(f"my_mutants:{name}")).verdict.kind.value == "NEW_DIVERGES", name

@@ -174,6 +174,16 @@ CONDITIONS = {
     "jb": lambda s: s.cf,
     "je": lambda s: s.zf,
     "jne": lambda s: z3.Not(s.zf),
+    # the signed and overflow conditions: not emitted, but a mutant's jcc may be any of them (PF is not
+    # modelled, so jp/jnp fail closed)
+    "jo": lambda s: s.of,
+    "jno": lambda s: z3.Not(s.of),
+    "js": lambda s: s.sf,
+    "jns": lambda s: z3.Not(s.sf),
+    "jl": lambda s: s.sf != s.of,
+    "jge": lambda s: s.sf == s.of,
+    "jle": lambda s: z3.Or(s.zf, s.sf != s.of),
+    "jg": lambda s: z3.And(z3.Not(s.zf), s.sf == s.of),
 }
 
 

@@ -211,7 +211,7 @@ def hunt(profile: KernelProfile, run_demos: bool = True, old=None, new=None) -> 
     from tcfuzz import jit_new, jit_old
 
     old, new = old or jit_old.CODEGEN, new or jit_new.CODEGEN
-    codec = getattr(new, "imm_codec", None) or PATCH_CODEC
+    codec = new.imm_codec or PATCH_CODEC
     voters = {"old": old, "new": new}
     started = time.perf_counter()
     first_map, first_poke, checked, exhaustive = first_breaks(profile.max_used_maps, profile.poke_tab_max, codec)

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 import z3
 from capstone.x86 import X86_OP_IMM
 
-from tcfuzz.analysis.lifter import JUMP, Sequence, initial_state, load, merge, run
+from tcfuzz.analysis.lifter import JUMP, LiftError, Sequence, initial_state, load, merge, run
+from tcfuzz.analysis.maintenance import Violation, prove_cache, prove_pokes, violation_world
 from tcfuzz.model.bpf import R6, R7, R8, R9
-from tcfuzz.model.interfaces import Codegen
+from tcfuzz.model.interfaces import Codegen, JitError
 from tcfuzz.model.layout import image_base
 from tcfuzz.model.profile import PRESETS, KernelProfile
 from tcfuzz.model.sample import SampleConfig, SiteKind, tail_call_sites, verified_sample
@@ -48,10 +49,13 @@ class Config:
     kind: str  # static, dynamic, direct
     stack_depth: int
     callee: str  # none, some, all, boundary
+    map_index: int = 0  # the site's map at used_maps[map_index], other prog arrays around it
 
     @property
     def name(self) -> str:
-        return f"{self.profile}/{self.kind}/sd{self.stack_depth}/{self.callee}"
+        return f"{self.profile}/{self.kind}/sd{self.stack_depth}/{self.callee}" + (
+            f"/map{self.map_index}" if self.map_index else ""
+        )
 
     def sample(self) -> SampleConfig:
         regs = {"none": (), "some": (R6, R8), "all": (R6, R7, R8, R9), "boundary": ()}[self.callee]
@@ -62,6 +66,7 @@ class Config:
             stack_depth=self.stack_depth,
             callee_regs=regs,
             exception_boundary=self.callee == "boundary",
+            map_index=self.map_index,
         )
 
 
@@ -74,11 +79,23 @@ class Result:
     counterexample: dict | None = None
     necessary: dict[str, dict | None] = field(default_factory=dict)  # precondition -> counterexample without it
     boundary: dict | None = None
+    lemmas: dict[str, str] = field(default_factory=dict)  # lemma -> "proven" or what breaks it
+    violation: Violation | None = None  # a broken lemma, as map operations
+    jit_fault: str | None = None  # the codegen under test failed to JIT the configuration
+    not_lifted: str | None = None  # an instruction outside the lifted forms: neither proven nor refuted
+
+    @property
+    def verdict(self) -> str:
+        if self.proven:
+            return "PROVEN"
+        return "JIT_FAULT" if self.jit_fault else "NOT_LIFTED" if self.not_lifted else "COUNTEREXAMPLE"
 
     def to_json(self) -> dict:
         return {
             "config": self.config.name,
-            "result": "PROVEN" if self.proven else "COUNTEREXAMPLE",
+            "result": self.verdict,
+            "lemmas": self.lemmas,
+            "jit_fault": self.jit_fault,
             "preconditions": self.preconditions,
             "seconds": round(self.seconds, 3),
             "counterexample": self.counterexample,
@@ -217,7 +234,10 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
     literal = {key_slot} if filled and key_slot < me else set()
     worlds = []
     for slots in (literal, literal | {0}, literal | {0, me - 1}):
-        maps = [{"id": 0, "max_entries": me, "slots": {str(k): 1 for k in sorted(slots)}}]
+        maps: list[dict] = [{"id": 0, "max_entries": me, "slots": {str(k): 1 for k in sorted(slots)}}]
+        if cfg.map_index:  # the same used_maps[] as the proof's: other prog arrays around map 0
+            others = [{"id": 10 + i, "max_entries": ME0 + 1 + i} for i in range(cfg.map_index + 1)]
+            maps = others[: cfg.map_index] + maps + others[cfg.map_index :]
         site = {"maps": [0], "key": 1 if cfg.kind == "direct" else None}
         if cfg.kind == "dynamic":
             maps.append({"id": 1, "max_entries": 2})
@@ -246,11 +266,19 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
     return worlds
 
 
+JIT_FAULT_VALUES = {"index": 1, "max_entries_field": ME0, "slot": 1, "count": 0, "slot_filled": True}
+
+
 def replay(cfg: Config, values: dict, old: Codegen, new: Codegen):
     """The first concretisation that diverges under Unicorn: (world, verdict), or None."""
+    return replay_worlds(counterexample_worlds(cfg, values), old, new)
+
+
+def replay_worlds(worlds: list, old: Codegen, new: Codegen):
+    """The first of `worlds` that diverges under Unicorn: (world, verdict), or None."""
     from tcfuzz.verdict.oracle import judge
 
-    for world in counterexample_worlds(cfg, values):
+    for world in worlds:
         verdict = judge(world, old=old, new=new).verdict
         if verdict.diverges:
             return world, verdict
@@ -263,15 +291,37 @@ def check(claim: Claim, diff: z3.BoolRef, pre: list[z3.BoolRef]) -> z3.ModelRef 
     return solver.model() if solver.check() == z3.sat else None
 
 
+def lemmas(cfg: Config, old: Codegen, new: Codegen) -> tuple[dict[str, str], Violation | None]:
+    """The maintenance lemmas the configuration's claim rests on (fuzz/analysis/maintenance.py), for
+    both codegens: the cache for static sites, the poke state for direct ones."""
+    profile = PRESETS[cfg.profile]
+    lemma = {"static": ("cache-maintained", prove_cache), "direct": ("poke-state", prove_pokes)}.get(cfg.kind)
+    if lemma is None:
+        return {}, None
+    name, check_one = lemma
+    for codegen in (old, new):
+        v = check_one(codegen, profile)
+        if v is not None:
+            return {name: f"{codegen.name}: {v.detail}"}, v
+    return {name: "proven"}, None
+
+
 def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) -> Result:
     started = time.perf_counter()
     claim = Claim(cfg)
-    diff = claim.differences(old, new)
+    try:
+        diff = claim.differences(old, new)
+    except JitError as e:  # a JIT fault of a codegen is a finding: the configuration cannot load
+        return Result(cfg, False, [], time.perf_counter() - started, jit_fault=f"{type(e).__name__}: {e}")
+    except LiftError as e:  # fail closed: not proven, and no counterexample either
+        return Result(cfg, False, [], time.perf_counter() - started, not_lifted=str(e))
     pre = claim.preconditions()
     if claim.fixed_me:
         pre["max-entries-is-the-jitted-one"] = claim.me == ME0
+    proved, violation = lemmas(cfg, old, new)
     m = check(claim, diff, list(pre.values()))
-    result = Result(cfg, m is None, list(pre), 0.0, claim.model_values(m) if m is not None else None)
+    result = Result(cfg, m is None and violation is None, list(pre), 0.0, claim.model_values(m) if m is not None else None)
+    result.lemmas, result.violation = proved, violation
     if result.proven and show_necessary:
         for name in pre:
             others = [v for k, v in pre.items() if k != name]
@@ -296,7 +346,8 @@ def matrix(quick: bool = False) -> list[Config]:
     depths, callees = [0, 8, 20, 512], ["none", "some", "all", "boundary"]
     if quick:
         profiles, depths, callees = ["default", "ibt", "retpoline"], [0, 20], ["none", "all"]
-    return [Config(p, k, d, c) for p, k, d, c in itertools.product(profiles, ["static", "dynamic", "direct"], depths, callees)]
+    configs = [Config(p, k, d, c) for p, k, d, c in itertools.product(profiles, ["static", "dynamic", "direct"], depths, callees)]
+    return configs + [Config(p, "static", 0, "none", map_index=2) for p in profiles]  # the decoded map index matters
 
 
 def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None, specs: dict[str, str] | None = None) -> dict:
@@ -312,11 +363,17 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
             seen_profiles.add(cfg.profile)
         r = prove(cfg, old, new, show_necessary=first_static)
         results.append(r)
-        todo = [("counterexample", r.counterexample)] if r.counterexample else []
+        todo = [("counterexample", r.counterexample, counterexample_worlds(cfg, r.counterexample))] if r.counterexample else []
         if r.boundary and r.boundary["counterexample_at_max_plus_1"]:
-            todo.append(("disp-fits-int boundary + 1", r.boundary["counterexample_at_max_plus_1"]))
-        for what, values in todo:
-            got = replay(cfg, values, old, new)
+            values = r.boundary["counterexample_at_max_plus_1"]
+            todo.append(("disp-fits-int boundary + 1", values, counterexample_worlds(cfg, values)))
+        if r.violation is not None:
+            v = r.violation
+            todo.append((v.lemma, v.to_json(), [violation_world(v, cfg.profile, cfg.kind == "direct", cfg.stack_depth)]))
+        if r.jit_fault:
+            todo.append(("jit fault", {"jit_fault": r.jit_fault}, counterexample_worlds(cfg, JIT_FAULT_VALUES)))
+        for what, values, worlds in todo:
+            got = replay_worlds(worlds, old, new)
             entry = {
                 "config": cfg.name,
                 "what": what,
@@ -335,8 +392,11 @@ def render(report: dict) -> str:
     rows = [f"{'configuration':<34} {'result':<15} {'time':>6}  preconditions"]
     for r in report["results"]:
         rows.append(
-            f"{r.config.name:<34} {'PROVEN' if r.proven else 'COUNTEREXAMPLE':<15} {r.seconds:5.2f}s  "
+            f"{r.config.name:<34} {r.verdict:<15} {r.seconds:5.2f}s  "
             + (", ".join(r.preconditions) or "none")
+            + "".join(f"; {name}: {state}" for name, state in r.lemmas.items())
+            + (f"; {r.jit_fault}" if r.jit_fault else "")
+            + (f"; {r.not_lifted}" if r.not_lifted else "")
         )
     shown = [r for r in report["results"] if r.necessary]
     for r in shown:

@@ -281,6 +281,10 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from tcfuzz.selftest.kill import render, run
     from tcfuzz.selftest.mutants import CATALOGUE
 
+    if args.systematic:
+        from tcfuzz.selftest.systematic_cli import run_systematic
+
+        return run_systematic(args)
     names = list(CATALOGUE) if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
@@ -453,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     mu.add_argument("--only", help="comma-separated mutant names")
     mu.add_argument("--no-corpus", action="store_true", help="generated worlds only (no regression corpus first)")
     mu.add_argument("--json", action="store_true")
+    mu.add_argument("--systematic", action="store_true", help="every single-instruction mutation, fuzzed then proved")
+    mu.add_argument("--sample", type=_int, help="with --systematic: this many mutations, drawn by --seed")
+    mu.add_argument("--prove-quick", action="store_true", help="with --systematic: survivors proved on the quick matrix")
+    mu.add_argument("--max-inputs", type=_int, help="with --systematic: also stop each hunt after this many inputs")
     mu.set_defaults(func=cmd_mutants)
 
     b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, not a test)")

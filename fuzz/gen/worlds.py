@@ -10,12 +10,14 @@ shrunk example, are small worlds.
 The generator aims at the edges: max_entries near 1, 2^31 and 2^32-1; indices at max_entries-1,
 max_entries, max_entries+1 and with high bits set; chains long enough to meet the 33 limit; empty
 and filled slots; static, poisoned and direct sites; a prog array late in used_maps; odd stack
-depths; callee-saved subsets; unpriv maps; every profile preset; map operations between runs; runs
+depths; callee-saved subsets; unpriv maps; every profile preset; map operations between runs (often on
+the slot a direct call targets); runs
 entered as a tail callee with a count near 33.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
@@ -128,16 +130,29 @@ def build_world(src: Source) -> World:
             )
         )
 
+    # A constant key's slot is filled at load half the time, so direct calls start poked and the
+    # map operations below have a poke to undo.
+    for a, array in enumerate(arrays):
+        keys = sorted({s.key for p in programs for s in p.sites if s.key is not None and s.maps == (array.id,)})
+        filled = {k: src.int(0, n_progs - 1) for k in keys if k < array.max_entries and k not in array.slots and coin(src)}
+        if filled:
+            arrays[a] = dataclasses.replace(array, slots={**array.slots, **filled})
+    maps = [next((a for a in arrays if a.id == m.id), m) if m.kind == "prog_array" else m for m in maps]
+
+    direct_slots = sorted({(m, s.key) for p in programs for s in p.sites if s.key is not None for m in s.maps})
     runs = []
     for _ in range(src.int(1, 3)):
         ops = []
         for _ in range(src.int(0, 2) if runs else src.int(0, 1)):
-            array = pick(src, arrays)
-            index = index_near(src, array.max_entries)
-            if coin(src, 3):
-                ops.append(MapOp("delete", array.id, index))
+            # Half the time the slot of a constant key: one a direct call may target, so the update or
+            # delete goes through the text pokes as well as the cache.
+            if direct_slots and coin(src):
+                array_id, index = pick(src, direct_slots)
+                delete = coin(src)
             else:
-                ops.append(MapOp("update", array.id, index, src.int(0, n_progs - 1)))
+                array = pick(src, arrays)
+                array_id, index, delete = array.id, index_near(src, array.max_entries), coin(src, 3)
+            ops.append(MapOp("delete", array_id, index) if delete else MapOp("update", array_id, index, src.int(0, n_progs - 1)))
         ctx = []
         for p in programs:
             for j, site in enumerate(p.sites):
@@ -192,15 +207,14 @@ def batch_worlds():
 
 
 def single_run(world: World) -> World:
-    """The world's first run without map operations: what a batch of inputs can vary over."""
-    import dataclasses
-
-    return dataclasses.replace(world, runs=(dataclasses.replace(world.runs[0], ops=()),))
+    """The world's first run, map operations included: what a batch of inputs can vary over (the
+    batch makes the operations once, through the codegen's cache and poke paths, then runs its cases)."""
+    return dataclasses.replace(world, runs=world.runs[:1])
 
 
 def decode_input(data: bytes):
     """A fuzzer input -> (world, cases or None). The first choice picks the mode: 0 is one world,
-    run as is; otherwise the world's first run without map operations and a batch of 64-512 inputs
+    run as is; otherwise the world's first run (with its map operations) and a batch of 64-512 inputs
     for it, drawn (fuzz/machine/batch.py random_cases) from a seed that hashes the rest of the input."""
     import hashlib
 

@@ -27,7 +27,7 @@ from tcfuzz.live.detect import Detected, s64
 from tcfuzz.live.lower import KFunction, MapSymbol, bind, lower_program
 from tcfuzz.live.session import LiveWorld
 from tcfuzz.machine.engine import Engine
-from tcfuzz.machine.prog_array import PokeBusy, bpf_arch_poke_desc_update
+from tcfuzz.machine.prog_array import PokeBusy, engine_text_poke
 from tcfuzz.model.bpf import BPF_CALL_SUBPROG, BPF_PSEUDO_CALL, Insn
 from tcfuzz.model.interfaces import JitImage, PokeDescriptor, VerifiedProgram
 from tcfuzz.model.lower import used_maps
@@ -169,7 +169,7 @@ def poke_run(text: ImageText, pokes: list[PokeDescriptor], map_id: int, key: int
     """prog_array_map_poke_run(): every poke of (map, key) moves from `old` to `new` (bpf_func values)."""
     for poke in pokes:
         if poke.map.map_id == map_id and poke.key == key:
-            bpf_arch_poke_desc_update(cast(Engine, text), poke, new, old)  # duck-typed: mem_read, write_code
+            jit_old.CODEGEN.poke_desc_update(poke, new, old, engine_text_poke(cast(Engine, text)))  # duck-typed text
 
 
 def compare_world(world: World, detected: Detected, codegen=None) -> WorldBytes:

@@ -11,9 +11,12 @@ jumps to the entry program, and from the landing point stores the outcome into a
     result = [rax, rsp, rbx, rbp, r12, r13, r14, r15, run_count[p] for each program,
               the counter slot of each program's frame]
 
-The slot write stands for a map update made before the case (both halves, as patch 1/4 keeps them,
-for a codegen with cached targets); the driver saves the old words and restores them after the
-case. A slot that is a direct call's key is never chosen, since a poke would be due.
+The slot write stands for a map update or delete made before the case. For a codegen with cached
+targets the cache word and its value are the codegen's own (`cache_slot()`, `cached_target()` of
+model.interfaces.Codegen, computed per case from the loaded array), so a batch exercises the
+codegen's cache maintenance as a map operation would; the driver saves the old words and restores
+them after the case. A slot that is a direct call's key is never chosen, since a poke would be due
+(generated worlds' map operations cover those).
 A fault stops `emu_start`; Python marks that case, restores the slot, advances the driver's state
 and restarts it.
 No code hooks are installed, so a batch sees less than a per-case run (no trace, no entry check):
@@ -34,10 +37,11 @@ from unicorn.x86_const import UC_X86_REG_RIP
 
 from tcfuzz.jit_old.emit import Emitter
 from tcfuzz.machine.engine import Engine
-from tcfuzz.machine.executor import SENTINEL, Loaded, load
+from tcfuzz.machine.executor import SENTINEL, Loaded, load, maintenance_fault, map_op
+from tcfuzz.machine.prog_array import CacheOverrun, PokeBusy
 from tcfuzz.model.bpf import round_up
 from tcfuzz.model.interfaces import Codegen
-from tcfuzz.model.layout import BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site
+from tcfuzz.model.layout import BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, array_base, ctx_run_count, ctx_site, prog_struct
 from tcfuzz.model.world import World
 
 DRIVER = KTEXT_BASE + 0x1000
@@ -132,8 +136,9 @@ def slot_map(world: World) -> int:
 
 def slot_columns(world: World, n: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Half the cases set one slot of `slot_map` (emptied, or pointing at a program the batch's model
-    covers) before they run; the rest change nothing (their slot is SCRATCH)."""
-    from tcfuzz.model.layout import image_base, prog_struct
+    covers) before they run; the rest change nothing (their slot is SCRATCH). The cache columns
+    are patch 1/4's default here; `Batch` recomputes them through the codegen under test."""
+    from tcfuzz.model.layout import image_base
 
     spec = world.map(slot_map(world))
     direct_keys = {s.key for p in world.programs for s in p.sites if s.key is not None}
@@ -152,6 +157,19 @@ def slot_columns(world: World, n: int, rng: np.random.Generator) -> list[np.ndar
         choice
     ]
     return [slot, np.where(use, value, 0), cache, np.where(use, cached, 0)]
+
+
+def settled(world: World) -> World:
+    """The world with its run's map operations applied to the slots (as the reference sees them: a
+    slot is a slot, however it got there), and no operations left."""
+    import dataclasses
+
+    slots = {m.id: dict(m.slots) for m in world.maps}
+    for op in world.runs[0].ops:
+        if op.index < world.map(op.map).max_entries:  # else -E2BIG, nothing changes
+            slots[op.map] = with_slot(slots[op.map], op.index, op.prog if op.op == "update" else None)
+    maps = tuple(dataclasses.replace(m, slots=slots[m.id]) for m in world.maps)
+    return dataclasses.replace(world, maps=maps, runs=(dataclasses.replace(world.runs[0], ops=()),))
 
 
 def decode_slot(row, col: int, slot_ptrs: int, prog_at: dict[int, int]) -> tuple[int, int | None] | None:
@@ -173,8 +191,6 @@ def with_slot(slots: dict[int, int], index: int, prog: int | None) -> dict[int, 
 
 def slot_override(world: World, row) -> tuple[int, int | None] | None:
     """(index, program or None) a case sets in `slot_map`, or None when it sets nothing."""
-    from tcfuzz.model.layout import prog_struct
-
     return decode_slot(
         row,
         len(inputs_of(world).ctx_offsets),
@@ -307,18 +323,24 @@ class Batch:
     """One world loaded under one codegen, ready to run case tables."""
 
     def __init__(self, world: World, codegen: Codegen, engine: Engine | None = None) -> None:
-        if len(world.runs) != 1 or world.runs[0].ops:
-            raise ValueError("a batch needs a world with one run and no map operations")
+        if len(world.runs) != 1:
+            raise ValueError("a batch needs a world with one run")
         self.world, self.codegen = world, codegen
         self.engine = engine or batch_engine(0)
         self.inputs = inputs_of(world)
 
     def _load(self) -> Loaded:
         """Load the world and the driver, unless this batch is what the engine already holds."""
-        ld = load(self.world, self.codegen, self.engine)
-        if ld.load != "ok" or ld.dead is not None:
+        ld = self.ld = load(self.world, self.codegen, self.engine)
+        if ld.load != "ok":
             raise NotLoaded(f"the world does not load under {self.codegen.name}: {ld.load} {ld.load_detail}")
         run = self.world.runs[0]
+        try:  # the run's map operations, once, through the codegen's cache and poke paths
+            for op in run.ops:
+                if ld.dead is None:
+                    map_op(ld, op)
+        except (PokeBusy, CacheOverrun) as e:
+            ld.dead = maintenance_fault(e)
         driver = emit_driver(
             self.inputs, ld.images[run.entry].base, self.world.profile.tail_call_offset, self.codegen.cached_targets
         )
@@ -327,19 +349,47 @@ class Batch:
         self.engine.owner = self
         return ld
 
+    def through_cache_maintenance(self, cases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The case table with each slot write's cache word and value as this codegen's maintenance
+        makes them, and the cases whose cache word lies outside the allocation (the per-case path
+        reports those as the fault they are; here the write is dropped and the case marked)."""
+        overrun = np.zeros(len(cases), dtype=bool)
+        if not self.codegen.cached_targets:
+            return cases, overrun
+        col = self.inputs.slot_col
+        array = self.ld.arrays[slot_map(self.world)]
+        ptrs = array.base + self.world.profile.ptrs_off
+        func_of = {prog_struct(pid): base for pid, base in self.ld.bpf_func.items()}
+        out = cases.copy()
+        writes = cases[:, col] != np.uint64(SCRATCH)
+        for addr, value in {(int(a), int(v)) for a, v in cases[writes][:, col : col + 2]}:
+            rows = writes & (cases[:, col] == np.uint64(addr)) & (cases[:, col + 1] == np.uint64(value))
+            index = self.codegen.cache_slot(array.spec.max_entries, array.spec.alloc_entries, (addr - ptrs) // 8)
+            if not 0 <= index < 2 * array.spec.alloc_entries:
+                out[rows, col + 2], out[rows, col + 3], overrun[rows] = SCRATCH + 8, 0, True
+                continue
+            old = array.words.get(self.world.profile.ptrs_off + 8 * index, 0)
+            cached = self.codegen.cached_target(func_of.get(value), old, self.world.profile) & 0xFFFF_FFFF_FFFF_FFFF
+            out[rows, col + 2], out[rows, col + 3] = ptrs + 8 * index, cached
+        return out, overrun
+
     def run(self, cases: np.ndarray) -> BatchResult:
         """cases: (n, k + 1) u64 in case-record order."""
         if getattr(self.engine, "owner", None) is not self:
             self._load()
         uc = self.engine.uc
         n = len(cases)
-        cases = np.ascontiguousarray(cases, dtype=np.uint64)
+        if self.ld.dead is not None:  # the kernel hit BUG_ON in the run's map operations: every case faults
+            m = len(self.inputs.programs)
+            zeros = np.zeros((n, m), dtype=np.uint64)
+            return BatchResult(np.zeros((n, 8), dtype=np.uint64), zeros, zeros.copy(), np.ones(n, dtype=bool))
+        cases, overrun = self.through_cache_maintenance(np.ascontiguousarray(cases, dtype=np.uint64))
         if cases.nbytes > TABLE_SIZE or n * self.inputs.result_size > TABLE_SIZE:
             raise ValueError("batch too large for the case/result tables")
         uc.mem_write(CTX_BASE, bytes(0x1000))
         uc.mem_write(CASES, cases.tobytes())
         uc.mem_write(STATE, struct.pack("<QQQQQ", CASES, RESULTS, n, 0, 0))
-        faulted = np.zeros(n, dtype=bool)
+        faulted = overrun.copy()
         while True:
             left = struct.unpack("<Q", uc.mem_read(STATE + 16, 8))[0]
             if left == 0:
@@ -376,16 +426,14 @@ def case_world(world: World, row: np.ndarray) -> World:
     """The single-run world that replays one case of a batch through the per-case executor."""
     import dataclasses
 
-    from tcfuzz.model.world import SiteInput
+    from tcfuzz.model.world import MapOp, SiteInput
 
     run = world.runs[0]
     override = slot_override(world, row)
-    if override is not None:
-        target = slot_map(world)
-        world = dataclasses.replace(
-            world,
-            maps=tuple(dataclasses.replace(m, slots=with_slot(m.slots, *override)) if m.id == target else m for m in world.maps),
-        )
+    if override is not None:  # the case's slot write is a map operation before the run
+        index, prog = override
+        op = MapOp("delete", slot_map(world), index) if prog is None else MapOp("update", slot_map(world), index, prog)
+        run = dataclasses.replace(run, ops=(*run.ops, op))
     values = iter(int(v) for v in row[: len(inputs_of(world).ctx_offsets)])
     ctx = []
     for prog in sorted(world.programs, key=lambda p: p.id):

@@ -42,7 +42,7 @@ from unicorn.x86_const import (
 
 from tcfuzz.codegens import for_arch
 from tcfuzz.machine.engine import Engine, shared_engine
-from tcfuzz.machine.prog_array import PokeBusy, ProgArray, bpf_arch_poke_desc_update, bpf_tail_call_direct_fixup
+from tcfuzz.machine.prog_array import CacheOverrun, PokeBusy, ProgArray, bpf_tail_call_direct_fixup, engine_text_poke
 from tcfuzz.model.bpf import round_up
 from tcfuzz.model.interfaces import (
     Codegen,
@@ -174,17 +174,22 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
         engine.write_code(HARNESS_RETURN, b"\xf4")  # hlt
         engine.write_code(RETURN_THUNK, b"\xc3")  # x86_return_thunk of a rethunk profile: ret
 
-    for spec in world.maps:  # created, then filled, before any load
-        array = ld.arrays[spec.id] = ProgArray(engine, spec, profile, codegen.cached_targets)
-        for key, pid in sorted(spec.slots.items()):
-            array.xchg(key, pid)
-            array.update_cache(key, ld.bpf_func[pid], codegen)
     try:
+        for spec in world.maps:  # created, then filled, before any load
+            array = ld.arrays[spec.id] = ProgArray(engine, spec, profile, codegen.cached_targets)
+            for key, pid in sorted(spec.slots.items()):
+                array.xchg(key, pid)
+                array.update_cache(key, ld.bpf_func[pid], codegen)
         for _, image in ld.functions:
-            bpf_tail_call_direct_fixup(engine, image.pokes, ld.arrays, ld.bpf_func)
-    except PokeBusy as e:
-        ld.dead = Fault(FaultKind.POKE_BUSY, 0, str(e))
+            bpf_tail_call_direct_fixup(engine, codegen, image.pokes, ld.arrays, ld.bpf_func)
+    except (PokeBusy, CacheOverrun) as e:
+        ld.dead = maintenance_fault(e)
     return ld
+
+
+def maintenance_fault(e: PokeBusy | CacheOverrun) -> Fault:
+    """What the run observes once the kernel's own prog-array maintenance went wrong."""
+    return Fault(FaultKind.POKE_BUSY if isinstance(e, PokeBusy) else FaultKind.OUT_OF_ALLOCATION, 0, str(e))
 
 
 def map_op(ld: Loaded, op: MapOp) -> None:
@@ -195,11 +200,15 @@ def map_op(ld: Loaded, op: MapOp) -> None:
     old = array.xchg(op.index, op.prog)
     new_func = ld.bpf_func[op.prog] if op.prog is not None else None
     old_func = ld.bpf_func[old] if old is not None else None
-    array.update_cache(op.index, new_func, ld.codegen)  # patch 1/4: before the pokes
+    if ld.codegen.cache_before_pokes:  # patch 1/4: the cache first, then prog_array_map_poke_run()
+        array.update_cache(op.index, new_func, ld.codegen)
+    poke = engine_text_poke(ld.engine)
     for _, image in ld.functions:
-        for poke in image.pokes:
-            if poke.map.map_id == op.map and poke.key == op.index:
-                bpf_arch_poke_desc_update(ld.engine, poke, new_func, old_func)
+        for desc in image.pokes:
+            if desc.map.map_id == op.map and desc.key == op.index:
+                ld.codegen.poke_desc_update(desc, new_func, old_func, poke)
+    if not ld.codegen.cache_before_pokes:
+        array.update_cache(op.index, new_func, ld.codegen)
 
 
 class _Run:
@@ -239,7 +248,8 @@ def install_hooks(ld: Loaded, run: _Run) -> None:
             if ins.data == b"\xff\xe1":  # jmp rcx
                 ld.engine.hook_code(image.base + ins.offset, run.on_indirect)
         for poke in image.pokes:
-            ld.engine.hook_code(poke.tailcall_target, run.on_direct)
+            if poke.tailcall_target is not None:
+                ld.engine.hook_code(poke.tailcall_target, run.on_direct)
 
 
 def write_ctx(ld: Loaded, run: RunSpec) -> None:
@@ -282,8 +292,8 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
         for op in run.ops:
             if ld.dead is None:
                 map_op(ld, op)
-    except PokeBusy as e:
-        ld.dead = Fault(FaultKind.POKE_BUSY, 0, str(e))
+    except (PokeBusy, CacheOverrun) as e:
+        ld.dead = maintenance_fault(e)
     if ld.dead is not None:
         return Observation(fault=ld.dead, ret=None, stack_delta=None, ctx_preserved=None)
 

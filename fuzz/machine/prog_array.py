@@ -18,13 +18,17 @@ from __future__ import annotations
 import struct
 
 from tcfuzz.machine.engine import Allocation, Engine
-from tcfuzz.model.interfaces import PokeDescriptor
+from tcfuzz.model.interfaces import Codegen, PokeDescriptor, TextPoke
 from tcfuzz.model.layout import PAGE, array_base, prog_struct
 from tcfuzz.model.profile import KernelProfile
 from tcfuzz.model.world import MapSpec
 
 NOP5 = bytes.fromhex("0f1f440000")  # x86_nops[5]
 ARRAY_AUX_POISON = 0xA0A0_0000_0000  # array->aux: never dereferenced by a tail call
+
+
+class CacheOverrun(Exception):
+    """A codegen's cache maintenance writes outside the prog array's allocation (memory corruption)."""
 
 
 class PokeBusy(Exception):
@@ -81,18 +85,18 @@ class ProgArray:
         self._set_word(key, prog_struct(prog) if prog is not None else 0)
         return old
 
-    def update_cache(self, key: int, bpf_func: int | None, codegen=None) -> None:
-        """bpf_tail_call_target_update() of patch 1/4:
-        xchg(array->ptrs + array->map.max_entries + key, new ? new->bpf_func + offset : 0).
-        A codegen may replace the value with `cached_target(bpf_func, old, profile)` (mutants do)."""
+    def update_cache(self, key: int, bpf_func: int | None, codegen: Codegen) -> None:
+        """bpf_tail_call_target_update() of patch 1/4, as the codegen does it (model.interfaces.Codegen:
+        `cache_slot()` picks the word, `cached_target()` the value; the defaults are
+        xchg(array->ptrs + array->map.max_entries + key, new ? new->bpf_func + offset : NULL)).
+        A word outside the allocation is a write the kernel would make past its object: CacheOverrun."""
         if not self.cached_targets:
             return
-        off = self.profile.ptrs_off + 8 * (self.spec.max_entries + key)
-        if codegen is not None and hasattr(codegen, "cached_target"):
-            value = codegen.cached_target(bpf_func, self.words.get(off, 0), self.profile)
-        else:
-            value = bpf_func + self.profile.tail_call_offset if bpf_func is not None else 0
-        self._set_word(self.spec.max_entries + key, value)
+        index = codegen.cache_slot(self.spec.max_entries, self.spec.alloc_entries, key)
+        if not 0 <= index < 2 * self.spec.alloc_entries:
+            raise CacheOverrun(f"map {self.spec.id}: the cache of slot {key} is ptrs[{index}], past the allocation")
+        old = self.words.get(self.profile.ptrs_off + 8 * index, 0)
+        self._set_word(index, codegen.cached_target(bpf_func, old, self.profile) & 0xFFFF_FFFF_FFFF_FFFF)
 
 
 def emit_patch_insn(ip: int, target: int | None) -> bytes:
@@ -102,8 +106,10 @@ def emit_patch_insn(ip: int, target: int | None) -> bytes:
     return b"\xe9" + struct.pack("<i", target - (ip + 5))
 
 
-def text_poke(engine: Engine, ip: int, old_addr: int | None, new_addr: int | None) -> int:
+def text_poke(engine: Engine, ip: int | None, old_addr: int | None, new_addr: int | None) -> int:
     """__bpf_arch_text_poke(ip, BPF_MOD_JUMP, BPF_MOD_JUMP, old_addr, new_addr): -EBUSY is raised."""
+    if ip is None:  # a descriptor the JIT never filled: is_kernel_text(NULL) fails, -EINVAL, BUG_ON
+        raise PokeBusy("text poke at NULL: the JIT left this poke descriptor's address unset")
     old_insn, new_insn = emit_patch_insn(ip, old_addr), emit_patch_insn(ip, new_addr)
     current = bytes(engine.uc.mem_read(ip, 5))
     if current != old_insn:
@@ -114,26 +120,15 @@ def text_poke(engine: Engine, ip: int, old_addr: int | None, new_addr: int | Non
     return 1
 
 
-def bpf_arch_poke_desc_update(engine: Engine, poke: PokeDescriptor, new_func: int | None, old_func: int | None) -> None:
-    """Mirrors bpf_arch_poke_desc_update(poke, new, old) with bpf_func values for the programs."""
-    old_addr = old_func + poke.adj_off if old_func is not None else None
-    new_addr = new_func + poke.adj_off if new_func is not None else None
-    old_bypass_addr = None if old_func is not None else poke.bypass_addr
-    if new_func is not None:
-        text_poke(engine, poke.tailcall_target, old_addr, new_addr)
-        if old_func is None:
-            text_poke(engine, poke.tailcall_bypass, poke.bypass_addr, None)
-    else:
-        text_poke(engine, poke.tailcall_bypass, old_bypass_addr, poke.bypass_addr)
-        text_poke(engine, poke.tailcall_target, old_addr, None)
+def engine_text_poke(engine: Engine) -> TextPoke:
+    """The machine's `TextPoke` (model.interfaces) for a codegen's poke path."""
+    return lambda ip, old_addr, new_addr: text_poke(engine, ip, old_addr, new_addr)
 
 
 def bpf_tail_call_direct_fixup(
-    engine: Engine, pokes: list[PokeDescriptor], arrays: dict[int, ProgArray], bpf_func: dict[int, int]
+    engine: Engine, codegen: Codegen, pokes: list[PokeDescriptor], arrays: dict[int, ProgArray], bpf_func: dict[int, int]
 ) -> None:
-    """Mirrors bpf_tail_call_direct_fixup(): at the end of the JIT, patch sites whose slot is filled."""
+    """bpf_tail_call_direct_fixup(): at the end of the JIT, the codegen patches the sites whose slot is filled."""
     for poke in pokes:
         target = arrays[poke.map.map_id].progs.get(poke.key)
-        if target is not None:
-            text_poke(engine, poke.tailcall_target, None, bpf_func[target] + poke.adj_off)
-            text_poke(engine, poke.tailcall_bypass, poke.bypass_addr, None)
+        codegen.direct_fixup(poke, bpf_func[target] + poke.adj_off if target is not None else None, engine_text_poke(engine))

@@ -3,7 +3,8 @@ to kill it. A mutant is killed by a world on which it diverges for no known caus
 codegen agrees (the verdict policy, fuzz/verdict/policy.py `kills`).
 
 Each mutant first meets the regression corpus (the worlds every run replays), then generated
-worlds from a seeded byte stream, until its budget runs out.
+worlds from a seeded byte stream, until its budget runs out. (`--systematic` feeds fuzzer inputs,
+batches included: `fuzz_inputs`.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from tcfuzz import SOURCE_TREE
 from tcfuzz.codegens import codegen_arch
 from tcfuzz.gen.worlds import decode
+from tcfuzz.jit_old import CODEGEN as LEGACY
 from tcfuzz.selftest.mutants import CATALOGUE
 from tcfuzz.triage.artifacts import InputError, read_document
 from tcfuzz.verdict.oracle import judge
@@ -45,30 +47,64 @@ def corpus_worlds():
             continue
 
 
+def fuzz_inputs(rng: random.Random):
+    """Random fuzzer inputs as `tcfuzz fuzz` decodes them (fuzz/gen/worlds.py decode_input): per input,
+    the worlds to judge per case. A batch runs through the in-guest driver for both codegens and
+    the model, and the cases it flags (a few) are the candidates."""
+    from tcfuzz.gen.worlds import decode_input
+    from tcfuzz.machine.batch import case_world
+    from tcfuzz.verdict.batch_oracle import judge_batch
+
+    def candidates(mutant, base):
+        world, cases = decode_input(rng.randbytes(rng.randrange(8, 400)))
+        if cases is None:
+            return [world]
+        try:
+            flagged = [int(i) for i in judge_batch(world, cases, LEGACY, mutant).flagged[:3]]
+        except ValueError:  # the world does not load under a codegen: the per-case path says why
+            flagged = [0]
+        return [case_world(world, cases[i]) for i in flagged]
+
+    return candidates
+
+
+def killing_world(mutant, base, worlds, budget: float, started: float):
+    """The first (origin, world, signature) on which `mutant` diverges while `base` agrees, within the
+    budget; None when it survives. `worlds` yields (origin, [worlds])."""
+    old = LEGACY
+    for origin, candidates in worlds:
+        if time.monotonic() - started > budget:
+            return None
+        for world in candidates:
+            j = judge(world, old, mutant)
+            if j.verdict.diverges and kills(classify(j, mutant), classify(judge(world, old, base), base)):
+                return origin, world, j.verdict.signature
+    return None
+
+
 def hunt(name: str, budget: float, seed: int, use_corpus: bool = True) -> Kill:
     mutant, base, description = CATALOGUE[name]
     arch = codegen_arch(mutant)
     rng = random.Random(seed)
     started = time.monotonic()
-    cases = 0
+    cases = [0]
 
     def worlds():
         if use_corpus:
-            yield from corpus_worlds()
+            for origin, world in corpus_worlds():
+                cases[0] += 1
+                yield origin, [world]
         n = 0
         while True:
             n += 1
-            yield f"generated #{n}", decode(rng.randbytes(rng.randrange(8, 400)))
+            cases[0] += 1
+            yield f"generated #{n}", [decode(rng.randbytes(rng.randrange(8, 400)))]
 
-    for origin, world in worlds():
-        if time.monotonic() - started > budget:
-            break
-        cases += 1
-        world = world.for_arch(arch)  # an arm64 mutant meets each world's arm64 twin
-        j = judge(world, new=mutant)
-        if j.verdict.diverges and kills(classify(j, mutant), classify(judge(world, new=base), base)):
-            return Kill(name, description, True, time.monotonic() - started, cases, j.verdict.signature, origin)
-    return Kill(name, description, False, time.monotonic() - started, cases)
+    twins = ((origin, [w.for_arch(arch) for w in ws]) for origin, ws in worlds())  # an arm64 mutant meets arm64 twins
+    found = killing_world(mutant, base, twins, budget, started)
+    if found is None:
+        return Kill(name, description, False, time.monotonic() - started, cases[0])
+    return Kill(name, description, True, time.monotonic() - started, cases[0], found[2], found[0])
 
 
 def run(names: list[str], budget: float, seed: int, use_corpus: bool = True) -> list[Kill]:

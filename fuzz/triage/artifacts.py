@@ -26,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tcfuzz.codegens import DEFAULT_SPECS
 from tcfuzz.model.interfaces import Verdict, VerdictKind
 from tcfuzz.model.world import SCHEMA as WORLD_SCHEMA
 from tcfuzz.model.world import World, WorldError, field_problem
@@ -128,7 +129,7 @@ def artifact_doc(
         "input": raw_name,
         "versions": versions(),
         "profile": world.profile.to_json(),
-        "codegens": codegens or {"old": "tcfuzz.jit_old:CODEGEN", "new": "tcfuzz.jit_new:CODEGEN"},
+        "codegens": codegens or dict(DEFAULT_SPECS),
         "model_order": model_order,
         **extra,
         "world": world.to_json(),

@@ -23,6 +23,7 @@ from tcfuzz.machine.batch import (
     batch_engine,
     decode_slot,
     inputs_of,
+    settled,
     slot_map,
     with_slot,
 )
@@ -237,11 +238,12 @@ def judge_batch(
         patched = Batch(world, new, engine or batch_engine(1)).run(cases)
     except NotLoaded:
         return BatchJudgement(len(cases), np.zeros(1, dtype=np.int64))
+    reference = settled(world)  # the run's map operations, as slots
     flagged = np.zeros(len(cases), dtype=bool)
     for order in orders:
-        if order is CountOrder.JIT and batchable(world):
-            model = model_batch(world, cases)
+        if order is CountOrder.JIT and batchable(reference):
+            model = model_batch(reference, cases)
         else:
-            model = ChainModel(world, order).run(cases)
+            model = ChainModel(reference, order).run(cases)
         flagged |= differs(legacy, model) | differs(patched, model)
     return BatchJudgement(len(cases), np.nonzero(flagged)[0])
