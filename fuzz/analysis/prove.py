@@ -164,7 +164,7 @@ class Claim:
     # -- the named preconditions -------------------------------------------------------------------
     def preconditions(self) -> dict[str, z3.BoolRef]:
         s, p = self.s0, self.profile
-        rsi, rdx, rbp = s.regs["rsi"], s.regs["rdx"], s.regs["rbp"]
+        rsi, rdx = s.regs["rsi"], s.regs["rdx"]
         idx = z3.ZeroExt(32, z3.Extract(31, 0, rdx))
         ptr_cell = rsi + p.ptrs_off + idx * 8
         prog = load(s, ptr_cell, 8)
