@@ -314,10 +314,12 @@ def equivalence(mutant, quick: bool = False, family: str = "") -> tuple[str, tup
     """Prove a survivor against the legacy codegen on every configuration of the matrix (`quick`: the
     quick one) where it makes a difference: ('equivalent', None) when every one is proven; else, when a
     counterexample, broken lemma or JIT fault of some configuration replays under Unicorn as a world
-    on which the mutant diverges while its base agrees, (what prove found, (configuration, signature)):
-    a kill; else (the first configuration not proven, None). A configuration where the mutant emits
+    on which the mutant diverges while its base agrees, or, where no world shows it, the
+    counterexample's sequence run with the kernel's upper-half addresses does
+    (fuzz/analysis/kernel_replay.py), (what prove found, (configuration, signature)): a kill; else (the first configuration not proven, None). A configuration where the mutant emits
     the patch's very bytes and keeps the maintenance lemma is skipped; a mutant no configuration
     exercises is not called equivalent (the imm-decode domain is checked first: decode_domain)."""
+    from tcfuzz.analysis.kernel_replay import replay_at_kernel_addresses
     from tcfuzz.analysis.prove import lemmas, matrix, prove, replay_candidates, site_sequence
     from tcfuzz.selftest.kill import killing_world
 
@@ -342,6 +344,10 @@ def equivalence(mutant, quick: bool = False, family: str = "") -> tuple[str, tup
             found = killing_world(mutant, PATCH, [(cfg.name, worlds)], float("inf"), time.monotonic())
             if found is not None:
                 return f"{r.verdict} on {cfg.name} ({what}), replayed", (cfg.name, found[2])
+        if r.counterexample is not None:  # no world shows it: the kernel's own (upper-half) addresses may
+            signature = replay_at_kernel_addresses(cfg, r.counterexample, LEGACY, mutant, PATCH)
+            if signature is not None:
+                return f"{r.verdict} on {cfg.name}, replayed at kernel addresses", (cfg.name, signature)
     if first:
         return first, None
     if exercised:
