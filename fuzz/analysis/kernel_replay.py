@@ -160,13 +160,17 @@ def replay_at_kernel_addresses(cfg, values: dict, old, new, base=None) -> str | 
         if a == b or (base is not None and run_sequence(site_sequence(base, cfg)[0], regs, cells) != a):
             continue
         field = next(k for k in ("to", "rax", "count", *OBSERVED) if a.get(k) != b.get(k))
-        def show(v):
-            if field == "to" and v is not None:
-                return f"{v[0]} {hex(v[1]) if v[0] == 'jump' else f'+{v[1]}'}"
-            return hex(v) if isinstance(v, int) else v
-
+        show = _show_to if field == "to" else _show
         return f"KERNEL_ADDRESSES/{field}: {old.name} {show(a.get(field))}, {new.name} {show(b.get(field))}"
     return None
+
+
+def _show_to(v) -> str:
+    return f"{v[0]} {hex(v[1]) if v[0] == 'jump' else f'+{v[1]}'}"
+
+
+def _show(v):
+    return hex(v) if isinstance(v, int) else v
 
 
 def concretisations(cfg, values: dict) -> list[dict]:

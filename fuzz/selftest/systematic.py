@@ -316,9 +316,11 @@ def equivalence(mutant, quick: bool = False, family: str = "") -> tuple[str, tup
     counterexample, broken lemma or JIT fault of some configuration replays under Unicorn as a world
     on which the mutant diverges while its base agrees, or, where no world shows it, the
     counterexample's sequence run with the kernel's upper-half addresses does
-    (fuzz/analysis/kernel_replay.py), (what prove found, (configuration, signature)): a kill; else (the first configuration not proven, None). A configuration where the mutant emits
-    the patch's very bytes and keeps the maintenance lemma is skipped; a mutant no configuration
-    exercises is not called equivalent (the imm-decode domain is checked first: decode_domain)."""
+    (fuzz/analysis/kernel_replay.py), (what prove found, (configuration, signature)): a kill; else
+    (the first configuration not proven, None). A configuration where the mutant emits the patch's
+    very bytes and keeps the maintenance lemma is skipped. A mutant no configuration exercises is
+    equivalent only if it decodes the imm and emits the patch's bytes over the verifier's whole
+    domain (decode_domain); otherwise it is not called equivalent."""
     from tcfuzz.analysis.kernel_replay import replay_at_kernel_addresses
     from tcfuzz.analysis.prove import lemmas, matrix, prove, replay_candidates, site_sequence
     from tcfuzz.selftest.kill import killing_world
