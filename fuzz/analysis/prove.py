@@ -427,6 +427,10 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
             }
             if got and artifacts is not None:
                 entry["artifact"] = str(write_artifact(artifacts, got[0], got[1], prefix="prove-", codegens=specs))
+            if got is None and what == "counterexample":  # no world shows it: the kernel's upper-half addresses may
+                from tcfuzz.analysis.kernel_replay import replay_at_kernel_addresses
+
+                entry["kernel_addresses"] = replay_at_kernel_addresses(cfg, values, old, new)
             replays.append(entry)
     return {"results": results, "replays": replays}
 
@@ -461,6 +465,8 @@ def render(report: dict) -> str:
                 + (
                     f"{e['signature']}" + (f"  {e['artifact']}" if e["artifact"] else "")
                     if e["reproduced"]
+                    else f"no world; at kernel addresses {e['kernel_addresses']}"
+                    if e.get("kernel_addresses")
                     else "DID NOT REPRODUCE"
                 )
             )
