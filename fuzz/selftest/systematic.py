@@ -320,13 +320,14 @@ def equivalence(mutant, quick: bool = False, family: str = "") -> tuple[str, tup
     (the first configuration not proven, None). A configuration where the mutant emits the patch's
     very bytes and keeps the maintenance lemma is skipped. A mutant no configuration exercises is
     equivalent only if it decodes the imm and emits the patch's bytes over the verifier's whole
-    domain (decode_domain); otherwise it is not called equivalent."""
+    domain (decode_domain, proved where they differ: decode mutants only, the map index being the
+    imm's); otherwise it is not called equivalent."""
     from tcfuzz.analysis.kernel_replay import replay_at_kernel_addresses
     from tcfuzz.analysis.prove import lemmas, matrix, prove, replay_candidates, site_sequence
     from tcfuzz.selftest.kill import killing_world
 
     exercised, refuted, first = 0, 0, None
-    configs = matrix(quick=quick) + decode_domain(mutant)
+    configs = matrix(quick=quick) + (decode_domain(mutant) if family == "decode" else [])
     for cfg in configs:
         try:
             same = site_sequence(mutant, cfg)[0].code == site_sequence(PATCH, cfg)[0].code
