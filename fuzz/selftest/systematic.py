@@ -20,7 +20,12 @@ sequential machine cannot tell the two orders apart, so it is not in the score.
 Kill: from an empty corpus, random fuzzer inputs (fuzz/gen/worlds.py decode_input: single worlds and
 batches through the in-guest driver, as `tcfuzz fuzz` feeds them); a case the batch flags is re-run
 per case, and the mutant is killed by a world on which it diverges while its base agrees.
-Equivalence: a survivor is equivalent only if `tcfuzz prove` proves it on the whole matrix.
+A survivor of the fuzzer goes to `tcfuzz prove` on the whole matrix. It is killed by prove when a
+counterexample (or broken maintenance lemma, or JIT fault) replays under Unicorn: as a world on
+which it diverges while its base agrees, or, where no world of the low guest layout can show it, as
+its sequence run at the kernel's upper-half addresses with the base agreeing
+(fuzz/analysis/kernel_replay.py). It is equivalent only if prove proves it on every configuration
+where it differs (preconditions: only the kernel's guarantees, each named and shown necessary).
 Score = killed / (total - proven equivalent).
 """
 
