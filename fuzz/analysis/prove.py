@@ -251,7 +251,8 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
     """Concretisations of a counterexample as worlds for the normal executor, most literal first: the
     configuration's program and site, the array with the counterexample's max_entries field, the key
     and the count; the slot read filled when the counterexample's was, and then also slot 0 (whose
-    cached target sits where a read one past the end lands) and the last slot."""
+    cached target sits where a read one past the end lands) and the last slot; last, the JITed
+    max_entries with slot 1 filled and called (z3's max_entries can hide what a small array shows)."""
     from tcfuzz.model.world import SCHEMA, World, WorldError
 
     sample = cfg.sample()
@@ -291,6 +292,9 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
             )
         except WorldError:
             continue
+    small = {**values, "max_entries_field": ME0, "index": 1, "slot": 1, "slot_filled": True}
+    if cfg.kind != "direct" and values != small:  # last, the configuration's own array: slot 1 filled and called
+        worlds += counterexample_worlds(cfg, small)[:1]
     return worlds
 
 
