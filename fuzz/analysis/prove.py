@@ -249,7 +249,7 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
     me = cfg.max_entries if poked else (values["max_entries_field"] or 1)
     filled = values["slot_filled"] if poked else values["slot"] != 0
     key_slot = 1 if poked else index & 0xFFFFFFFF
-    constant_key = cfg.kind == "direct" and key_slot < me
+    constant_key = cfg.kind == "direct" and (poked or index < me)  # the verifier keeps only such keys constant
     literal = {key_slot} if filled and key_slot < me else set()
     worlds = []
     for slots in (literal, literal | {0}, literal | {0, me - 1}):
@@ -301,9 +301,20 @@ def replay_worlds(worlds: list, old: Codegen, new: Codegen):
 
 
 def check(claim, diff: z3.BoolRef, pre: list[z3.BoolRef]) -> z3.ModelRef | None:
+    """A model of the difference under `pre`, or None (proven). A claim may name states the kernel
+    can reach (`plausible()`, e.g. a counter at most MAX_TAIL_CALL_CNT): a model within them is
+    preferred, so that its world replays; without one, any model is a counterexample all the same."""
     solver = z3.Solver()
     solver.add(*pre, diff)
-    return solver.model() if solver.check() == z3.sat else None
+    if solver.check() != z3.sat:
+        return None
+    model = solver.model()
+    extra = getattr(claim, "plausible", list)()
+    if extra:
+        solver.add(*extra)
+        if solver.check() == z3.sat:
+            model = solver.model()
+    return model
 
 
 def codegens_for(cfg: Config, old: Codegen, new: Codegen) -> tuple[Codegen, Codegen]:

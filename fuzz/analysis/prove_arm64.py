@@ -6,10 +6,12 @@ calling convention of emit_bpf_tail_call() (arch/arm64/net/bpf_jit_comp.c):
 
 From one symbolic initial state (every register, all of memory, a symbolic 32-bit ME where the
 patch bakes max_entries in) both sequences are lifted and their exits merged. The claim: the way
-out (the sequence's end, or `br`), the `br` target, sp, every register except the JIT's scratch
-registers x10-x12 (TMP_REG_1..3: the callee enters at PROLOGUE_OFFSET and writes each before
-reading it, as does the code after `out`), and all of memory (which holds the count handed on, at
-[x26]) agree.
+out (the sequence's end, or `br`), the `br` target, sp, all of memory (which holds the count handed
+on, at [x26]) and every register but two kinds agree. Not compared: the JIT's scratch registers
+x10-x12 (TMP_REG_1..3: the callee enters at PROLOGUE_OFFSET and writes each before reading it, as
+does the code after `out`), and BPF R0 and R2-R5 (x7, x1-x4), which the verifier marks unreadable
+after the helper call (check_helper_call() resets the caller-saved R0-R5). R1 (x0, ctx) is compared:
+the callee reads it. (The x86-64 claim compares fewer: rax, rsp and the callee-saved registers.)
 
 The patch's baked fields, with the kernel's C arithmetic:
     `emit_a64_mov_i64(tmp, map->max_entries)`  x10 = (u64)ME              (a u32: zero-extended)
@@ -37,7 +39,8 @@ from tcfuzz.analysis.lifter import JUMP, Sequence
 from tcfuzz.analysis.lifter_arm64 import decode, initial_state, load, run
 
 INT_MAX = 2**31 - 1
-OBSERVED = tuple(f"x{n}" for n in range(31) if n not in (10, 11, 12)) + ("sp",)
+NOT_OBSERVED = {10, 11, 12} | {7, 1, 2, 3, 4}  # TMP_REG_1..3; BPF R0, R2..R5 (caller-saved, not R1 = ctx)
+OBSERVED = tuple(f"x{n}" for n in range(31) if n not in NOT_OBSERVED) + ("sp",)
 RANGE_PRECONDITION = "offset-fits-s32"
 MOVZ_W10 = 0x52800000 | 10  # movz w10, #imm16 (shift 0): `emit_a64_mov_i64(tmp, max_entries)` below 2**16
 ADD_X11_X11 = 0x91000000 | (11 << 5) | 11  # add x11, x11, #imm12 (no LSL #12)
@@ -122,6 +125,11 @@ class Arm64Claim:
         for r in OBSERVED:
             out[r] = value(lambda e, r=r: e.state.regs[r])
         return out
+
+    def plausible(self) -> list[z3.BoolRef]:
+        """What a counterexample should preferably satisfy to replay as a world: a counter the kernel
+        can reach (a world starts a run with at most MAX_TAIL_CALL_CNT)."""
+        return [z3.ULE(load(self.s0, self.s0.regs["x26"], 8), self.profile.max_tail_call_cnt)]
 
     def differences(self, old, new) -> z3.BoolRef:
         a, b = self.outcomes(old), self.outcomes(new)
