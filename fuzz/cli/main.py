@@ -236,6 +236,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             args.model_order,
             kernel_every=_kernel_every(args),
             arch=args.arch,
+            verbose=args.verbose,
         )
     except FuzzUsageError as e:
         raise UsageError(str(e)) from None
@@ -432,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--kernel", type=_int, metavar="N", help="every Nth world also through the running kernel (fourth voter)")
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
+    f.add_argument(
+        "-v", "--verbose", action="store_true", help="libFuzzer's output on the terminal (default: ARTIFACTS/fuzz-RUN-jobK.log)"
+    )
     f.add_argument("libfuzzer", nargs=argparse.REMAINDER, help="-- then libFuzzer flags")
     f.set_defaults(func=cmd_fuzz)
 

@@ -51,10 +51,11 @@ def progress_line(artifacts: Path, run_id: str, elapsed: float) -> str:
     """Merged progress of every job of this run."""
     stats = [s for s in read_stats(artifacts) if s.get("run") == run_id]
     inputs, cases = sum(s["inputs"] for s in stats), sum(s["cases"] for s in stats)
-    findings = {k for s in stats for k in s["findings"]}
+    findings = {k: e for s in stats for k, e in s["findings"].items()}
+    unexplained = sum(1 for e in findings.values() if e.get("status") == "unexplained")
     return (
-        f"tcfuzz fuzz: {len(stats)} processes, {inputs} inputs, {cases} cases, "
-        f"{inputs / max(elapsed, 1e-9):.0f} inputs/s, {len(findings)} findings"
+        f"tcfuzz fuzz: {elapsed:4.0f} s, {len(stats)} processes, {inputs} inputs, {cases} cases, "
+        f"{inputs / max(elapsed, 1e-9):.0f} inputs/s, {len(findings)} findings ({unexplained} unexplained)"
     )
 
 
