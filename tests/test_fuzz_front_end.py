@@ -86,6 +86,9 @@ def test_libfuzzer_talks_to_a_log_and_tcfuzz_to_the_terminal(tmp_path, capfd, mo
     assert "tcfuzz fuzz: " in err and " inputs/s, " in err and "INITED" not in err  # our status line, not libFuzzer's
     (log,) = (tmp_path / "art").glob("fuzz-*-job0.log")
     assert "Done 40 runs" in log.read_text() and f"libFuzzer's log: {log}" in out
+    history = json.loads((tmp_path / "art" / "summary.json").read_text())["history"]
+    assert len(history) >= 2 and history[-1]["inputs"] == 40  # samples for the report's plots, the last at the end
+    assert [p["t"] for p in history] == sorted(p["t"] for p in history)
 
 
 def test_verbose_shows_libfuzzer_on_the_terminal(tmp_path, capfd):

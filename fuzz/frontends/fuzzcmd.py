@@ -26,7 +26,7 @@ from tcfuzz import SOURCE_TREE
 from tcfuzz.codegens import resolve_spec
 from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
 from tcfuzz.frontends.kernel_sample import merge_kernel_stats
-from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, read_stats, write_reports
+from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, progress_sample, read_stats, write_reports
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
 SEED_MAX = 2**32 - 1  # libFuzzer's -seed is an unsigned int
@@ -187,6 +187,7 @@ def run(
             )
             pidfile.write_text("".join(f"{p.pid}\n" for p in procs))
         stopping_since = None
+        history: list[dict] = []  # the status samples: summary.json's `history`, the report's plots
         last_progress = time.monotonic()
         every = float(os.environ.get("TCFUZZ_PROGRESS_EVERY", "5"))
         while any(p.poll() is None for p in procs):
@@ -197,9 +198,11 @@ def run(
             if stopping_since is not None and time.monotonic() - stopping_since > STOP_GRACE:
                 for p in procs:
                     kill_group(p.pid, signal.SIGKILL)
-            if logs and time.monotonic() - last_progress >= every:
+            if time.monotonic() - last_progress >= every:
                 last_progress = time.monotonic()
-                print(progress_line(artifacts, run_id, time.monotonic() - started), file=sys.stderr, flush=True)
+                history.append(progress_sample(artifacts, run_id, time.monotonic() - started))
+                if logs:  # with -v and one job, libFuzzer's own lines carry tcfuzz's
+                    print(progress_line(history[-1]), file=sys.stderr, flush=True)
             time.sleep(0.05)
         for p in procs:  # -fork jobs or anything else left in the groups
             kill_group(p.pid, signal.SIGKILL)
@@ -223,6 +226,7 @@ def run(
                 "argv": argvs,
             },
         )
+        summary["history"] = [*history, progress_sample(artifacts, run_id, time.monotonic() - started)]
         kernel = [s["kernel"] for s in read_stats(artifacts) if s.get("run") == run_id and "kernel" in s]
         if kernel:  # `--kernel N`: the live kernel as a fourth voter on every Nth world
             summary["kernel"] = merge_kernel_stats(kernel)
