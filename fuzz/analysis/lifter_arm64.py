@@ -34,6 +34,7 @@ The way out is the observation, as on x86-64:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import capstone
 import z3
@@ -190,7 +191,7 @@ def decode(seq: Sequence) -> list[tuple[int, int]]:
     return [(seq.base + k, int.from_bytes(seq.code[k : k + 4], "little")) for k in range(0, len(seq.code), 4)]
 
 
-def step(s: State, word: int, pc: int, fields: dict) -> tuple[str, object]:
+def step(s: State, word: int, pc: int, fields: dict) -> tuple[str, Any]:
     """Execute one word on `s` (in place). Returns ("next", None), ("goto", address),
     ("branch", (condition, address)) or ("jump", target). `fields` may replace the value of a
     move-wide (`imm`: the whole register value) or the addend of an ADD immediate (`imm`: 64 bits)."""
@@ -344,12 +345,12 @@ def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exi
             if what == "next":
                 pc += 4
             elif what == "goto":
-                pc = arg  # type: ignore[assignment]
+                pc = arg
             elif what == "branch":
-                taken, target = arg  # type: ignore[misc]
+                taken, target = arg
                 work.append((target, s.copy(), z3.And(c, taken)))
                 c, pc = z3.And(c, z3.Not(taken)), pc + 4
             else:  # "jump"
-                exits.append(Exit(c, JUMP, s, arg))  # type: ignore[arg-type]
+                exits.append(Exit(c, JUMP, s, arg))
                 break
     return exits

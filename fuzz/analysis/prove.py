@@ -309,7 +309,7 @@ def check(claim, diff: z3.BoolRef, pre: list[z3.BoolRef]) -> z3.ModelRef | None:
     if solver.check() != z3.sat:
         return None
     model = solver.model()
-    extra = getattr(claim, "plausible", list)()
+    extra: list[z3.BoolRef] = getattr(claim, "plausible", list)()
     if extra:
         solver.add(*extra)
         if solver.check() == z3.sat:
