@@ -118,7 +118,7 @@ def test_lifter_agrees_with_unicorn_on_the_sequences(cfg, codegen):
     profile = PRESETS[cfg.profile]
     seq, image = site_sequence(codegen, cfg)
     kinds = set()
-    for _ in range(30):
+    for _ in range(20):
         regs, cells = concrete_state(rng, cfg, profile)
         a, b = lifted(seq, regs, cells), emulated(image, seq, regs, cells)
         assert a == b, (cfg.name, codegen.name, regs, cells)

@@ -19,6 +19,10 @@ Preconditions (each shown necessary by dropping it and asking z3 for a counterex
     counter-not-prog    the counter cell is not the target program's bpf_func cell (distinct objects)
 Static sites need all five; dynamic and direct sites need none (their sequences do the same loads).
 Modelling assumptions, not preconditions: qword accesses are 8-aligned (8-byte memory cells).
+
+That is the x86-64 claim (`Claim`). An arm64 profile's configuration gets prove_arm64.Arm64Claim
+(the A64 lifter, x1/x2/x26, the s32 offset of emit_a64_add_i() as `offset-fits-s32`), through
+`claim_for()`; the matrix, necessity, boundary, lemmas and replays here serve both.
 """
 
 from __future__ import annotations
