@@ -254,3 +254,33 @@ def test_other_words_fail_closed(word, text):
     with pytest.raises(LiftError, match=r"is not a lifted form") as e:
         run(seq, state)
     assert text.split()[0] in str(e.value)
+
+
+@pytest.mark.parametrize("profile", ["arm64", "arm64-bti-pac"])
+@pytest.mark.parametrize("callee", ["some", "boundary"])
+def test_the_tail_call_entry_lifts_and_agrees_with_unicorn(profile, callee):
+    """A tail call enters the callee at bpf_func + PROLOGUE_OFFSET * 4: `bti j` (BTI), the
+    callee-saved pushes, `mov x25, sp`, `sub sp, sp, #n`. Those words lift, and leave the registers
+    and the stack as Unicorn does. The whole prologue of a PAC kernel does not: `paciasp` fails closed."""
+    cfg = Config(profile, "static", 20, callee)
+    _, image = site_sequence(NEW, cfg)
+    entry, body = PRESETS[profile].tail_call_offset, image.insn_range(0)[0]
+    seq = Sequence(image.code[entry:body], image.base + entry, image.base + body)
+    rng = random.Random(cfg.name)
+    regs = {r: rng.getrandbits(64) for r in REGS} | {"sp": STACK + 0x8000}
+    state = State({r: z3.BitVecVal(v, 64) for r, v in regs.items()}, symbolic_memory({}))
+    (exit_,) = run(seq, state)
+    assert exit_.kind == OUT  # falls through into the body
+    got = {r: z3.simplify(exit_.state.regs[r]).as_long() for r in REGS}
+    stack = [z3.simplify(z3.Select(exit_.state.mem, ((STACK + 0x8000) >> 3) - k)).as_long() for k in range(1, 20)]
+    uc = machine({})
+    uc.mem_write(image.base, image.code)
+    for r, v in regs.items():
+        uc.reg_write(uc_reg(r), v)
+    uc.emu_start(seq.base, seq.end)
+    assert got == {r: uc.reg_read(uc_reg(r)) for r in REGS}
+    assert stack == [struct.unpack("<Q", uc.mem_read(STACK + 0x8000 - 8 * k, 8))[0] for k in range(1, 20)]
+    whole = Sequence(image.code[:body], image.base, image.base + body)
+    if PRESETS[profile].pac:
+        with pytest.raises(LiftError, match=r"`paciasp` \(3f2303d5\) is not a lifted form"):
+            run(whole, State({r: z3.BitVec(r, 64) for r in REGS}, symbolic_memory({})))
