@@ -406,7 +406,8 @@ def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) 
 def boundary_from_bytes(cfg: Config, old: Codegen, new: Codegen, limit: int) -> dict:
     """The boundary again, from the words the JIT really emits at max_entries = limit and limit + 1
     (arm64: there the helpers emit other forms than at ME0 -- a MOVZ/MOVK pair for max_entries, a
-    MOV/MOVK + ADD for the offset -- and the lifter reads them as they are, no symbolic field)."""
+    MOVZ or MOVN, a MOVK and an ADD (register) for the offset -- and the lifter reads them as they
+    are, no symbolic field)."""
     out: dict = {}
     for me, key in ((limit, "bytes_proven_at_max"), (limit + 1, "bytes_counterexample_at_max_plus_1")):
         at = dataclasses.replace(cfg, max_entries=me)
