@@ -19,7 +19,7 @@ The patch's baked fields, with the kernel's C arithmetic:
 The first is the emitter's word for word at ME0 (a MOVZ), the second its ADD immediate; for the
 other values of ME, `tcfuzz limits --arch arm64` runs both helpers over each 16-bit half and shows
 the same two formulas. The boundary is also proved from the real bytes the JIT emits at the largest
-good ME and the first bad one (prove.py, `arm64_boundary_from_bytes`).
+good ME and the first bad one (prove.py, `boundary_from_bytes`).
 
 Preconditions of a static site (each shown necessary, as on x86-64):
     baked-max-entries   the ME in `mov w10, #ME` is the array's max_entries field
