@@ -42,6 +42,7 @@ from unicorn.x86_const import (
 
 from tcfuzz.codegens import for_arch
 from tcfuzz.machine.engine import Engine, shared_engine
+from tcfuzz.machine.jit_cache import compile_function
 from tcfuzz.machine.prog_array import CacheOverrun, PokeBusy, ProgArray, bpf_tail_call_direct_fixup, engine_text_poke
 from tcfuzz.model.bpf import round_up
 from tcfuzz.model.interfaces import (
@@ -73,7 +74,7 @@ from tcfuzz.model.layout import (
     indirect_thunk,
     prog_struct,
 )
-from tcfuzz.model.lower import lower_program, verify
+from tcfuzz.model.lower import lower_program
 from tcfuzz.model.sample import tail_call_sites
 from tcfuzz.model.world import MapOp, ProgramSpec, RunSpec, World
 
@@ -138,7 +139,7 @@ def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
     functions = []
     for prog in world.programs:
         for fn in lower_program(world, prog):
-            image = codegen.jit(verify(world, prog, fn, codegen), world.profile, fn.base)
+            image = compile_function(world, prog, fn, codegen)  # fuzz/machine/jit_cache.py: compile once
             if len(image.code) > SUBPROG_OFFSET:
                 raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
             functions.append((f"prog {prog.id} subprog" if fn.is_subprog else f"prog {prog.id}", image))
