@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import operator
 import os
 import sys
 import sysconfig
@@ -198,15 +199,34 @@ class _Fingerprint:
                 self.walk(value)
 
     def freeze(self) -> None:
-        """The facts to revalidate, each once: lengths apart, (mapping, key, value) triples."""
-        unique: dict[tuple[int, str], tuple[Any, str, int]] = {}
+        """The facts to revalidate, grouped by namespace: its length, and the identity of each value
+        read from it, checked by C-level loops (itemgetter, map(is_))."""
+        groups: dict[int, tuple[Any, dict[str, Any]]] = {}
+        lengths: dict[int, tuple[Any, int]] = {}
         for mapping, k, ident in self.deps:
-            unique.setdefault((id(mapping), k), (mapping, k, ident))
-        self.lengths = [(m, n) for m, k, n in unique.values() if k == "\0len"]
-        self.values = [(m, k, n) for m, k, n in unique.values() if k != "\0len"]
+            if k == "\0len":
+                lengths.setdefault(id(mapping), (mapping, ident))
+            else:
+                groups.setdefault(id(mapping), (mapping, {}))[1].setdefault(k, mapping[k])
+        self.lengths = list(lengths.values())
+        self.checks = [(m, operator.itemgetter(*values), tuple(values.values())) for m, values in groups.values()]
+        self.deps = []
 
     def valid(self) -> bool:
-        return all(len(m) == n for m, n in self.lengths) and all(id(m.get(k, _MISSING)) == n for m, k, n in self.values)
+        for mapping, n in self.lengths:
+            if len(mapping) != n:
+                return False
+        for mapping, get, expected in self.checks:
+            try:
+                got = get(mapping)
+            except KeyError:
+                return False
+            if len(expected) == 1:
+                if got is not expected[0]:
+                    return False
+            elif not all(map(operator.is_, got, expected)):
+                return False
+        return True
 
 
 _MISSING = object()
@@ -252,9 +272,9 @@ def _copy(image: JitImage) -> JitImage:
     )
 
 
-def key(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen) -> tuple:
+def key(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, digest: str | None = None) -> tuple:
     return (
-        fingerprint(codegen),
+        digest or fingerprint(codegen),
         tuple(fn.insns),
         prog.env,
         tuple(used_maps(world)),
@@ -266,13 +286,14 @@ def key(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen) -> tupl
     )
 
 
-def compile_function(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, cache: bool = True) -> JitImage:
-    """`codegen`'s fix-up and JIT of one lowered function, from the cache when these inputs were seen."""
+def compile_function(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, digest: str | None = None) -> JitImage:
+    """`codegen`'s fix-up and JIT of one lowered function, from the cache when these inputs were seen;
+    `digest`: `fingerprint(codegen)`, when the caller compiles several functions in a row."""
     from tcfuzz.model.lower import verify
 
-    if not cache or MAX_ENTRIES <= 0:
+    if MAX_ENTRIES <= 0:
         return codegen.jit(verify(world, prog, fn, codegen), world.profile, fn.base)
-    k = key(world, prog, fn, codegen)
+    k = key(world, prog, fn, codegen, digest)
     hit = _IMAGES.get(k)
     if hit is not None:
         _IMAGES.move_to_end(k)
