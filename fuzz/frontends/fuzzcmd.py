@@ -26,6 +26,7 @@ from tcfuzz import SOURCE_TREE
 from tcfuzz.codegens import resolve_spec
 from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
 from tcfuzz.frontends.kernel_sample import merge_kernel_stats
+from tcfuzz.frontends.seeds import dict_argv, seed_corpus
 from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, read_stats, write_reports
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
@@ -138,6 +139,7 @@ def run(
     junit_path = (junit_path or artifacts / "junit.xml").resolve()
     prepare_paths(seed, jobs, corpus, artifacts, summary_path, junit_path)
     reap_stale_engines(artifacts)
+    seed_corpus(corpus)  # an empty corpus starts from the regression corpus, encoded (fuzz/frontends/seeds.py)
     old, new = resolve_spec(old), resolve_spec(new)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     job_seeds = [(seed + k) % (SEED_MAX + 1) for k in range(jobs or 1)]
@@ -148,7 +150,7 @@ def run(
         base_argv.append(f"-runs={runs}")
     if fork:
         base_argv.append(f"-fork={fork}")
-    base_argv += extra
+    base_argv += dict_argv(extra) + extra
     env = dict(
         os.environ,
         TCFUZZ_ARTIFACTS=str(artifacts),

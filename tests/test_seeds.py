@@ -1,0 +1,44 @@
+"""The regression corpus as fuzzer inputs (fuzz/gen/encode.py, fuzz/frontends/seeds.py) and the dictionary."""
+
+import random
+
+from tcfuzz.frontends.seeds import DICT, dictionary, seed_corpus, seeds
+from tcfuzz.gen.encode import encode, encode_input
+from tcfuzz.gen.worlds import decode, decode_input, single_run
+from tcfuzz.selftest.kill import corpus_worlds
+
+
+def test_encode_round_trips():
+    """Every world the generator makes comes back from its encoding, exactly."""
+    rng = random.Random(5)
+    for _ in range(400):
+        world = decode(rng.randbytes(rng.randrange(0, 400)))
+        assert decode(encode(world)) == world
+
+
+def test_encode_input_modes():
+    world = decode(random.Random(2).randbytes(100))
+    assert decode_input(encode_input(world)) == (world, None)
+    batch_world, cases = decode_input(encode_input(world, batch=2048, tail=b"x"))
+    assert batch_world == single_run(world) and len(cases) == 2048
+
+
+def test_the_findings_encode_exactly():
+    """The patch's findings are seeds as they are (other entries may be the nearest generated world)."""
+    for origin, world in corpus_worlds():
+        if origin.startswith("corpus/findings/") and world.profile.arch == "x86_64":
+            assert decode(encode(world)) == world, origin
+
+
+def test_seed_corpus_fills_only_an_empty_directory(tmp_path):
+    n = seed_corpus(tmp_path / "c")
+    assert n == len({data for _, data in seeds()}) > 20
+    assert seed_corpus(tmp_path / "c") == 0
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "mine").write_bytes(b"\0")
+    assert seed_corpus(tmp_path / "d") == 0
+
+
+def test_dictionary_file_is_current():
+    assert DICT.read_text() == dictionary()
+    assert '"\\x0f\\xff\\xff\\xd4"' in DICT.read_text()  # 2^28 - 44, the first disp32 overflow
