@@ -124,9 +124,9 @@ class Target:
                     raw = None
             self.cases += len(cases)
         else:
-            found, pick, flagged = triage_batch(world, cases, self.old, self.new, self.orders)
-            self.cases += len(cases)
-            batch_feedback(flagged, len(cases))
+            found, pick, flagged, judged = triage_batch(world, cases, self.old, self.new, self.orders)
+            self.cases += judged  # a batch with many faulted cases stops early (fuzz/verdict/replay.py)
+            batch_feedback(flagged, judged)
             # The diverging case `pick` is what the raw input replays to; the others are written as
             # sidecars only (their worlds are exact), so none is lost.
             for k, r in enumerate(found):
