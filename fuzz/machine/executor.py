@@ -75,7 +75,7 @@ from tcfuzz.model.layout import (
     indirect_thunk,
     prog_struct,
 )
-from tcfuzz.model.lower import lower_program
+from tcfuzz.model.lower import lower_program, used_maps
 from tcfuzz.model.sample import tail_call_sites
 from tcfuzz.model.world import MapOp, ProgramSpec, RunSpec, World
 
@@ -139,9 +139,10 @@ def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
     codegen = for_arch(codegen, world.profile.arch)
     functions = []
     digest = fingerprint(codegen) if jit_cache.MAX_ENTRIES > 0 else None
+    maps = tuple(used_maps(world))
     for prog in world.programs:
         for fn in lower_program(world, prog):
-            image = jit_cache.compile_function(world, prog, fn, codegen, digest)  # fuzz/machine/jit_cache.py: compile once
+            image = jit_cache.compile_function(world, prog, fn, codegen, digest, maps)  # fuzz/machine/jit_cache.py: compile once
             if len(image.code) > SUBPROG_OFFSET:
                 raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
             functions.append((f"prog {prog.id} subprog" if fn.is_subprog else f"prog {prog.id}", image))

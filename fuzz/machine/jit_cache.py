@@ -272,12 +272,14 @@ def _copy(image: JitImage) -> JitImage:
     )
 
 
-def key(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, digest: str | None = None) -> tuple:
+def key(
+    world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, digest: str | None = None, maps: tuple | None = None
+) -> tuple:
     return (
         digest or fingerprint(codegen),
         tuple(fn.insns),
         prog.env,
-        tuple(used_maps(world)),
+        maps if maps is not None else tuple(used_maps(world)),
         world.profile,
         fn.base,
         fn.stack_depth,
@@ -286,14 +288,17 @@ def key(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, digest:
     )
 
 
-def compile_function(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, digest: str | None = None) -> JitImage:
+def compile_function(
+    world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, digest: str | None = None, maps: tuple | None = None
+) -> JitImage:
     """`codegen`'s fix-up and JIT of one lowered function, from the cache when these inputs were seen;
-    `digest`: `fingerprint(codegen)`, when the caller compiles several functions in a row."""
+    `digest` (`fingerprint(codegen)`) and `maps` (`tuple(used_maps(world))`), when the caller compiles
+    several functions of one world in a row."""
     from tcfuzz.model.lower import verify
 
     if MAX_ENTRIES <= 0:
         return codegen.jit(verify(world, prog, fn, codegen), world.profile, fn.base)
-    k = key(world, prog, fn, codegen, digest)
+    k = key(world, prog, fn, codegen, digest, maps)
     hit = _IMAGES.get(k)
     if hit is not None:
         _IMAGES.move_to_end(k)
