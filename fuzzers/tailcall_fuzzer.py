@@ -16,7 +16,7 @@ import atheris
 # TCFUZZ_NO_INSTRUMENT=1 (used by `tcfuzz bench`) measures the cost of the instrumentation.
 # Only the modules whose coverage means something to the search are instrumented (INSTRUMENTED): the
 # decoder/generator (which structure an input built), the reference's outcome branches, the oracle's
-# and the policy's decisions, and the target's outcome branches (fuzz/frontends/target.py feedback()).
+# and the policy's decisions (not the replay plumbing), and the target's outcome branches (fuzz/frontends/target.py feedback()).
 # Not the emitters' byte helpers, the engine, the batch driver or the numpy model: their branches are
 # the same for every world, and instrumenting them cost about 3x per input.
 # tcfuzz.frontends.progress (the wall clock, stats files, the watchdog) is never coverage: a branch
@@ -26,7 +26,6 @@ INSTRUMENTED = [
     "tcfuzz.model.semantics",
     "tcfuzz.verdict.oracle",
     "tcfuzz.verdict.policy",
-    "tcfuzz.verdict.replay",
     "tcfuzz.frontends.target",
 ]
 instrumenting = (

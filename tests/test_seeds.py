@@ -42,3 +42,31 @@ def test_seed_corpus_fills_only_an_empty_directory(tmp_path):
 def test_dictionary_file_is_current():
     assert DICT.read_text() == dictionary()
     assert '"\\x0f\\xff\\xff\\xd4"' in DICT.read_text()  # 2^28 - 44, the first disp32 overflow
+
+
+def test_structural_mutations_give_the_intended_world():
+    """Each structural mutation (fuzz/frontends/mutator.py) applies, and its encoded result decodes
+    (to exactly the changed world where no default ctx input is added)."""
+    from tcfuzz.frontends import mutator
+    from tcfuzz.model.bpf import round_up
+
+    rng = random.Random(4)
+    applied = set()
+    for _ in range(200):
+        data = rng.randbytes(rng.randrange(20, 200))
+        batch, world, size, tail = mutator.parse(data)
+        for mutation in mutator.MUTATIONS:
+            try:
+                changed = mutation(world, random.Random(rng.random()))
+            except (IndexError, ValueError):
+                continue
+            applied.add(mutation.__name__)
+            if mutation is mutator.bump_stack:
+                assert sorted(round_up(p.stack_depth, 8) for p in changed.programs) != sorted(
+                    round_up(p.stack_depth, 8) for p in world.programs
+                ) or len(world.programs) > 1
+            if mutation in (mutator.bump_stack, mutator.edge_max_entries):  # the others add ctx defaults
+                assert decode(encode(changed)) == changed, mutation.__name__
+        out = mutator.structural(data, rng.randrange(1000))
+        assert out is None or decode_input(out)[0] is not None
+    assert applied == {m.__name__ for m in mutator.MUTATIONS}

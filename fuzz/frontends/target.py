@@ -218,5 +218,10 @@ def main(argv: list[str]) -> None:
     import atheris
 
     target = Target()
-    atheris.Setup(argv, target)
+    if os.environ.get("TCFUZZ_MUTATOR") == "structural":  # fuzz/frontends/mutator.py (not instrumented)
+        from tcfuzz.frontends.mutator import custom_mutator
+
+        atheris.Setup(argv, target, custom_mutator=custom_mutator)
+    else:
+        atheris.Setup(argv, target)
     atheris.Fuzz()

@@ -28,6 +28,7 @@ The reference side and the comparison are in fuzz/verdict/batch_oracle.py.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -207,6 +208,7 @@ def rip_disp(p: Emitter, target: int, insn_len: int) -> int:
     return target - (DRIVER + p.pos + insn_len)
 
 
+@functools.lru_cache(maxsize=1024)
 def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: bool) -> bytes:
     """The driver loop for one world; `cached`: the codegen keeps patch 1/4's cached half, so the
     case's slot write covers it too."""
