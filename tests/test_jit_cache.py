@@ -50,7 +50,7 @@ def test_cached_and_fresh_images_are_identical(monkeypatch):
 
 def test_a_mutant_never_gets_another_codegens_image(monkeypatch):
     """Same name, same class body, different closure: distinct fingerprints and distinct images."""
-    from tcfuzz.selftest.systematic import emitter_codegen, emitted_lines
+    from tcfuzz.selftest.systematic import emitted_lines, emitter_codegen
 
     (source, (_, _)), *_ = emitted_lines().items()
     a = emitter_codegen(source, "same-name", lambda d: d)

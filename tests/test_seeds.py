@@ -62,9 +62,11 @@ def test_structural_mutations_give_the_intended_world():
                 continue
             applied.add(mutation.__name__)
             if mutation is mutator.bump_stack:
-                assert sorted(round_up(p.stack_depth, 8) for p in changed.programs) != sorted(
-                    round_up(p.stack_depth, 8) for p in world.programs
-                ) or len(world.programs) > 1
+                assert (
+                    sorted(round_up(p.stack_depth, 8) for p in changed.programs)
+                    != sorted(round_up(p.stack_depth, 8) for p in world.programs)
+                    or len(world.programs) > 1
+                )
             if mutation in (mutator.bump_stack, mutator.edge_max_entries):  # the others add ctx defaults
                 assert decode(encode(changed)) == changed, mutation.__name__
         out = mutator.structural(data, rng.randrange(1000))

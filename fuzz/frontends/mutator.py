@@ -48,8 +48,7 @@ def poison(world: World, rng: random.Random) -> World:
         (p, j, s)
         for p in world.programs
         for j, s in enumerate(p.sites)
-        if len(s.maps) == 1 and not world.map(s.maps[0]).unpriv
-        and any(m.id != s.maps[0] and not m.unpriv for m in arrays(world))
+        if len(s.maps) == 1 and not world.map(s.maps[0]).unpriv and any(m.id != s.maps[0] and not m.unpriv for m in arrays(world))
     ]
     prog, j, site = rng.choice(candidates)
     other = rng.choice([m.id for m in arrays(world) if m.id != site.maps[0] and not m.unpriv])
@@ -90,7 +89,11 @@ def add_op(world: World, rng: random.Random) -> World:
     run = world.runs[r]
     array = rng.choice(arrays(world))
     index = rng.choice([0, 1, array.max_entries - 1, *array.slots])
-    op = MapOp("delete", array.id, index) if rng.random() < 0.4 else MapOp("update", array.id, index, rng.choice(world.programs).id)
+    op = (
+        MapOp("delete", array.id, index)
+        if rng.random() < 0.4
+        else MapOp("update", array.id, index, rng.choice(world.programs).id)
+    )
     runs = list(world.runs)
     runs[r] = dataclasses.replace(run, ops=(*run.ops, op))
     return dataclasses.replace(world, runs=tuple(runs))

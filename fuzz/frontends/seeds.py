@@ -96,9 +96,7 @@ def dictionary() -> str:
     def esc(data: bytes) -> str:
         return "".join(f"\\x{b:02x}" for b in data)
 
-    lines = [
-        "# tcfuzz edge values as fuzz/gen/worlds.py ByteSource reads them (generated: fuzz/frontends/seeds.py dictionary())"
-    ]
+    lines = ["# tcfuzz edge values as fuzz/gen/worlds.py ByteSource reads them (generated: fuzz/frontends/seeds.py dictionary())"]
     for v in EDGE_VALUES:
         lines.append(f'u32_{v:08x}="{esc(v.to_bytes(4, "big"))}"')
         lines.append(f'max_entries_{v:08x}="{esc(bytes([7]) + (v - 1).to_bytes(4, "big"))}"')

@@ -14,9 +14,15 @@ If the generator changes, `test_encode_round_trips` fails on the generator's own
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 from tcfuzz.gen.worlds import BATCH_SIZES, HIGH_BITS, MAX_ENTRIES_EDGES, PROFILES, STACK_DEPTHS
 from tcfuzz.model.bpf import CALLEE_SAVED, round_up
 from tcfuzz.model.world import U32_MAX, MapSpec, ProgramSpec, SiteSpec, World, index_mask
+
+T = TypeVar("T")
+Int = int  # the builtin, for annotations inside Writer (whose `int` is a method)
 
 
 class Writer:
@@ -33,10 +39,10 @@ class Writer:
             self.out += (value - lo).to_bytes(n, "big")
         return value
 
-    def pick(self, items, value) -> object:
+    def pick(self, items: Sequence[T], value: object) -> T:
         return items[self.int(0, len(items) - 1, items.index(value) if value in items else 0)]
 
-    def coin(self, one_in: int, value: bool) -> bool:
+    def coin(self, one_in: Int, value: bool) -> bool:
         return self.int(0, one_in - 1, one_in - 1 if value else 0) == one_in - 1
 
 
@@ -65,7 +71,14 @@ def nearest_stack(depth: int) -> int:
 def encode_world(w: Writer, world: World) -> None:
     """Write `build_world`'s choices for `world` (or the nearest world it makes)."""
     names = [p.name for p in PROFILES]
-    profile = w.pick(PROFILES, world.profile if world.profile in PROFILES else PROFILES[names.index(world.profile.name)] if world.profile.name in names else PROFILES[0])
+    profile = w.pick(
+        PROFILES,
+        world.profile
+        if world.profile in PROFILES
+        else PROFILES[names.index(world.profile.name)]
+        if world.profile.name in names
+        else PROFILES[0],
+    )
     arrays_in = [m for m in world.maps if m.kind == "prog_array"][:3] or [MapSpec(0, 4)]
     fillers_in = [m for m in world.maps if m.kind == "filler"]
     progs_in = list(world.programs)[:4]
@@ -118,7 +131,12 @@ def encode_world(w: Writer, world: World) -> None:
                 second = [map_id[m] for m in site.maps[1:] if m in map_id and map_id[m] != first.id]
                 if w.coin(3, bool(second)):
                     other_ids = [g.id for g in others]
-                    site_maps = (first.id, others[w.int(0, len(others) - 1, other_ids.index(second[0]) if second and second[0] in other_ids else 0)].id)
+                    site_maps = (
+                        first.id,
+                        others[
+                            w.int(0, len(others) - 1, other_ids.index(second[0]) if second and second[0] in other_ids else 0)
+                        ].id,
+                    )
             key = None
             if w.coin(3, site.key is not None):
                 key = index_near(w, first.max_entries, site.key or 0)
@@ -131,11 +149,19 @@ def encode_world(w: Writer, world: World) -> None:
         w.coin(8, prog.env.blinding_requested)
         programs.append(ProgramSpec(pid, tuple(sites), min(stack, 224) if subprog else stack, regs, subprog=subprog))
 
-    for a, (spec, gen) in enumerate(arrays):
+    for spec, gen in arrays:
         keys = sorted({s.key for p in programs for s in p.sites if s.key is not None and s.maps == (gen.id,)})
         for k in keys:
             if k < gen.max_entries and k not in gen.slots:
-                old_key = next((s.key for p in progs_in for s in p.sites if s.maps == (spec.id,) and s.key is not None and (s.key & U32_MAX) == k), k)
+                old_key = next(
+                    (
+                        s.key
+                        for p in progs_in
+                        for s in p.sites
+                        if s.maps == (spec.id,) and s.key is not None and (s.key & U32_MAX) == k
+                    ),
+                    k,
+                )
                 fill = spec.slots.get(old_key)
                 if w.coin(2, fill is not None and fill in prog_id):
                     w.int(0, n_progs - 1, new_prog(fill or 0))
@@ -166,7 +192,11 @@ def encode_world(w: Writer, world: World) -> None:
                 if site.key is None or len(site.maps) > 1:
                     given = run.input_for(progs_in[pid].id, j)
                     chosen_old = given.map if given.map in map_id else None
-                    chosen = w.int(0, len(site.maps) - 1, site.maps.index(map_id[chosen_old]) if chosen_old is not None and map_id[chosen_old] in site.maps else 0)
+                    chosen = w.int(
+                        0,
+                        len(site.maps) - 1,
+                        site.maps.index(map_id[chosen_old]) if chosen_old is not None and map_id[chosen_old] in site.maps else 0,
+                    )
                     index_near(w, by_gen[site.maps[chosen]].max_entries, given.key & U32_MAX)
                     high = given.key & ~U32_MAX
                     w.pick(HIGH_BITS, high if high in HIGH_BITS else 0)

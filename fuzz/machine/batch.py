@@ -100,8 +100,8 @@ def inputs_of(world: World) -> Inputs:
 
 def random_cases(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
     """n case records for `world`, aimed at the edges: keys at 0, max_entries-1, max_entries,
-    max_entries+1 or anywhere in u32 (RANDOM_KEYS distinct values per batch), often with high bits; every map of a poisoned site; plain calls
-    and tail-callee entries with counts, half of them near 33."""
+    max_entries+1 or anywhere in u32 (RANDOM_KEYS distinct values per batch), often with high bits;
+    every map of a poisoned site; plain calls and tail-callee entries with counts, half of them near 33."""
     inputs = inputs_of(world)
     cols = []
     for prog, j, what in inputs.columns:
@@ -413,11 +413,6 @@ class Batch:
                     break
                 i = n - left
                 faulted[i] = True
-                if max_faults is not None and int(faulted[: i + 1].sum()) >= max_faults:
-                    n = i + 1  # the cases after it are not run
-                    faulted = faulted[:n]
-                    uc.mem_write(res_ptr, struct.pack("<Q", FAULT) + bytes(self.inputs.result_size - 8))
-                    break
                 case_ptr, res_ptr, _, saved_slot, saved_cache = struct.unpack("<QQQQQ", uc.mem_read(STATE, 40))
                 slot_addr, _, cache_addr, _ = struct.unpack("<QQQQ", uc.mem_read(case_ptr + 8 * self.inputs.slot_col, 32))
                 uc.mem_write(slot_addr, struct.pack("<Q", saved_slot))
@@ -428,6 +423,10 @@ class Batch:
                 )
                 uc.mem_write(res_ptr, struct.pack("<Q", FAULT) + bytes(self.inputs.result_size - 8))
                 uc.mem_write(CTX_BASE, bytes(0x1000))  # the faulted case may have left run counts behind
+                if max_faults is not None and int(faulted[: i + 1].sum()) >= max_faults:
+                    n = i + 1  # the cases after it are not run
+                    faulted = faulted[:n]
+                    break
         raw = np.frombuffer(bytes(uc.mem_read(RESULTS, n * self.inputs.result_size)), dtype=np.uint64)
         table = raw.reshape(n, -1)
         m = len(self.inputs.programs)

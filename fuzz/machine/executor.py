@@ -41,8 +41,8 @@ from unicorn.x86_const import (
 )
 
 from tcfuzz.codegens import for_arch
-from tcfuzz.machine.engine import Engine, shared_engine
 from tcfuzz.machine import jit_cache
+from tcfuzz.machine.engine import Engine, shared_engine
 from tcfuzz.machine.jit_cache import fingerprint
 from tcfuzz.machine.prog_array import CacheOverrun, PokeBusy, ProgArray, bpf_tail_call_direct_fixup, engine_text_poke
 from tcfuzz.model.bpf import round_up

@@ -168,7 +168,8 @@ def mutated_stream(n: int, seed: int = 2) -> list[World]:
 
     rng = random.Random(seed)
     parents = [rng.randbytes(rng.randrange(40, 240)) for _ in range(8)]
-    seen, out = set(), []
+    seen: set[str] = set()
+    out: list[World] = []
     while len(out) < n:
         data = bytearray(rng.choice(parents))
         for _ in range(rng.randrange(1, 5)):
@@ -303,7 +304,7 @@ def input_profile(n: int, seed: int = 1) -> dict:
 
 
 def run(n: int = 2000, repeat: int = 5, atheris_seconds: int = 10, atheris_repeat: int = 3, profile_inputs: int = 0) -> dict:
-    report = {
+    report: dict = {
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
