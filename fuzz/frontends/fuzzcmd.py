@@ -140,7 +140,8 @@ def run(
     junit_path = (junit_path or artifacts / "junit.xml").resolve()
     prepare_paths(seed, jobs, corpus, artifacts, summary_path, junit_path)
     reap_stale_engines(artifacts)
-    seed_corpus(corpus)  # an empty corpus starts from the regression corpus, encoded (fuzz/frontends/seeds.py)
+    if runs is None:  # an empty corpus starts from the regression corpus, encoded (fuzz/frontends/seeds.py);
+        seed_corpus(corpus)  # a run bounded by --runs runs exactly that many inputs from the corpus given
     old, new = resolve_spec(old), resolve_spec(new)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     job_seeds = [(seed + k) % (SEED_MAX + 1) for k in range(jobs or 1)]
