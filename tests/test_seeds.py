@@ -2,7 +2,7 @@
 
 import random
 
-from tcfuzz.frontends.seeds import DICT, dictionary, seed_corpus, seeds
+from tcfuzz.frontends.seeds import DICT, dictionary, seed_dirs, seeds
 from tcfuzz.gen.encode import encode, encode_input
 from tcfuzz.gen.worlds import decode, decode_input, single_run
 from tcfuzz.selftest.kill import corpus_worlds
@@ -30,13 +30,12 @@ def test_the_findings_encode_exactly():
             assert decode(encode(world)) == world, origin
 
 
-def test_seed_corpus_fills_only_an_empty_directory(tmp_path):
-    n = seed_corpus(tmp_path / "c")
-    assert n == len({data for _, data in seeds()}) > 20
-    assert seed_corpus(tmp_path / "c") == 0
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "mine").write_bytes(b"\0")
-    assert seed_corpus(tmp_path / "d") == 0
+def test_seeds_only_for_an_empty_corpus(tmp_path):
+    (tmp_path / "c").mkdir()
+    (dirs,) = [seed_dirs(tmp_path / "c", tmp_path / "a")]
+    assert len(dirs) == 1 and len(list((tmp_path / "a" / ".tcfuzz-seeds").iterdir())) == len({d for _, d in seeds()}) > 20
+    (tmp_path / "c" / "mine").write_bytes(b"\0")
+    assert seed_dirs(tmp_path / "c", tmp_path / "a") == []
 
 
 def test_dictionary_file_is_current():

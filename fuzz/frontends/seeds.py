@@ -2,9 +2,9 @@
 
 * **Seeds.** A JSON world is not a fuzzer input; `fuzz/gen/encode.py` turns one into the bytes the
   decoder reads back as that world (or the nearest world the generator makes). Every corpus entry gives
-  two seeds: the world run as is, and its first run with a batch of 1024 inputs. `tcfuzz fuzz` writes
-  them into an empty corpus directory (`seed_corpus`), and the ClusterFuzzLite build zips them
-  (`write_seeds`, .clusterfuzzlite/build.sh).
+  two seeds: the world run as is, and its first run with a batch of 1024 inputs. `tcfuzz fuzz` hands
+  them to the engine when the corpus directory is empty (`seed_dirs`), and the ClusterFuzzLite build
+  zips them (`write_seeds`, .clusterfuzzlite/build.sh).
 * **Dictionary.** `fuzzers/tailcall_fuzzer.dict` holds the edge values as the decoder reads them: a
   max_entries or an index in u32 is four big-endian bytes after its selector byte, so libFuzzer can
   drop 2^28 - 44 (the first disp32 overflow), 2^31, 2^32 - 1 ... into any world. `dictionary()` makes
@@ -82,11 +82,15 @@ def write_seeds(directory: Path) -> int:
     return n
 
 
-def seed_corpus(corpus: Path) -> int:
-    """An empty corpus directory gets the seeds (a corpus that has inputs is left as it is)."""
+def seed_dirs(corpus: Path, artifacts: Path) -> list[str]:
+    """For an empty corpus directory: the seeds, written to ARTIFACTS/.tcfuzz-seeds/, as a second
+    corpus directory for the engine. libFuzzer runs them first and keeps in the corpus (the first
+    directory) only what it finds from them, so the corpus stays the run's own."""
     if corpus.is_dir() and any(corpus.iterdir()):
-        return 0
-    return write_seeds(corpus)
+        return []
+    seeds_dir = artifacts / ".tcfuzz-seeds"
+    write_seeds(seeds_dir)
+    return [str(seeds_dir)]
 
 
 def dictionary() -> str:
