@@ -38,7 +38,7 @@ import types
 from collections import OrderedDict
 from typing import Any
 
-from tcfuzz.model.interfaces import Codegen, JitImage, VerifiedProgram
+from tcfuzz.model.interfaces import Codegen, JitImage
 from tcfuzz.model.lower import Function, used_maps
 from tcfuzz.model.world import ProgramSpec, World
 
@@ -325,4 +325,4 @@ def _store(k: tuple, value: JitImage | BaseException) -> None:
         _IMAGES.popitem(last=False)
 
 
-__all__ = ["MAX_ENTRIES", "STATS", "VerifiedProgram", "clear", "compile_function", "fingerprint", "key"]
+__all__ = ["MAX_ENTRIES", "STATS", "clear", "compile_function", "fingerprint", "key"]
