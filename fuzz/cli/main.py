@@ -301,7 +301,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tcfuzz.selftest.bench import render, run
 
     with busy(args, "bench"):
-        report = run(args.cases, args.repeat, args.atheris_seconds)
+        report = run(args.cases, args.repeat, args.atheris_seconds, args.atheris_repeat, args.profile)
     print_result(args, report, lambda: render(report))
     return 0
 
@@ -465,8 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, not a test)")
     b.add_argument("--cases", type=_int, default=2000, help="cases per batch (default 2000)")
-    b.add_argument("--repeat", type=_int, default=5, help="repetitions; the best one counts")
+    b.add_argument("--repeat", type=_int, default=5, help="repetitions; each figure is min/median/max over them")
     b.add_argument("--atheris-seconds", type=_int, default=10, help="seconds per Atheris run; 0 to skip")
+    b.add_argument("--atheris-repeat", type=_int, default=3, help="Atheris runs of each kind (default 3)")
+    b.add_argument("--profile", type=_int, default=0, metavar="N", help="also profile N fuzz inputs: where the time goes")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
 
