@@ -151,7 +151,7 @@ def replay_at_kernel_addresses(cfg, values: dict, old, new, base=None) -> str | 
     than `old`'s (and, given, `base`'s agrees with `old`'s), else None. Static and dynamic sites."""
     from tcfuzz.analysis.prove import site_sequence
 
-    if cfg.kind == "direct":
+    if cfg.kind == "direct" or cfg.arch != "x86_64":
         return None
     for state in concretisations(cfg, values):
         regs, cells = kernel_state(cfg, state)
@@ -175,14 +175,13 @@ def _show(v):
 
 def concretisations(cfg, values: dict) -> list[dict]:
     """The counterexample's values, most literal first; a static site's bytes bake the max_entries it
-    was JITed with (ME0: the `baked-max-entries` precondition), so there it is that one, with the
+    was JITed with (the configuration's: the `baked-max-entries` precondition), so there it is that one, with the
     index kept where it is below it; then slot 1 filled, and slot 1 empty, with the same count."""
-    from tcfuzz.analysis.prove import ME0
-
+    me = cfg.max_entries
     literal = dict(values)
     if cfg.kind == "static":
-        literal["max_entries_field"] = ME0
-        if literal["index"] & 0xFFFF_FFFF >= ME0:
+        literal["max_entries_field"] = me
+        if literal["index"] & 0xFFFF_FFFF >= me:
             literal["index"] = 1
-    filled = {"index": 1, "max_entries_field": ME0, "slot": 1, "count": values["count"], "slot_filled": True}
+    filled = {"index": 1, "max_entries_field": me, "slot": 1, "count": values["count"], "slot_filled": True}
     return [literal, filled, {**filled, "slot": 0, "slot_filled": False}]

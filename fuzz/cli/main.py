@@ -9,7 +9,15 @@ from pathlib import Path
 
 from tcfuzz.cli.errors import UsageError
 from tcfuzz.cli.report_cmd import add_report_commands
-from tcfuzz.cli.terminal import FittedStdout, add_common_options, busy, progress, prose_width, width_from_args
+from tcfuzz.cli.terminal import (
+    FittedStdout,
+    add_common_options,
+    busy,
+    print_result,
+    progress,
+    prose_width,
+    width_from_args,
+)
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.profile import ARCHES, PRESETS, JumpVariant, ProfileError, preset, profile_for_arch
@@ -236,6 +244,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             args.model_order,
             kernel_every=_kernel_every(args),
             arch=args.arch,
+            verbose=args.verbose,
         )
     except FuzzUsageError as e:
         raise UsageError(str(e)) from None
@@ -264,16 +273,10 @@ def cmd_limits(args: argparse.Namespace) -> int:
         from tcfuzz.analysis import limits_arm64
 
         report = limits_arm64.hunt(profile, not args.no_demo, quick=args.quick, **codegens_from_args(args))
-        print(
-            json.dumps({"profile": profile.to_json(), **report.to_json()}, indent=2) if args.json else limits_arm64.render(report)
-        )
+        print_result(args, {"profile": profile.to_json(), **report.to_json()}, lambda: limits_arm64.render(report))
         return 0
     report = hunt(profile, run_demos=not args.no_demo, **codegens_from_args(args))
-    if args.json:
-        json.dump({"profile": profile.to_json(), **report.to_json()}, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report))
+    print_result(args, {"profile": profile.to_json(), **report.to_json()}, lambda: render(report))
     return 0
 
 
@@ -290,11 +293,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--only: unknown mutant {unknown[0]!r}; the catalogue: {', '.join(CATALOGUE)}")
     kills = run(progress(args)(names, "mutants"), args.budget, args.seed, use_corpus=not args.no_corpus)
-    if args.json:
-        json.dump({"budget": args.budget, "seed": args.seed, "mutants": [k.to_json() for k in kills]}, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(kills))
+    print_result(args, {"budget": args.budget, "seed": args.seed, "mutants": [k.to_json() for k in kills]}, lambda: render(kills))
     return 0 if all(k.killed for k in kills) else 1
 
 
@@ -302,25 +301,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tcfuzz.selftest.bench import render, run
 
     with busy(args, "bench"):
-        report = run(args.cases, args.repeat, args.atheris_seconds)
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report))
+        report = run(args.cases, args.repeat, args.atheris_seconds, args.atheris_repeat, args.profile)
+    print_result(args, report, lambda: render(report))
     return 0
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
     from tcfuzz.analysis.prove import matrix, render, run_matrix
+    from tcfuzz.codegens import PluginError, for_arch
 
     voters = codegens_from_args(args)
-    if args.arch != "x86_64" or (args.profile and preset(args.profile).arch != "x86_64"):
-        raise UsageError(
-            "the proof's lifter reads x86-64 only, so nothing arm64 is proved; the arm64 evidence is "
-            "`tcfuzz limits --arch arm64`, the corpus twins, the property test and `tcfuzz fuzz --arch arm64`"
-        )
-    configs = matrix(quick=args.quick)
+    arch = args.arch or (preset(args.profile).arch if args.profile else "x86_64")
+    if args.profile and preset(args.profile).arch != arch:
+        raise UsageError(f"--profile {args.profile} is an {preset(args.profile).arch} profile, not {arch}")
+    try:
+        for codegen in voters.values():
+            for_arch(codegen, arch)
+    except PluginError as e:
+        raise UsageError(str(e)) from None
+    configs = matrix(quick=args.quick, arch=arch)
     if args.kind:
         kinds = {k.strip() for k in args.kind.split(",")}
         configs = [c for c in configs if c.kind in kinds]
@@ -335,11 +334,9 @@ def cmd_prove(args: argparse.Namespace) -> int:
         Path(args.artifacts) if args.artifacts else None,
         specs_from_args(args),
     )
-    if args.json:
-        json.dump({"results": [r.to_json() for r in report["results"]], "replays": report["replays"]}, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report))
+    print_result(
+        args, {"results": [r.to_json() for r in report["results"]], "replays": report["replays"]}, lambda: render(report)
+    )
     failed = any(not r.proven for r in report["results"]) or any(not e["reproduced"] for e in report["replays"])
     return 1 if failed else 0
 
@@ -432,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--kernel", type=_int, metavar="N", help="every Nth world also through the running kernel (fourth voter)")
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
+    f.add_argument(
+        "-v", "--verbose", action="store_true", help="libFuzzer's output on the terminal (default: ARTIFACTS/fuzz-RUN-jobK.log)"
+    )
     f.add_argument("libfuzzer", nargs=argparse.REMAINDER, help="-- then libFuzzer flags")
     f.set_defaults(func=cmd_fuzz)
 
@@ -465,8 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, not a test)")
     b.add_argument("--cases", type=_int, default=2000, help="cases per batch (default 2000)")
-    b.add_argument("--repeat", type=_int, default=5, help="repetitions; the best one counts")
+    b.add_argument("--repeat", type=_int, default=5, help="repetitions; each figure is min/median/max over them")
     b.add_argument("--atheris-seconds", type=_int, default=10, help="seconds per Atheris run; 0 to skip")
+    b.add_argument("--atheris-repeat", type=_int, default=3, help="Atheris runs of each kind (default 3)")
+    b.add_argument("--profile", type=_int, default=0, metavar="N", help="also profile N fuzz inputs: where the time goes")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
 
@@ -475,10 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="SMT proof that legacy and patched sequences agree for all inputs",
         description="Exit status: 0 every configuration proven and every counterexample reproduced; 1 otherwise.",
     )
-    pv.add_argument("--quick", action="store_true", help="a smaller matrix (3 profiles, 2 depths, 2 register sets)")
+    pv.add_argument("--quick", action="store_true", help="a smaller matrix (3 profiles, arm64: 2; 2 depths, 2 register sets)")
     pv.add_argument("--kind", help="comma-separated site kinds: static, dynamic, direct")
     pv.add_argument("--profile", choices=sorted(PRESETS), help="only this profile")
-    pv.add_argument("--arch", choices=ARCHES, default="x86_64", help="x86_64 (arm64 has no A64 lifter yet: refused)")
+    pv.add_argument("--arch", choices=ARCHES, help="the matrix of this architecture (default: the --profile's, else x86_64)")
     pv.add_argument("--artifacts", help="write replayed counterexamples here (tcfuzz repro accepts them)")
     pv.add_argument("--json", action="store_true")
     _add_codegen_args(pv)
