@@ -13,6 +13,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from tcfuzz.triage.artifacts import ARTIFACT_SCHEMA, atomic_write, versions
+from tcfuzz.triage.inputfile import InputError, read_json
 from tcfuzz.verdict.policy import Status, fails_run
 
 SCHEMA = "tcfuzz-fuzz-summary/2"
@@ -26,8 +27,8 @@ def _json_files(artifacts: Path, pattern: str, keep) -> list[tuple[Path, dict]]:
     out = []
     for path in sorted(artifacts.glob(pattern)):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = read_json(path)  # bounded: a FIFO or a device named *.json is skipped, never read
+        except InputError:
             continue
         if isinstance(data, dict) and keep(data):
             out.append((path, data))
