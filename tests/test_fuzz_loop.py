@@ -54,8 +54,8 @@ def test_the_same_seed_and_runs_give_the_same_summary_whatever_the_clock(capsys,
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--seed", str(2**64)], "--seed 18446744073709551616: libFuzzer takes 0..4294967295"),
-        (["--seed", "-1"], "--seed -1: libFuzzer takes"),
+        (["--seed", str(2**64)], "argument --seed: 18446744073709551616: libFuzzer takes 0..4294967295"),
+        (["--seed", "-1"], "argument --seed: -1: libFuzzer takes"),
         (
             ["--summary", "/nonexistent-dir/s.json"],
             "--summary /nonexistent-dir/s.json: directory /nonexistent-dir does not exist",
