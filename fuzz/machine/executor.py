@@ -309,32 +309,39 @@ def canonical(addr: int) -> bool:
 
 
 def _memory_operands(image: JitImage) -> list[tuple[int, int | None, int | None, int, int]]:
-    """(offset, base, index, scale, disp) of every instruction of `image` that accesses memory
-    through a register other than rsp/rbp/rip (those always hold canonical addresses here), with
-    Unicorn register ids. Decoded once per image."""
-    cached = _OPERANDS.get(id(image))
-    if cached is not None and cached[0] is image:
-        return cached[1]
+    """(offset, base, index, scale, disp), with Unicorn register ids, of every instruction in the
+    image's tail-call sites (the code the series changes, where an index scales into an array) that
+    accesses memory through a register other than rsp/rbp (those always hold canonical addresses
+    here). Decoded once per distinct site bytes."""
     out = []
+    for lo, hi in tail_call_sites(image):
+        code = bytes(image.code[lo:hi])
+        if code not in _OPERANDS:
+            if len(_OPERANDS) > 4096:
+                _OPERANDS.clear()
+            _OPERANDS[code] = _decode_operands(code)
+        out += [(lo + off, *rest) for off, *rest in _OPERANDS[code]]
+    return out
+
+
+def _decode_operands(code: bytes) -> list:
     cs = _capstone()
-    for ins in cs.disasm(bytes(image.code), 0):
-        if ins.mnemonic in ("lea", "nop") or ins.mnemonic.startswith("nop"):
+    out = []
+    for ins in cs.disasm(code, 0):
+        if ins.mnemonic == "lea" or ins.mnemonic.startswith("nop"):
             continue
         for op in ins.operands:
             if op.type != X86_OP_MEM:
                 continue
             base, index = op.mem.base, op.mem.index
             names = {cs.reg_name(r) for r in (base, index) if r}
-            if not names or names <= {"rsp", "rbp", "rip", "esp", "ebp", "eip"} or "rip" in names:
+            if not names or "rip" in names or names <= {"rsp", "rbp", "esp", "ebp"}:
                 continue
             out.append((ins.address, _uc_reg(cs, base), _uc_reg(cs, index), op.mem.scale, op.mem.disp))
-    if len(_OPERANDS) > 4096:
-        _OPERANDS.clear()
-    _OPERANDS[id(image)] = (image, out)
     return out
 
 
-_OPERANDS: dict[int, tuple[JitImage, list]] = {}
+_OPERANDS: dict[bytes, list] = {}
 _CS = []
 
 
