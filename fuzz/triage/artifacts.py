@@ -64,6 +64,7 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False, durable: bool
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE & ~_umask())  # mkstemp makes 0600: CI of another uid could not read it
             f.write(data)
             f.flush()
             if durable:
@@ -73,11 +74,35 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False, durable: bool
         else:
             os.link(tmp, path)  # fails if `path` appeared meanwhile; never clobbers
             os.unlink(tmp)
+        if durable:
+            fsync_dir(path.parent)  # the new name itself survives a crash, not only the bytes
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+FILE_MODE = 0o644  # what open() gives under the usual umask 022
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask() sets it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 DUMP_WIDTH = 100
