@@ -103,7 +103,9 @@ class KernelProfile:
         if self.ptrs_off < self.max_entries_off + 4:
             raise ProfileError(f"profile {shown(self.name)}: ptrs_off={self.ptrs_off:#x} overlaps struct bpf_map")
         if not 0 <= self.max_tail_call_cnt <= 0x7F:
-            raise ProfileError(f"profile {shown(self.name)}: max_tail_call_cnt={self.max_tail_call_cnt} is emitted as imm8 (0..127)")
+            raise ProfileError(
+                f"profile {shown(self.name)}: max_tail_call_cnt={self.max_tail_call_cnt} is emitted as imm8 (0..127)"
+            )
         for field in ("max_used_maps", "poke_tab_max"):
             if getattr(self, field) < 1:
                 raise ProfileError(f"profile {shown(self.name)}: {field} must be >= 1")

@@ -5,6 +5,7 @@ a fault, hence a verdict, in the per-case path and through the batch path."""
 
 import numpy as np
 import pytest
+from conftest import static_world
 
 from tcfuzz.jit_new import PatchedCodegen
 from tcfuzz.jit_new.jit import PatchedX86Jit
@@ -12,8 +13,6 @@ from tcfuzz.machine.batch import Batch, random_cases
 from tcfuzz.model.interfaces import FaultKind, VerdictKind
 from tcfuzz.model.layout import STACK_BASE
 from tcfuzz.verdict.oracle import judge
-
-from conftest import static_world
 
 
 def prefixed(name: str, prefix: bytes):

@@ -99,7 +99,10 @@ def world_text(**changes) -> str:
 HOSTILE = {
     "digits": (world_text().replace('"max_entries": 4', '"max_entries": ' + "9" * 5000), "an integer of 5000 digits"),
     "depth": ('{"schema": ' + "[" * 5000 + "]" * 5000 + "}", "JSON nested deeper than"),
-    "duplicate": (world_text().replace('"schema": "tcfuzz-world/1"', '"schema": "tcfuzz-world/1", "schema": "tcfuzz-world/1"'), "duplicate key 'schema'"),
+    "duplicate": (
+        world_text().replace('"schema": "tcfuzz-world/1"', '"schema": "tcfuzz-world/1", "schema": "tcfuzz-world/1"'),
+        "duplicate key 'schema'",
+    ),
     "nan": (world_text().replace('"max_entries": 4', '"max_entries": NaN'), "NaN is not JSON"),
     "huge-value": (world_text(schema="x" * 1_000_000), "characters) is not"),
     "huge-key": (world_text(**{"k" * 1_000_000: 1}), "unknown field"),

@@ -486,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_order_arg(f, "jit")
     f.add_argument("--arch", choices=ARCHES, help="fuzz each generated world's twin on this architecture")
     f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
-    f.add_argument("--kernel", type=_int_at_least(0), metavar="N", help="every Nth world also through the running kernel (fourth voter)")
+    f.add_argument(
+        "--kernel", type=_int_at_least(0), metavar="N", help="every Nth world also through the running kernel (fourth voter)"
+    )
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
     f.add_argument("libfuzzer", nargs=argparse.REMAINDER, help="-- then libFuzzer flags")

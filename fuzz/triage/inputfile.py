@@ -57,7 +57,9 @@ def read_bytes(path: Path, limit: int = MAX_BYTES) -> bytes:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _KINDS if test(mode)), "something")
-            raise InputError(f"{path}: is {kind}, not a file" if kind == "a directory" else f"{path}: is {kind}, not a regular file")
+            raise InputError(
+                f"{path}: is {kind}, not a file" if kind == "a directory" else f"{path}: is {kind}, not a regular file"
+            )
         chunks, total = [], 0
         while total <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - total))
