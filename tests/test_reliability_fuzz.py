@@ -66,3 +66,39 @@ def test_a_world_the_codegen_does_not_load_is_a_finding_in_the_batch_path(tmp_pa
     assert main(["repro", str(raw)]) == 1
     out = capsys.readouterr().out
     assert sidecars[0]["signature"] in out
+
+
+@pytest.mark.parametrize(
+    "exits, interrupted, status, exit_status",
+    [
+        ([77], None, "engine-error", 3),  # libFuzzer's -error_exitcode
+        ([1], None, "engine-error", 3),  # a traceback in the child (e.g. a bad flag after --)
+        ([0, 77], None, "engine-error", 3),  # one job of two
+        ([-15], 15, "interrupted", 143),
+        ([0], None, "green", 0),
+    ],
+)
+def test_an_engine_failure_is_never_green_nor_a_finding(tmp_path, exits, interrupted, status, exit_status):
+    from tcfuzz.frontends.summary import build_summary, junit
+
+    summary = build_summary(tmp_path, "r", 1.0, exits, interrupted, False, {"seed": 1, "model_order": "jit"})
+    assert (summary["status"], summary["exit_status"]) == (status, exit_status)
+    xml = junit(summary)
+    assert ('errors="1"' in xml) == (status == "engine-error") and 'failures="0"' in xml
+
+
+def test_ctrl_c_in_any_other_command_is_one_line_and_130(capsys, monkeypatch):
+    import tcfuzz.cli.main as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), "disasm", interrupted))
+    assert cli.main(["disasm"]) == 130
+    assert capsys.readouterr().err == "tcfuzz disasm: interrupted\n"
+
+
+def _with_func(ap, command, func):
+    ap._subparsers._group_actions[0].choices[command].set_defaults(func=func)
+    return ap

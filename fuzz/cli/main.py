@@ -578,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     """Every failure that is not a finding ends here as one line on stderr and exit status 2: bad
     arguments (at parse time), unusable input files, a codegen spec that does not load (whatever the
     module raised at import), an output path that cannot be written (OSError from any write). A
-    closed stdout (`tcfuzz repro X | head -1`) is exit 141, silently, like any Unix filter."""
+    closed stdout (`tcfuzz repro X | head -1`) is exit 141, silently, like any Unix filter; Ctrl-C
+    is one line and 130."""
     ap = build_parser()
     try:
         args = ap.parse_args(argv)
@@ -596,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
     except BrokenPipeError:
         return _broken_pipe(stdout)
+    except KeyboardInterrupt:  # `tcfuzz fuzz` handles its own signals (summary, JUnit, the engine's group)
+        print(f"tcfuzz {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except (UsageError, ProfileError) as e:
         print(f"tcfuzz {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
