@@ -77,3 +77,21 @@ def test_bounded_arm64_run_finds_an_arm64_planted_bug(tmp_path, capsys):
         status, report = repro_json(capsys, finding["artifacts"][0])  # the sidecar's codegens, no flags
         assert status == 1 and report["signature"] == finding["signature"]
         assert json.loads(Path(finding["artifacts"][0]).read_text())["world"]["profile"]["arch"] == "arm64"
+
+
+def test_libfuzzer_talks_to_a_log_and_tcfuzz_to_the_terminal(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("TCFUZZ_PROGRESS_EVERY", "0")
+    assert fuzz(tmp_path, "--ignore-known", runs=40, new="tcfuzz.jit_new:CODEGEN") == 0
+    out, err = capfd.readouterr()
+    assert "tcfuzz fuzz: " in err and " inputs/s, " in err and "INITED" not in err  # our status line, not libFuzzer's
+    (log,) = (tmp_path / "art").glob("fuzz-*-job0.log")
+    assert "Done 40 runs" in log.read_text() and f"libFuzzer's log: {log}" in out
+    history = json.loads((tmp_path / "art" / "summary.json").read_text())["history"]
+    assert len(history) >= 2 and history[-1]["inputs"] == 40  # samples for the report's plots, the last at the end
+    assert [p["t"] for p in history] == sorted(p["t"] for p in history)
+
+
+def test_verbose_shows_libfuzzer_on_the_terminal(tmp_path, capfd):
+    assert fuzz(tmp_path, "-v", "--ignore-known", runs=20, new="tcfuzz.jit_new:CODEGEN") == 0
+    assert "Done 20 runs" in capfd.readouterr().err
+    assert not list((tmp_path / "art").glob("fuzz-*.log"))

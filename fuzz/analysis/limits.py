@@ -175,21 +175,27 @@ def first_disp_overflow(ptrs_off: int) -> int:
     return (INT_MAX - ptrs_off) // 8 + 1
 
 
+def one_site_world(profile: KernelProfile, max_entries: int) -> World:
+    """The smallest world that runs a static site over a map of `max_entries` (slot 0 filled): where
+    an overflow of the static path's immediates shows under execution."""
+    return World.from_json(
+        {
+            "schema": SCHEMA,
+            "profile": profile.to_json(),
+            "maps": [{"id": 0, "max_entries": max_entries, "slots": {"0": 1}}],
+            "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
+            "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]}],
+        }
+    )
+
+
 def demo_disp(profile: KernelProfile, voters: dict) -> dict:
     from tcfuzz.jit_new.tail_call import static_ptrs_disp
     from tcfuzz.verdict.oracle import judge
 
     me = first_disp_overflow(profile.ptrs_off)
     disp = static_ptrs_disp(profile, me)
-    world = World.from_json(
-        {
-            "schema": SCHEMA,
-            "profile": profile.to_json(),
-            "maps": [{"id": 0, "max_entries": me, "slots": {"0": 1}}],
-            "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
-            "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]}],
-        }
-    )
+    world = one_site_world(profile, me)
     j = judge(world, **voters)
     fault = j.observations["patched"][0].fault
     return {

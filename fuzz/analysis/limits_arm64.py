@@ -25,7 +25,6 @@ from tcfuzz.jit_old.arm64.emit import JitCtx, emit_a64_add_i, emit_a64_mov_i64
 from tcfuzz.model.bpf import s32
 from tcfuzz.model.interfaces import VerifiedProgram
 from tcfuzz.model.profile import KernelProfile, preset
-from tcfuzz.model.world import SCHEMA, World
 
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
@@ -174,18 +173,10 @@ class Arm64Report:
 
 
 def demo(profile: KernelProfile, first_wrong: int, voters: dict) -> dict:
+    from tcfuzz.analysis.limits import one_site_world
     from tcfuzz.verdict.oracle import judge
 
-    world = World.from_json(
-        {
-            "schema": SCHEMA,
-            "profile": profile.to_json(),
-            "maps": [{"id": 0, "max_entries": first_wrong, "slots": {"0": 1}}],
-            "programs": [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
-            "runs": [{"entry": 0, "ctx": [{"prog": 0, "site": 0, "key": 0}]}],
-        }
-    )
-    j = judge(world, **voters)
+    j = judge(one_site_world(profile, first_wrong), **voters)
     return {"max_entries": first_wrong, "verdict": j.verdict.kind.value, "signature": j.verdict.signature}
 
 

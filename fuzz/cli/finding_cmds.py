@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tcfuzz.cli.errors import UsageError, output_dir
-from tcfuzz.cli.terminal import busy, width_from_args
+from tcfuzz.cli.terminal import busy, print_result, width_from_args
 from tcfuzz.codegens import PluginError, for_arch
 from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.world import WorldError
@@ -149,15 +149,16 @@ def cmd_triage(args) -> int:
         raise CommandError(str(e)) from None
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
-    if args.json:
-        json.dump([b.to_json() for b in buckets], sys.stdout, indent=2)
-        print()
-    else:
-        print(f"{sum(len(b.files) for b in buckets)} diverging inputs, {len(buckets)} unique signatures")
+
+    def text() -> str:
+        lines = [f"{sum(len(b.files) for b in buckets)} diverging inputs, {len(buckets)} unique signatures"]
         for b in buckets:
             order = "" if b.order == "jit" else f" ({b.order} order)"
-            print(f"{len(b.files):5d}  {b.signature}{order}  [{b.attribution}]")
-            print(f"       representative: {b.representative or b.files[0]}")
+            lines.append(f"{len(b.files):5d}  {b.signature}{order}  [{b.attribution}]")
+            lines.append(f"       representative: {b.representative or b.files[0]}")
+        return "\n".join(lines)
+
+    print_result(args, [b.to_json() for b in buckets], text)
     return 1 if buckets else 0
 
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from tcfuzz.cli.main import UsageError, _int
+from tcfuzz.cli.terminal import print_result
 
 
 def _document(path: str):
@@ -106,19 +107,18 @@ def cmd_jit(args: argparse.Namespace) -> int:
                 print(f"  {line}")
             for note in notes if args.verbose else []:
                 print(f"  adapted: {note}")
-    if args.json:
-        print(json.dumps({"profile": detected.profile.to_json(), "totals": totals, "results": results}, indent=2))
-    else:
-        p = detected.profile
-        print(
+    p = detected.profile
+    print_result(
+        args,
+        {"profile": p.to_json(), "totals": totals, "results": results},
+        lambda: (
             f"kernel {p.kernel}: profile jump={p.jump.value} rethunk={p.rethunk} ({detected.return_thunk_name}) ibt={p.ibt} "
-            f"max_entries@{p.max_entries_off:#x} ptrs@{p.ptrs_off:#x} bpf_func@{p.bpf_func_off:#x}"
-        )
-        print(
+            f"max_entries@{p.max_entries_off:#x} ptrs@{p.ptrs_off:#x} bpf_func@{p.bpf_func_off:#x}\n"
             f"{totals['worlds']} worlds ({totals['skipped']} skipped), {totals['programs']} programs, "
             f"{totals['dumps_equal']}/{totals['dumps']} images equal, "
             f"{totals['bytes_equal']}/{totals['bytes']} bytes in equal images"
-        )
+        ),
+    )
     return 0 if totals["dumps_equal"] == totals["dumps"] else 1
 
 
@@ -148,13 +148,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         results.append({"world": str(path), "oracle": j.verdict.kind.value, "kernel": kv.to_json()})
         if not args.json:
             print(f"{path}: {kv}")
-    if args.json:
-        print(json.dumps({"totals": totals, "results": results}, indent=2))
-    else:
-        print(
+    print_result(
+        args,
+        {"totals": totals, "results": results},
+        lambda: (
             f"{totals['worlds']} worlds, {totals['runs_compared']} runs compared with the kernel "
             f"({totals['runs_skipped']} not expressible), {totals['disagreements']} kernel/model disagreements"
-        )
+        ),
+    )
     return 1 if totals["disagreements"] else 0
 
 
@@ -209,12 +210,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from tcfuzz.live.audit import AUDIT, audit
 
     results = [audit(bug, Path(args.corpus)) for bug in AUDIT]
-    if args.json:
-        print(json.dumps([r.to_json() for r in results], indent=2))
-    else:
-        for r in results:
-            print(f"{r.status:<11} {r.bug.name}: {r.detail}")
-            print(f"{'':<11} fixed by {r.bug.fix}")
+    print_result(
+        args,
+        [r.to_json() for r in results],
+        lambda: "\n".join(f"{r.status:<11} {r.bug.name}: {r.detail}\n{'':<11} fixed by {r.bug.fix}" for r in results),
+    )
     return 1 if any(r.status == "PRESENT" for r in results) else 0
 
 

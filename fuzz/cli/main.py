@@ -12,7 +12,15 @@ from pathlib import Path
 
 from tcfuzz.cli.errors import UsageError, output_dir
 from tcfuzz.cli.report_cmd import add_report_commands
-from tcfuzz.cli.terminal import FittedStdout, add_common_options, busy, progress, prose_width, width_from_args
+from tcfuzz.cli.terminal import (
+    FittedStdout,
+    add_common_options,
+    busy,
+    print_result,
+    progress,
+    prose_width,
+    width_from_args,
+)
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.profile import ARCHES, PRESETS, JumpVariant, ProfileError, preset, profile_for_arch
@@ -291,6 +299,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             args.model_order,
             kernel_every=_kernel_every(args),
             arch=args.arch,
+            verbose=args.verbose,
         )
     except FuzzUsageError as e:
         raise UsageError(str(e)) from None
@@ -319,16 +328,10 @@ def cmd_limits(args: argparse.Namespace) -> int:
         from tcfuzz.analysis import limits_arm64
 
         report = limits_arm64.hunt(profile, not args.no_demo, quick=args.quick, **codegens_from_args(args))
-        print(
-            json.dumps({"profile": profile.to_json(), **report.to_json()}, indent=2) if args.json else limits_arm64.render(report)
-        )
+        print_result(args, {"profile": profile.to_json(), **report.to_json()}, lambda: limits_arm64.render(report))
         return 0
     report = hunt(profile, run_demos=not args.no_demo, **codegens_from_args(args))
-    if args.json:
-        json.dump({"profile": profile.to_json(), **report.to_json()}, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report))
+    print_result(args, {"profile": profile.to_json(), **report.to_json()}, lambda: render(report))
     return 0
 
 
@@ -345,11 +348,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--only: unknown mutant {unknown[0]!r}; the catalogue: {', '.join(CATALOGUE)}")
     kills = run(progress(args)(names, "mutants"), args.budget, args.seed, use_corpus=not args.no_corpus)
-    if args.json:
-        json.dump({"budget": args.budget, "seed": args.seed, "mutants": [k.to_json() for k in kills]}, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(kills))
+    print_result(args, {"budget": args.budget, "seed": args.seed, "mutants": [k.to_json() for k in kills]}, lambda: render(kills))
     return 0 if all(k.killed for k in kills) else 1
 
 
@@ -358,11 +357,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     with busy(args, "bench"):
         report = run(args.cases, args.repeat, args.atheris_seconds)
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report))
+    print_result(args, report, lambda: render(report))
     return 0
 
 
@@ -392,11 +387,9 @@ def cmd_prove(args: argparse.Namespace) -> int:
         Path(args.artifacts) if args.artifacts else None,
         specs_from_args(args),
     )
-    if args.json:
-        json.dump({"results": [r.to_json() for r in report["results"]], "replays": report["replays"]}, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report))
+    print_result(
+        args, {"results": [r.to_json() for r in report["results"]], "replays": report["replays"]}, lambda: render(report)
+    )
     failed = any(not r.proven for r in report["results"]) or any(not e["reproduced"] for e in report["replays"])
     return 1 if failed else 0
 
@@ -491,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
+    f.add_argument(
+        "-v", "--verbose", action="store_true", help="libFuzzer's output on the terminal (default: ARTIFACTS/fuzz-RUN-jobK.log)"
+    )
     f.add_argument("libfuzzer", nargs=argparse.REMAINDER, help="-- then libFuzzer flags")
     f.set_defaults(func=cmd_fuzz)
 

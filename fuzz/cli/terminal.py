@@ -8,6 +8,7 @@ with a hanging indent, and never inside a word: a line that cannot be broken is 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import textwrap
@@ -175,3 +176,13 @@ class busy:
             self.stop.set()
             self.thread.join()
             self.bar.close()
+
+
+def print_result(args: argparse.Namespace, data, text) -> None:
+    """A command's result: `data` as JSON with --json, else `text()` (called only then: rendering
+    can be costly)."""
+    if getattr(args, "json", False):
+        json.dump(data, sys.stdout, indent=2)
+        print()
+    else:
+        print(text())

@@ -26,7 +26,7 @@ from tcfuzz import SOURCE_TREE
 from tcfuzz.codegens import resolve_spec
 from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
 from tcfuzz.frontends.kernel_sample import merge_kernel_stats
-from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, read_stats, write_reports
+from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, progress_sample, read_stats, write_reports
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
 SEED_MAX = 2**32 - 1  # libFuzzer's -seed is an unsigned int
@@ -132,6 +132,7 @@ def run(
     model_order: str = "jit",
     kernel_every: int = 0,
     arch: str | None = None,
+    verbose: bool = False,
 ) -> int:
     corpus, artifacts = corpus.resolve(), artifacts.resolve()
     summary_path = (summary_path or artifacts / "summary.json").resolve()
@@ -170,8 +171,8 @@ def run(
     logs = []
     with Interrupt() as interrupt:
         for k, (argv, job_seed) in enumerate(zip(argvs, job_seeds, strict=True)):
-            out = None
-            if len(argvs) > 1:
+            out = None  # -v with one job: libFuzzer talks to the terminal
+            if len(argvs) > 1 or not verbose:
                 out = open(artifacts / f"fuzz-{run_id}-job{k}.log", "wb")
                 logs.append(out)
             procs.append(
@@ -186,8 +187,9 @@ def run(
             )
             pidfile.write_text("".join(f"{p.pid}\n" for p in procs))
         stopping_since = None
+        history: list[dict] = []  # the status samples: summary.json's `history`, the report's plots
         last_progress = time.monotonic()
-        every = float(os.environ.get("TCFUZZ_PROGRESS_EVERY", "10"))
+        every = float(os.environ.get("TCFUZZ_PROGRESS_EVERY", "5"))
         while any(p.poll() is None for p in procs):
             if interrupt.signum is not None and stopping_since is None:
                 stopping_since = time.monotonic()
@@ -196,15 +198,18 @@ def run(
             if stopping_since is not None and time.monotonic() - stopping_since > STOP_GRACE:
                 for p in procs:
                     kill_group(p.pid, signal.SIGKILL)
-            if len(procs) > 1 and time.monotonic() - last_progress >= every:
+            if time.monotonic() - last_progress >= every:
                 last_progress = time.monotonic()
-                print(progress_line(artifacts, run_id, time.monotonic() - started), file=sys.stderr, flush=True)
+                history.append(progress_sample(artifacts, run_id, time.monotonic() - started))
+                if logs:  # with -v and one job, libFuzzer's own lines carry tcfuzz's
+                    print(progress_line(history[-1]), file=sys.stderr, flush=True)
             time.sleep(0.05)
         for p in procs:  # -fork jobs or anything else left in the groups
             kill_group(p.pid, signal.SIGKILL)
         pidfile.unlink(missing_ok=True)
         for f in logs:
             f.close()
+        log_paths = [Path(f.name) for f in logs]
         summary = build_summary(
             artifacts,
             run_id=run_id,
@@ -221,17 +226,29 @@ def run(
                 "argv": argvs,
             },
         )
+        summary["history"] = [*history, progress_sample(artifacts, run_id, time.monotonic() - started)]
         kernel = [s["kernel"] for s in read_stats(artifacts) if s.get("run") == run_id and "kernel" in s]
         if kernel:  # `--kernel N`: the live kernel as a fourth voter on every Nth world
             summary["kernel"] = merge_kernel_stats(kernel)
             if summary["kernel"]["disagreements"] and summary["exit_status"] == 0:
                 summary["exit_status"] = 1
         write_reports(summary, summary_path, junit_path)
-    print_table(summary, summary_path, junit_path)
+    print_table(summary, summary_path, junit_path, log_paths)
     return summary["exit_status"]
 
 
-def print_table(summary: dict, summary_path: Path, junit_path: Path) -> None:
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The end of an engine's log: what a failed engine said, without the whole chatter."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def print_table(summary: dict, summary_path: Path, junit_path: Path, log_paths: list[Path] = ()) -> None:
     this = summary["this_run"]
     print(
         f"tcfuzz fuzz: {this['inputs']} inputs, {this['cases']} cases in {this['elapsed']:.0f} s "
@@ -247,6 +264,9 @@ def print_table(summary: dict, summary_path: Path, junit_path: Path) -> None:
         print(f"engine crash input (no verdict): {crash}")
     if summary["status"] == ENGINE_ERROR:
         print(f"tcfuzz fuzz: the engine failed: exit statuses {summary['engine_exits']}", file=sys.stderr)
+        for path, status in zip(log_paths, summary["engine_exits"], strict=False):
+            if status not in (0, None):
+                print(f"--- the end of {path}:\n{log_tail(path)}", file=sys.stderr)
     if summary["interrupted_by"]:
         print(f"tcfuzz fuzz: interrupted by {summary['interrupted_by']}", file=sys.stderr)
     kernel = summary.get("kernel")
@@ -258,3 +278,5 @@ def print_table(summary: dict, summary_path: Path, junit_path: Path) -> None:
         for line, path in kernel["disagreements"].items():
             print(f"        {line}  {path}")
     print(f"summary {summary_path}, junit {junit_path}")
+    if log_paths:
+        print(f"libFuzzer's log: {', '.join(map(str, log_paths))} (-v shows it instead)")

@@ -48,14 +48,27 @@ def finding_key(order: str, status: str, signature: str) -> str:
     return f"{order}|{'known' if status == Status.KNOWN.value else 'unexplained'}|{signature}"
 
 
-def progress_line(artifacts: Path, run_id: str, elapsed: float) -> str:
-    """Merged progress of every job of this run."""
+def progress_sample(artifacts: Path, run_id: str, elapsed: float) -> dict:
+    """Merged progress of every job of this run: one point of the summary's `history`."""
     stats = [s for s in read_stats(artifacts) if s.get("run") == run_id]
     inputs, cases = sum(s["inputs"] for s in stats), sum(s["cases"] for s in stats)
-    findings = {k for s in stats for k in s["findings"]}
+    findings = {k: e for s in stats for k, e in s["findings"].items()}
+    return {
+        "t": round(elapsed, 1),
+        "processes": len(stats),
+        "inputs": inputs,
+        "cases": cases,
+        "inputs_per_s": round(inputs / max(elapsed, 1e-9), 1),
+        "signatures": len(findings),
+        "unexplained": sum(1 for e in findings.values() if e.get("status") == "unexplained"),
+    }
+
+
+def progress_line(sample: dict) -> str:
     return (
-        f"tcfuzz fuzz: {len(stats)} processes, {inputs} inputs, {cases} cases, "
-        f"{inputs / max(elapsed, 1e-9):.0f} inputs/s, {len(findings)} findings"
+        f"tcfuzz fuzz: {sample['t']:4.0f} s, {sample['processes']} processes, {sample['inputs']} inputs, "
+        f"{sample['cases']} cases, {sample['inputs_per_s']:.0f} inputs/s, "
+        f"{sample['signatures']} findings ({sample['unexplained']} unexplained)"
     )
 
 
