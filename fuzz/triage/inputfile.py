@@ -9,9 +9,11 @@ blow up the process:
 - more than MAX_BYTES (at most MAX_BYTES + 1 are ever read);
 - JSON nested deeper than MAX_DEPTH (checked on the text before parsing: the stdlib parser recurses),
   an integer literal longer than MAX_INT_DIGITS digits (before `int()` sees it), NaN/Infinity,
-  a float where tcfuzz takes none is left to the typed readers, duplicate keys in an object (never
-  "last one wins"), text that is not UTF-8.
-Values echoed in an error are cut to model/text.py's SHOWN characters (`shown()`).
+  duplicate keys in an object (never "last one wins"), text that is not UTF-8.
+Types are the typed readers' business (model/world.py `_Reader`, model/profile.py): a float or a
+bool where an integer belongs is refused there, naming the field. Values echoed in an error are cut
+to model/text.py's SHOWN characters (`shown()`). The suffix rule (`check_suffix`) is the caller's:
+`.json` exactly is JSON, another spelling of it is refused, any other name is raw fuzzer bytes.
 """
 
 from __future__ import annotations
