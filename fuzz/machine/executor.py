@@ -236,16 +236,6 @@ class _Run:
     def on_indirect(self, uc, address, size, user_data) -> None:
         self.landed(uc, address, uc.reg_read(UC_X86_REG_RCX))
 
-    def on_memory(self, uc, address, size, operand) -> None:
-        """Before an instruction with a register-based memory operand: its effective address must
-        be canonical (Unicorn drops bits 52..63 and would access what the rest names)."""
-        base, index, scale, disp = operand
-        ea = disp + (uc.reg_read(base) if base is not None else 0) + (uc.reg_read(index) * scale if index is not None else 0)
-        ea &= 0xFFFF_FFFF_FFFF_FFFF
-        if not canonical(ea) and self.fault is None:
-            self.fault = Fault(FaultKind.NON_CANONICAL, ea, self.ld.describe(address), address)
-            uc.emu_stop()
-
     def on_direct(self, uc, address, size, user_data) -> None:
         insn = bytes(uc.mem_read(address, 5))
         if insn[0] == 0xE9:
@@ -261,11 +251,41 @@ def install_hooks(ld: Loaded, run: _Run) -> None:
         for poke in image.pokes:
             if poke.tailcall_target is not None:
                 ld.engine.hook_code(poke.tailcall_target, run.on_direct)
-        for offset, base, index, scale, disp in _memory_operands(image):
-            addr = image.base + offset
-            ld.engine.world_hooks.append(
-                ld.engine.uc.hook_add(UC_HOOK_CODE, run.on_memory, (base, index, scale, disp), addr, addr)
-            )
+
+
+class _MemoryChecks:
+    """The non-canonical check, hooked once per loaded world (kept until the engine's next reset, so
+    a world's runs share the hooks); each run points `run` at its own state."""
+
+    def __init__(self, ld: Loaded) -> None:
+        self.ld = ld
+        self.run: _Run | None = None
+        for _, image in ld.functions:
+            for offset, base, index, scale, disp in _memory_operands(image):
+                addr = image.base + offset
+                ld.engine.world_hooks.append(
+                    ld.engine.uc.hook_add(UC_HOOK_CODE, self.on_memory, (base, index, scale, disp), addr, addr)
+                )
+
+    def on_memory(self, uc, address, size, operand) -> None:
+        """Before an instruction with a register-based memory operand: its effective address must
+        be canonical (Unicorn drops bits 52..63 and would access what the rest names)."""
+        base, index, scale, disp = operand
+        ea = disp + (uc.reg_read(base) if base is not None else 0) + (uc.reg_read(index) * scale if index is not None else 0)
+        ea &= 0xFFFF_FFFF_FFFF_FFFF
+        run = self.run
+        if not canonical(ea) and run is not None and run.fault is None:
+            run.fault = Fault(FaultKind.NON_CANONICAL, ea, self.ld.describe(address), address)
+            uc.emu_stop()
+
+
+def memory_checks(ld: Loaded) -> _MemoryChecks:
+    """Per-case runs only: the batch path (which loads through load() too) never gets these hooks."""
+    checks = getattr(ld.engine, "memory_checks", None)
+    if checks is None or checks.ld is not ld:
+        checks = _MemoryChecks(ld)
+        ld.engine.memory_checks = checks  # type: ignore[attr-defined]
+    return checks
 
 
 def write_ctx(ld: Loaded, run: RunSpec) -> None:
@@ -393,6 +413,8 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
         write_ctx(ld, run)
         return execute_run_arm64(ld, run)
     state = _Run(ld, run.entry)
+    checks = memory_checks(ld)
+    checks.run = state
     hooks_before = len(ld.engine.world_hooks)
     install_hooks(ld, state)
     write_ctx(ld, run)
@@ -426,6 +448,7 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
         fault = state.fault or classify_uc_error(ld, err, uc.reg_read(UC_X86_REG_RIP))
     finally:
         drop_hooks(ld, hooks_before)
+        checks.run = None
 
     counter_addr = ENTRY_RSP - 8 - 8 - round_up(counter_home(ld.world, state.trace).stack_depth, 8) - 8
     clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
