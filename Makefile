@@ -27,7 +27,8 @@ lint: $(STAMP)
 	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p tcfuzz
 
 # A bounded differential run (about a minute) on the built-in profiles: artifacts, summary.json and
-# junit.xml under fuzz-artifacts/. Fails only on a divergence without a proved known cause (fuzz/verdict/policy.py);
+# junit.xml under fuzz-artifacts/. An empty fuzz-corpus/ starts from the regression corpus encoded as
+# seeds, and the engine gets fuzzers/tailcall_fuzzer.dict (fuzz/frontends/seeds.py). Fails only on a divergence without a proved known cause (fuzz/verdict/policy.py);
 # drop --ignore-known (or run `tcfuzz fuzz` directly) to fail on every divergence.
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)

@@ -61,10 +61,3 @@ def test_an_x86_codegen_on_an_arm64_world_is_a_usage_error(capsys):
     assert status == 2
     assert err.strip().endswith("emits x86_64 code; the world's profile is arm64")
     assert len(err.strip().splitlines()) == 1
-
-
-def test_prove_refuses_arm64_in_one_line(capsys):
-    for argv in (["prove", "--arch", "arm64"], ["prove", "--profile", "arm64-bti"]):
-        status, out, err = cli(capsys, *argv)
-        assert status == 2 and out == ""
-        assert len(err.strip().splitlines()) == 1 and "nothing arm64 is proved" in err

@@ -19,10 +19,15 @@ Preconditions (each shown necessary by dropping it and asking z3 for a counterex
     counter-not-prog    the counter cell is not the target program's bpf_func cell (distinct objects)
 Static sites need all five; dynamic and direct sites need none (their sequences do the same loads).
 Modelling assumptions, not preconditions: qword accesses are 8-aligned (8-byte memory cells).
+
+That is the x86-64 claim (`Claim`). An arm64 profile's configuration gets prove_arm64.Arm64Claim
+(the A64 lifter, x1/x2/x26, the s32 offset of emit_a64_add_i() as `offset-fits-s32`), through
+`claim_for()`; the matrix, necessity, boundary, lemmas and replays here serve both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -50,18 +55,25 @@ class Config:
     stack_depth: int
     callee: str  # none, some, all, boundary
     map_index: int = 0  # the site's map at used_maps[map_index], other prog arrays around it
+    max_entries: int = ME0  # the map's max_entries the sequences are JITed with
 
     @property
     def name(self) -> str:
-        return f"{self.profile}/{self.kind}/sd{self.stack_depth}/{self.callee}" + (
-            f"/map{self.map_index}" if self.map_index else ""
+        return (
+            f"{self.profile}/{self.kind}/sd{self.stack_depth}/{self.callee}"
+            + (f"/map{self.map_index}" if self.map_index else "")
+            + (f"/me{self.max_entries}" if self.max_entries != ME0 else "")
         )
+
+    @property
+    def arch(self) -> str:
+        return PRESETS[self.profile].arch
 
     def sample(self) -> SampleConfig:
         regs = {"none": (), "some": (R6, R8), "all": (R6, R7, R8, R9), "boundary": ()}[self.callee]
         return SampleConfig(
             sites=(SiteKind(self.kind),),
-            max_entries=ME0,
+            max_entries=self.max_entries,
             key=1,
             stack_depth=self.stack_depth,
             callee_regs=regs,
@@ -113,7 +125,10 @@ def site_sequence(codegen: Codegen, cfg: Config) -> tuple[Sequence, object]:
 
 
 class Claim:
-    """The symbolic setting shared by both sequences of one configuration."""
+    """The symbolic setting shared by both sequences of one x86-64 configuration (arm64:
+    prove_arm64.Arm64Claim, with the same interface)."""
+
+    range_precondition = "disp-fits-int"
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -123,6 +138,7 @@ class Claim:
         self.filled = z3.Bool("slot_filled")  # direct: the poke state
         self.direct_target = z3.BitVec("direct_target", 64)  # direct: bpf_func + adj_off of the slot's program
         self.fixed_me = False  # a codegen whose baked fields are not the patch's
+        self.me0 = cfg.max_entries
 
     # -- the patch's symbolic fields ---------------------------------------------------------------
     def disp(self) -> z3.BitVecRef:
@@ -132,15 +148,16 @@ class Claim:
 
     def patch_fields(self, seq: Sequence) -> bool:
         """Make the baked imm32 and disp32 symbolic, where the concrete bytes are exactly what the
-        patch's C arithmetic gives for ME0. Returns False (and leaves the bytes concrete) when they are
-        not: such a codegen is then proved for max_entries = ME0 only."""
+        patch's C arithmetic gives for the JITed max_entries. Returns False (and leaves the bytes concrete) when they are
+        not: such a codegen is then proved for that max_entries only."""
         from tcfuzz.analysis.lifter import decode
 
-        concrete_disp = z3.simplify(z3.substitute(self.disp(), (self.me, z3.BitVecVal(ME0, 32)))).as_signed_long()
+        concrete_disp = z3.simplify(z3.substitute(self.disp(), (self.me, z3.BitVecVal(self.me0, 32)))).as_signed_long()
         fields = {}
         for insn in decode(seq):
             ops = insn.operands
-            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and ops[1].type == X86_OP_IMM and ops[1].imm == ME0:
+            is_imm = ops[1].type == X86_OP_IMM if len(ops) > 1 else False
+            if insn.mnemonic == "cmp" and insn.op_str.startswith("edx, ") and is_imm and ops[1].imm == self.me0:
                 fields[insn.address] = {"imm": self.me}
             if insn.mnemonic == "mov" and "rdx*8" in insn.op_str and ops[1].mem.disp == concrete_disp:
                 fields[insn.address] = {"disp": self.disp()}
@@ -227,18 +244,24 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
     from tcfuzz.model.world import SCHEMA, World, WorldError
 
     sample = cfg.sample()
-    me = ME0 if cfg.kind == "direct" else (values["max_entries_field"] or 1)  # a direct site reads no max_entries
     index = values["index"]
-    filled = values["slot_filled"] if cfg.kind == "direct" else values["slot"] != 0
-    key_slot = 1 if cfg.kind == "direct" else index & 0xFFFFFFFF
+    # x86-64: a direct site reads no max_entries and no index (its key is the sample's, 1). arm64 has
+    # no direct tail calls: its constant-key site reads both, so the world's constant key is the
+    # counterexample's index where the verifier keeps it constant (below max_entries), and else the
+    # same static-path bytes are reached by a run-time key.
+    poked = cfg.kind == "direct" and cfg.arch == "x86_64"
+    me = cfg.max_entries if poked else (values["max_entries_field"] or 1)
+    filled = values["slot_filled"] if poked else values["slot"] != 0
+    key_slot = 1 if poked else index & 0xFFFFFFFF
+    constant_key = cfg.kind == "direct" and (poked or index < me)  # the verifier keeps only such keys constant
     literal = {key_slot} if filled and key_slot < me else set()
     worlds = []
     for slots in (literal, literal | {0}, literal | {0, me - 1}):
         maps: list[dict] = [{"id": 0, "max_entries": me, "slots": {str(k): 1 for k in sorted(slots)}}]
         if cfg.map_index:  # the same used_maps[] as the proof's: other prog arrays around map 0
-            others = [{"id": 10 + i, "max_entries": ME0 + 1 + i} for i in range(cfg.map_index + 1)]
+            others = [{"id": 10 + i, "max_entries": cfg.max_entries + 1 + i} for i in range(cfg.map_index + 1)]
             maps = others[: cfg.map_index] + maps + others[cfg.map_index :]
-        site = {"maps": [0], "key": 1 if cfg.kind == "direct" else None}
+        site = {"maps": [0], "key": key_slot if constant_key else None}
         if cfg.kind == "dynamic":
             maps.append({"id": 1, "max_entries": 2})
             site = {"maps": [1, 0]}
@@ -249,11 +272,7 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
             "exception_boundary": sample.exception_boundary,
             "sites": [site],
         }
-        ctx = (
-            []
-            if cfg.kind == "direct"
-            else [{"prog": 0, "site": 0, "key": index, **({"map": 0} if cfg.kind == "dynamic" else {})}]
-        )
+        ctx = [] if constant_key else [{"prog": 0, "site": 0, "key": index, **({"map": 0} if cfg.kind == "dynamic" else {})}]
         run = {"entry": 0, "ctx": ctx, "tail_call_cnt": min(values["count"], PRESETS[cfg.profile].max_tail_call_cnt)}
         try:
             worlds.append(
@@ -285,17 +304,49 @@ def replay_worlds(worlds: list, old: Codegen, new: Codegen):
     return None
 
 
-def check(claim: Claim, diff: z3.BoolRef, pre: list[z3.BoolRef]) -> z3.ModelRef | None:
+def check(claim, diff: z3.BoolRef, pre: list[z3.BoolRef]) -> z3.ModelRef | None:
+    """A model of the difference under `pre`, or None (proven). A claim may name states the kernel
+    can reach (`plausible()`, e.g. a counter at most MAX_TAIL_CALL_CNT): a model within them is
+    preferred, so that its world replays; without one, any model is a counterexample all the same."""
     solver = z3.Solver()
     solver.add(*pre, diff)
-    return solver.model() if solver.check() == z3.sat else None
+    if solver.check() != z3.sat:
+        return None
+    model = solver.model()
+    extra: list[z3.BoolRef] = getattr(claim, "plausible", list)()
+    if extra:
+        solver.add(*extra)
+        if solver.check() == z3.sat:
+            model = solver.model()
+    return model
+
+
+def codegens_for(cfg: Config, old: Codegen, new: Codegen) -> tuple[Codegen, Codegen]:
+    """The codegens that JIT the configuration's architecture: a default codegen's arm64 twin for an
+    arm64 profile; any other codegen of the wrong architecture is a PluginError (never replaced)."""
+    from tcfuzz.codegens import for_arch
+
+    return for_arch(old, cfg.arch), for_arch(new, cfg.arch)
+
+
+def claim_for(cfg: Config):
+    """The configuration's Claim: x86-64 (this module) or arm64 (prove_arm64.Arm64Claim)."""
+    if cfg.arch == "arm64":
+        from tcfuzz.analysis.prove_arm64 import Arm64Claim
+
+        return Arm64Claim(cfg, PRESETS[cfg.profile], cfg.max_entries, site_sequence)
+    return Claim(cfg)
 
 
 def lemmas(cfg: Config, old: Codegen, new: Codegen) -> tuple[dict[str, str], Violation | None]:
     """The maintenance lemmas the configuration's claim rests on (fuzz/analysis/maintenance.py), for
-    both codegens: the cache for static sites, the poke state for direct ones."""
+    both codegens: the cache for static sites, the poke state for direct ones. arm64 has no pokes:
+    its constant-key ("direct") sites read the cache like static ones."""
     profile = PRESETS[cfg.profile]
-    lemma = {"static": ("cache-maintained", prove_cache), "direct": ("poke-state", prove_pokes)}.get(cfg.kind)
+    kinds = {"static": ("cache-maintained", prove_cache), "direct": ("poke-state", prove_pokes)}
+    if cfg.arch == "arm64":
+        kinds["direct"] = kinds["static"]
+    lemma = kinds.get(cfg.kind)
     if lemma is None:
         return {}, None
     name, check_one = lemma
@@ -306,18 +357,25 @@ def lemmas(cfg: Config, old: Codegen, new: Codegen) -> tuple[dict[str, str], Vio
     return {name: "proven"}, None
 
 
+def _claim(cfg: Config, old: Codegen, new: Codegen):
+    """(claim, difference, named preconditions) of one configuration; JitError/LiftError propagate."""
+    claim = claim_for(cfg)
+    diff = claim.differences(old, new)
+    pre = claim.preconditions()
+    if claim.fixed_me:
+        pre["max-entries-is-the-jitted-one"] = claim.me == cfg.max_entries
+    return claim, diff, pre
+
+
 def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) -> Result:
     started = time.perf_counter()
-    claim = Claim(cfg)
+    old, new = codegens_for(cfg, old, new)
     try:
-        diff = claim.differences(old, new)
+        claim, diff, pre = _claim(cfg, old, new)
     except JitError as e:  # a JIT fault of a codegen is a finding: the configuration cannot load
         return Result(cfg, False, [], time.perf_counter() - started, jit_fault=f"{type(e).__name__}: {e}")
     except LiftError as e:  # fail closed: not proven, and no counterexample either
         return Result(cfg, False, [], time.perf_counter() - started, not_lifted=str(e))
-    pre = claim.preconditions()
-    if claim.fixed_me:
-        pre["max-entries-is-the-jitted-one"] = claim.me == ME0
     proved, violation = lemmas(cfg, old, new)
     m = check(claim, diff, list(pre.values()))
     result = Result(cfg, m is None and violation is None, list(pre), 0.0, claim.model_values(m) if m is not None else None)
@@ -327,33 +385,71 @@ def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) 
             others = [v for k, v in pre.items() if k != name]
             cm = check(claim, diff, others)
             result.necessary[name] = claim.model_values(cm) if cm is not None else None
-        if "disp-fits-int" in pre:
+        bound = claim.range_precondition
+        if bound in pre:
             limit = (INT_MAX - claim.profile.ptrs_off) // 8
-            others = [v for k, v in pre.items() if k != "disp-fits-int"]
+            others = [v for k, v in pre.items() if k != bound]
             over = check(claim, diff, others + [claim.me == limit + 1])
             at = check(claim, diff, others + [claim.me == limit])
             result.boundary = {
+                "precondition": bound,
                 "max_entries_max": limit,
                 "proven_at_max": at is None,
                 "counterexample_at_max_plus_1": claim.model_values(over) if over is not None else None,
             }
+            if cfg.arch == "arm64":
+                result.boundary.update(boundary_from_bytes(cfg, old, new, limit))
     result.seconds = time.perf_counter() - started
     return result
 
 
-def matrix(quick: bool = False) -> list[Config]:
-    profiles = ["default", "no-security", "ibt", "retpoline", "lfence", "sls", "ibt-sls"]
+def boundary_from_bytes(cfg: Config, old: Codegen, new: Codegen, limit: int) -> dict:
+    """The boundary again, from the words the JIT really emits at max_entries = limit and limit + 1
+    (arm64: there the helpers emit other forms than at ME0 -- a MOVZ/MOVK pair for max_entries, a
+    MOVZ or MOVN, a MOVK and an ADD (register) for the offset -- and the lifter reads them as they
+    are, no symbolic field)."""
+    out: dict = {}
+    for me, key in ((limit, "bytes_proven_at_max"), (limit + 1, "bytes_counterexample_at_max_plus_1")):
+        at = dataclasses.replace(cfg, max_entries=me)
+        try:
+            claim, diff, pre = _claim(at, old, new)
+        except (JitError, LiftError) as e:
+            out[key] = f"{type(e).__name__}: {e}"
+            continue
+        if key == "bytes_proven_at_max":
+            out[key] = check(claim, diff, list(pre.values())) is None
+        else:
+            others = [v for k, v in pre.items() if k != claim.range_precondition]
+            m = check(claim, diff, others)
+            out[key] = claim.model_values(m) if m is not None else None
+    return out
+
+
+ARM64_PROFILES = ["arm64", "arm64-bti", "arm64-pac", "arm64-bti-pac"]
+
+
+def matrix(quick: bool = False, arch: str = "x86_64") -> list[Config]:
+    """The proof matrix of an architecture. x86-64: 7 profiles; arm64: the 4 presets (BTI and PAC
+    each on and off). Both: {static, dynamic, direct} x stack depth x callee-saved set, plus per
+    profile a static site at used_maps[2] between prog arrays of other sizes."""
+    if arch == "arm64":
+        profiles = ARM64_PROFILES
+        quick_profiles = ["arm64", "arm64-bti-pac"]
+    else:
+        profiles = ["default", "no-security", "ibt", "retpoline", "lfence", "sls", "ibt-sls"]
+        quick_profiles = ["default", "ibt", "retpoline"]
     depths, callees = [0, 8, 20, 512], ["none", "some", "all", "boundary"]
     if quick:
-        profiles, depths, callees = ["default", "ibt", "retpoline"], [0, 20], ["none", "all"]
+        profiles, depths, callees = quick_profiles, [0, 20], ["none", "all"]
     configs = [Config(p, k, d, c) for p, k, d, c in itertools.product(profiles, ["static", "dynamic", "direct"], depths, callees)]
     return configs + [Config(p, "static", 0, "none", map_index=2) for p in profiles]  # the decoded map index matters
 
 
 def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None, specs: dict[str, str] | None = None) -> dict:
-    """Prove every configuration. Necessity of each precondition and the disp32 boundary are shown
+    """Prove every configuration. Necessity of each precondition and the offset boundary are shown
     once per profile (on its first static configuration). Every counterexample is replayed as a world
-    under Unicorn and, with `artifacts`, written as an artifact `tcfuzz repro` accepts."""
+    under Unicorn (an arm64 profile's on Unicorn's arm64 engine) and, with `artifacts`, written as an
+    artifact `tcfuzz repro` accepts."""
     from tcfuzz.triage.artifacts import write_artifact
 
     results, replays, seen_profiles = [], [], set()
@@ -364,16 +460,20 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
         r = prove(cfg, old, new, show_necessary=first_static)
         results.append(r)
         todo = [("counterexample", r.counterexample, counterexample_worlds(cfg, r.counterexample))] if r.counterexample else []
-        if r.boundary and r.boundary["counterexample_at_max_plus_1"]:
-            values = r.boundary["counterexample_at_max_plus_1"]
-            todo.append(("disp-fits-int boundary + 1", values, counterexample_worlds(cfg, values)))
+        b = r.boundary or {}
+        for key, label in (
+            ("counterexample_at_max_plus_1", "boundary + 1"),
+            ("bytes_counterexample_at_max_plus_1", "boundary + 1, real bytes"),
+        ):
+            if isinstance(b.get(key), dict):
+                todo.append((f"{b['precondition']} {label}", b[key], counterexample_worlds(cfg, b[key])))
         if r.violation is not None:
             v = r.violation
-            todo.append((v.lemma, v.to_json(), [violation_world(v, cfg.profile, cfg.kind == "direct", cfg.stack_depth)]))
+            todo.append((v.lemma, v.to_json(), [violation_world(v, cfg.profile, v.lemma == "poke-state", cfg.stack_depth)]))
         if r.jit_fault:
             todo.append(("jit fault", {"jit_fault": r.jit_fault}, counterexample_worlds(cfg, JIT_FAULT_VALUES)))
         for what, values, worlds in todo:
-            got = replay_worlds(worlds, old, new)
+            got = replay_worlds(worlds, *codegens_for(cfg, old, new))
             entry = {
                 "config": cfg.name,
                 "what": what,
@@ -406,10 +506,20 @@ def render(report: dict) -> str:
         if r.boundary:
             b = r.boundary
             rows.append(
-                f"  disp-fits-int boundary: max_entries <= {b['max_entries_max']} "
+                f"  {b['precondition']} boundary: max_entries <= {b['max_entries_max']} "
                 f"({'proven' if b['proven_at_max'] else 'NOT proven'} at {b['max_entries_max']}, "
-                f"counterexample at {b['max_entries_max'] + 1})"
+                + ("counterexample" if b["counterexample_at_max_plus_1"] else "NO counterexample")
+                + f" at {b['max_entries_max'] + 1})"
             )
+            if "bytes_proven_at_max" in b:
+                at, over = b["bytes_proven_at_max"], b["bytes_counterexample_at_max_plus_1"]
+                rows.append(
+                    "  the same from the bytes the JIT emits at each: "
+                    + ("proven" if at is True else f"NOT proven ({at})" if isinstance(at, str) else "NOT proven")
+                    + f" at {b['max_entries_max']}, "
+                    + ("counterexample" if isinstance(over, dict) else f"NO counterexample ({over})")
+                    + f" at {b['max_entries_max'] + 1}"
+                )
     if report["replays"]:
         rows.append("\ncounterexamples replayed as worlds under Unicorn:")
         for e in report["replays"]:

@@ -356,23 +356,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tcfuzz.selftest.bench import render, run
 
     with busy(args, "bench"):
-        report = run(args.cases, args.repeat, args.atheris_seconds)
+        report = run(args.cases, args.repeat, args.atheris_seconds, args.atheris_repeat, args.profile)
     print_result(args, report, lambda: render(report))
     return 0
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
     from tcfuzz.analysis.prove import matrix, render, run_matrix
+    from tcfuzz.codegens import PluginError, for_arch
 
     voters = codegens_from_args(args)
-    if args.arch != "x86_64" or (args.profile and preset(args.profile).arch != "x86_64"):
-        raise UsageError(
-            "the proof's lifter reads x86-64 only, so nothing arm64 is proved; the arm64 evidence is "
-            "`tcfuzz limits --arch arm64`, the corpus twins, the property test and `tcfuzz fuzz --arch arm64`"
-        )
+    arch = args.arch or (preset(args.profile).arch if args.profile else "x86_64")
+    if args.profile and preset(args.profile).arch != arch:
+        raise UsageError(f"--profile {args.profile} is an {preset(args.profile).arch} profile, not {arch}")
+    try:
+        for codegen in voters.values():
+            for_arch(codegen, arch)
+    except PluginError as e:
+        raise UsageError(str(e)) from None
     if args.artifacts:
         output_dir(args.artifacts, "--artifacts")
-    configs = matrix(quick=args.quick)
+    configs = matrix(quick=args.quick, arch=arch)
     if args.kind:
         kinds = {k.strip() for k in args.kind.split(",")}
         configs = [c for c in configs if c.kind in kinds]
@@ -520,9 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, not a test)")
     b.add_argument("--cases", type=_int_at_least(1), default=2000, help="cases per batch (default 2000)")
-    b.add_argument("--repeat", type=_int_at_least(1), default=5, help="repetitions; the best one counts")
+    b.add_argument("--repeat", type=_int_at_least(1), default=5, help="repetitions; each figure is min/median/max over them")
     b.add_argument(
         "--atheris-seconds", type=_int_at_least(0, " (0 skips it)"), default=10, help="seconds per Atheris run; 0 to skip"
+    )
+    b.add_argument("--atheris-repeat", type=_int_at_least(1), default=3, help="Atheris runs of each kind (default 3)")
+    b.add_argument(
+        "--profile", type=_int_at_least(0), default=0, metavar="N", help="also profile N fuzz inputs: where the time goes"
     )
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
@@ -532,10 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="SMT proof that legacy and patched sequences agree for all inputs",
         description="Exit status: 0 every configuration proven and every counterexample reproduced; 1 otherwise.",
     )
-    pv.add_argument("--quick", action="store_true", help="a smaller matrix (3 profiles, 2 depths, 2 register sets)")
+    pv.add_argument("--quick", action="store_true", help="a smaller matrix (3 profiles, arm64: 2; 2 depths, 2 register sets)")
     pv.add_argument("--kind", help="comma-separated site kinds: static, dynamic, direct")
     pv.add_argument("--profile", choices=sorted(PRESETS), help="only this profile")
-    pv.add_argument("--arch", choices=ARCHES, default="x86_64", help="x86_64 (arm64 has no A64 lifter yet: refused)")
+    pv.add_argument("--arch", choices=ARCHES, help="the matrix of this architecture (default: the --profile's, else x86_64)")
     pv.add_argument("--artifacts", help="write replayed counterexamples here (tcfuzz repro accepts them)")
     pv.add_argument("--json", action="store_true")
     _add_codegen_args(pv)

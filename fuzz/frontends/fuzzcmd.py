@@ -26,6 +26,7 @@ from tcfuzz import SOURCE_TREE
 from tcfuzz.codegens import resolve_spec
 from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
 from tcfuzz.frontends.kernel_sample import merge_kernel_stats
+from tcfuzz.frontends.seeds import dict_argv, seed_dirs
 from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, progress_sample, read_stats, write_reports
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
@@ -142,14 +143,17 @@ def run(
     old, new = resolve_spec(old), resolve_spec(new)
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     job_seeds = [(seed + k) % (SEED_MAX + 1) for k in range(jobs or 1)]
-    base_argv = [str(FUZZER), str(corpus), f"-artifact_prefix={artifacts}/", "-print_final_stats=1", "-max_len=512"]
+    # An empty corpus starts from the regression corpus, encoded (fuzz/frontends/seeds.py); a run
+    # bounded by --runs runs exactly that many inputs from the corpus it is given.
+    seeds = seed_dirs(corpus, artifacts) if runs is None else []
+    base_argv = [str(FUZZER), str(corpus), *seeds, f"-artifact_prefix={artifacts}/", "-print_final_stats=1", "-max_len=512"]
     if max_time is not None:
         base_argv.append(f"-max_total_time={max_time}")
     if runs is not None:
         base_argv.append(f"-runs={runs}")
     if fork:
         base_argv.append(f"-fork={fork}")
-    base_argv += extra
+    base_argv += dict_argv(extra) + extra
     env = dict(
         os.environ,
         TCFUZZ_ARTIFACTS=str(artifacts),

@@ -124,9 +124,9 @@ class Target:
                     raw = None
             self.cases += len(cases)
         else:
-            found, pick, flagged = triage_batch(world, cases, self.old, self.new, self.orders)
-            self.cases += len(cases)
-            batch_feedback(flagged, len(cases))
+            found, pick, flagged, judged = triage_batch(world, cases, self.old, self.new, self.orders)
+            self.cases += judged  # a batch with many faulted cases stops early (fuzz/verdict/replay.py)
+            batch_feedback(flagged, judged)
             # The diverging case `pick` is what the raw input replays to; the others are written as
             # sidecars only (their worlds are exact), so none is lost.
             for k, r in enumerate(found):
@@ -218,5 +218,10 @@ def main(argv: list[str]) -> None:
     import atheris
 
     target = Target()
-    atheris.Setup(argv, target)
+    if os.environ.get("TCFUZZ_MUTATOR") == "structural":  # fuzz/frontends/mutator.py (not instrumented)
+        from tcfuzz.frontends.mutator import custom_mutator
+
+        atheris.Setup(argv, target, custom_mutator=custom_mutator)
+    else:
+        atheris.Setup(argv, target)
     atheris.Fuzz()

@@ -212,10 +212,14 @@ def single_run(world: World) -> World:
     return dataclasses.replace(world, runs=world.runs[:1])
 
 
+BATCH_SIZES = (512, 1024, 2048, 4096)  # inputs per batch: enough to amortize the world (compile, load)
+
+
 def decode_input(data: bytes):
     """A fuzzer input -> (world, cases or None). The first choice picks the mode: 0 is one world,
-    run as is; otherwise the world's first run (with its map operations) and a batch of 64-512 inputs
-    for it, drawn (fuzz/machine/batch.py random_cases) from a seed that hashes the rest of the input."""
+    run as is; otherwise the world's first run (with its map operations) and a batch of 512-4096 inputs
+    (BATCH_SIZES) for it, drawn (fuzz/machine/batch.py random_cases) from a seed that hashes the rest
+    of the input."""
     import hashlib
 
     import numpy as np
@@ -228,6 +232,6 @@ def decode_input(data: bytes):
     if mode == 0:
         return world, None
     world = single_run(world)
-    n = 64 << src.int(0, 3)
+    n = pick(src, BATCH_SIZES)
     seed = int.from_bytes(hashlib.sha256(data[src.pos :]).digest()[:8], "little")
     return world, random_cases(world, n, np.random.default_rng(seed))

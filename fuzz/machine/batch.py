@@ -28,6 +28,7 @@ The reference side and the comparison are in fuzz/verdict/batch_oracle.py.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ NORMAL_CALL = 2**64 - 1
 INSNS_PER_CASE = 4000  # budget per case; a 34-deep chain of 1-site programs needs ~2000
 REGS = ("rax", "rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")
 FAULT = 2**64 - 2  # rax value Python writes for a case that faulted
+RANDOM_KEYS = 64  # distinct "anywhere in u32" keys per batch column
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,8 @@ def inputs_of(world: World) -> Inputs:
 
 def random_cases(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
     """n case records for `world`, aimed at the edges: keys at 0, max_entries-1, max_entries,
-    max_entries+1 or anywhere in u32, often with high bits; every map of a poisoned site; plain calls
-    and tail-callee entries with counts, half of them near 33."""
+    max_entries+1 or anywhere in u32 (RANDOM_KEYS distinct values per batch), often with high bits;
+    every map of a poisoned site; plain calls and tail-callee entries with counts, half of them near 33."""
     inputs = inputs_of(world)
     cols = []
     for prog, j, what in inputs.columns:
@@ -109,7 +111,10 @@ def random_cases(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
             continue
         me = np.uint64(max(world.map(m).max_entries for m in site.maps))
         edges = np.array([0, me - np.uint64(1), me, me + np.uint64(1)], dtype=np.uint64) & np.uint64(0xFFFFFFFF)
-        keys = np.where(rng.random(n) < 0.6, edges[rng.integers(0, 4, n)], rng.integers(0, 2**32, n, dtype=np.uint64))
+        # The keys "anywhere in u32" are drawn from RANDOM_KEYS values per batch: each distinct key in a
+        # huge array maps a page of guest memory, and unicorn's mem_map slows with every region.
+        anywhere = rng.integers(0, 2**32, RANDOM_KEYS, dtype=np.uint64)[rng.integers(0, RANDOM_KEYS, n)]
+        keys = np.where(rng.random(n) < 0.6, edges[rng.integers(0, 4, n)], anywhere)
         high = np.where(rng.random(n) < 0.3, rng.integers(0, 2**32, n, dtype=np.uint64) << np.uint64(32), 0)
         cols.append(keys | high.astype(np.uint64))
     cols += slot_columns(world, n, rng)
@@ -203,6 +208,7 @@ def rip_disp(p: Emitter, target: int, insn_len: int) -> int:
     return target - (DRIVER + p.pos + insn_len)
 
 
+@functools.lru_cache(maxsize=1024)
 def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: bool) -> bytes:
     """The driver loop for one world; `cached`: the codegen keeps patch 1/4's cached half, so the
     case's slot write covers it too."""
@@ -373,8 +379,9 @@ class Batch:
             out[rows, col + 2], out[rows, col + 3] = ptrs + 8 * index, cached
         return out, overrun
 
-    def run(self, cases: np.ndarray) -> BatchResult:
-        """cases: (n, k + 1) u64 in case-record order."""
+    def run(self, cases: np.ndarray, max_faults: int | None = None) -> BatchResult:
+        """cases: (n, k + 1) u64 in case-record order. With `max_faults`, the batch stops after the
+        case that makes that many faults: the result covers the cases run, a prefix of `cases`."""
         if getattr(self.engine, "owner", None) is not self:
             self._load()
         uc = self.engine.uc
@@ -416,6 +423,10 @@ class Batch:
                 )
                 uc.mem_write(res_ptr, struct.pack("<Q", FAULT) + bytes(self.inputs.result_size - 8))
                 uc.mem_write(CTX_BASE, bytes(0x1000))  # the faulted case may have left run counts behind
+                if max_faults is not None and int(faulted[: i + 1].sum()) >= max_faults:
+                    n = i + 1  # the cases after it are not run
+                    faulted = faulted[:n]
+                    break
         raw = np.frombuffer(bytes(uc.mem_read(RESULTS, n * self.inputs.result_size)), dtype=np.uint64)
         table = raw.reshape(n, -1)
         m = len(self.inputs.programs)

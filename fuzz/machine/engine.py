@@ -113,6 +113,8 @@ class Engine:
             self.uc.mem_map(base, size, perms)
         self.allocations: list[Allocation] = []
         self.lazy_pages: set[int] = set()
+        self.stale_pages: set[int] = set()  # the last world's lazy pages, until the next one claims them
+        self.dirty: list[tuple[int, int]] = []  # [addr, end) of code written since the last reset
         self.world_hooks: list[int] = []
         self.fault: MemFault | None = None
         self.owner = None  # the batch whose world is loaded (fuzz/machine/batch.py)
@@ -126,30 +128,47 @@ class Engine:
     # --- per world -------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget the previous world: its code, allocations, lazy pages and hooks."""
+        """Forget the previous world: its code, allocations, lazy pages and hooks. Guest memory is laid
+        once: only the code the last world wrote is filled again, and its lazily mapped pages stay
+        mapped for the next world's allocations to claim (`add_allocation`, rewritten there); the
+        rest are unmapped by `settle()`, before anything runs."""
         self.owner = None
         for h in self.world_hooks:
             self.uc.hook_del(h)
         self.world_hooks.clear()
-        for page in sorted(self.lazy_pages):
-            self.uc.mem_unmap(page, PAGE)
+        self.stale_pages |= self.lazy_pages
         self.lazy_pages.clear()
         self.allocations.clear()
-        self.uc.mem_write(JIT_BASE, self.fill * (JIT_SIZE // len(self.fill)))
-        self.uc.mem_write(KTEXT_BASE, self.fill * (KTEXT_SIZE // len(self.fill)))
+        word = len(self.fill)
+        for start, end in _merged(self.dirty):
+            start, end = start - start % word, end + (-end) % word
+            self.uc.mem_write(start, self.fill * ((end - start) // word))
+            self.uc.ctl_remove_cache(start, end)
+        self.dirty.clear()
         self.uc.mem_write(PROG_BASE, bytes(PROG_SIZE))
-        self.uc.ctl_remove_cache(JIT_BASE, JIT_BASE + JIT_SIZE)
-        self.uc.ctl_remove_cache(KTEXT_BASE, KTEXT_BASE + KTEXT_SIZE)
+
+    def settle(self) -> None:
+        """Unmap the previous world's pages no allocation of this one claimed (called once the
+        world's allocations exist, before it runs)."""
+        for page in sorted(self.stale_pages):
+            self.uc.mem_unmap(page, PAGE)
+        self.stale_pages.clear()
 
     def write_code(self, addr: int, code: bytes) -> None:
         self.uc.mem_write(addr, code)
         self.uc.ctl_remove_cache(addr, addr + len(code))
+        self.dirty.append((addr, addr + len(code)))
 
     def add_allocation(self, alloc: Allocation) -> None:
         """Register an allocation; the bytes past its end in its last page are guarded by a hook."""
         if not ARRAY_BASE <= alloc.start < alloc.end:
             raise ValueError(f"{alloc.name}: allocations live above ARRAY_BASE")
         self.allocations.append(alloc)
+        for page in sorted(p for p in self.stale_pages if alloc.start - PAGE < p < alloc.end):
+            if page + PAGE > alloc.start:  # the last world's page, inside this allocation: rewritten
+                self.stale_pages.discard(page)
+                self.uc.mem_write(page, self._page_data(alloc, page))
+                self.lazy_pages.add(page)
         tail_end = -(-alloc.end // PAGE) * PAGE
         if tail_end > alloc.end and self.exact_tails:
             self.world_hooks.append(
@@ -188,10 +207,7 @@ class Engine:
             if addr in alloc:
                 page = addr & ~(PAGE - 1)
                 uc.mem_map(page, PAGE, UC_PROT_READ | UC_PROT_WRITE)
-                data = alloc.page(page)
-                if not self.exact_tails and page + len(data) == alloc.end and len(data) < PAGE:
-                    data += POISON.to_bytes(8, "little") * ((PAGE - len(data)) // 8)
-                uc.mem_write(page, data)
+                uc.mem_write(page, self._page_data(alloc, page))
                 self.lazy_pages.add(page)
                 return True
         if self.fault is None:
@@ -204,10 +220,28 @@ class Engine:
             self.fault = MemFault(FaultKind.PRIVILEGED_INSN, uc.reg_read(UC_X86_REG_RIP))
         uc.emu_stop()
 
+    def _page_data(self, alloc: Allocation, page: int) -> bytes:
+        """A page's bytes as mapped: the allocation's, then (batches) poison past its end, else zeros."""
+        data = alloc.page(page)
+        if len(data) < PAGE:
+            fill = POISON.to_bytes(8, "little") if not self.exact_tails and page + len(data) == alloc.end else bytes(8)
+            data += fill * ((PAGE - len(data)) // 8)
+        return data
+
     def _on_tail(self, uc, access, addr, size, value, user_data) -> None:
         if self.fault is None:
             self.fault = MemFault(FaultKind.OUT_OF_ALLOCATION, addr)
         uc.emu_stop()
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(a, b) for a, b in out]
 
 
 _ENGINES: dict[str, Engine] = {}

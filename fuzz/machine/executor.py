@@ -42,7 +42,9 @@ from unicorn.x86_const import (
 )
 
 from tcfuzz.codegens import for_arch
+from tcfuzz.machine import jit_cache
 from tcfuzz.machine.engine import Engine, shared_engine
+from tcfuzz.machine.jit_cache import fingerprint
 from tcfuzz.machine.prog_array import CacheOverrun, PokeBusy, ProgArray, bpf_tail_call_direct_fixup, engine_text_poke
 from tcfuzz.model.bpf import round_up
 from tcfuzz.model.interfaces import (
@@ -74,7 +76,7 @@ from tcfuzz.model.layout import (
     indirect_thunk,
     prog_struct,
 )
-from tcfuzz.model.lower import lower_program, verify
+from tcfuzz.model.lower import lower_program, used_maps
 from tcfuzz.model.sample import tail_call_sites
 from tcfuzz.model.world import MapOp, ProgramSpec, RunSpec, World
 
@@ -137,9 +139,11 @@ def compile_world(world: World, codegen: Codegen) -> list[tuple[str, JitImage]]:
     functions first within a program. Raises VerifierReject / JitError / JitFault."""
     codegen = for_arch(codegen, world.profile.arch)
     functions = []
+    digest = fingerprint(codegen) if jit_cache.MAX_ENTRIES > 0 else None
+    maps = tuple(used_maps(world))
     for prog in world.programs:
         for fn in lower_program(world, prog):
-            image = codegen.jit(verify(world, prog, fn, codegen), world.profile, fn.base)
+            image = jit_cache.compile_function(world, prog, fn, codegen, digest, maps)  # fuzz/machine/jit_cache.py: compile once
             if len(image.code) > SUBPROG_OFFSET:
                 raise JitError(f"program {prog.id}: image of {len(image.code)} bytes exceeds its slot")
             functions.append((f"prog {prog.id} subprog" if fn.is_subprog else f"prog {prog.id}", image))
@@ -163,6 +167,7 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
     except VerifierReject as e:
         ld.load, ld.load_detail = "rejected", str(e)
     if ld.load != "ok":
+        engine.settle()
         return ld
     ld.images = {int(name.split()[1]): image for name, image in ld.functions if not name.endswith("subprog")}
 
@@ -185,6 +190,7 @@ def load(world: World, codegen: Codegen, engine: Engine | None = None) -> Loaded
             bpf_tail_call_direct_fixup(engine, codegen, image.pokes, ld.arrays, ld.bpf_func)
     except (PokeBusy, CacheOverrun) as e:
         ld.dead = maintenance_fault(e)
+    engine.settle()  # the allocations exist: the last world's pages none of them claimed go
     return ld
 
 

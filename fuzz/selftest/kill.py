@@ -82,7 +82,9 @@ def killing_world(mutant, base, worlds, budget: float, started: float):
     return None
 
 
-def hunt(name: str, budget: float, seed: int, use_corpus: bool = True) -> Kill:
+def hunt(name: str, budget: float, seed: int, use_corpus: bool = True, max_worlds: int | None = None) -> Kill:
+    """Hunt one mutant for `budget` seconds or `max_worlds` generated worlds, whichever ends first (a
+    count is the same answer on a loaded machine: the test suite bounds by worlds, not seconds)."""
     mutant, base, description = CATALOGUE[name]
     arch = codegen_arch(mutant)
     rng = random.Random(seed)
@@ -95,7 +97,7 @@ def hunt(name: str, budget: float, seed: int, use_corpus: bool = True) -> Kill:
                 cases[0] += 1
                 yield origin, [world]
         n = 0
-        while True:
+        while max_worlds is None or n < max_worlds:
             n += 1
             cases[0] += 1
             yield f"generated #{n}", [decode(rng.randbytes(rng.randrange(8, 400)))]

@@ -9,6 +9,7 @@ lookups done once. Both follow model/semantics.py, and tests hold them equal to 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -228,16 +229,21 @@ def judge_batch(
     new: Codegen,
     engine: Engine | None = None,
     orders: tuple[CountOrder, ...] = (CountOrder.JIT,),
+    max_faults: int | None = None,
 ) -> BatchJudgement:
     """Both codegens over the whole batch, the model (vectorized for single-site worlds in the JIT
     order, per case otherwise) in each of `orders`, compared with numpy. The flagged cases are the
     ones to re-run through `case_world` + `judge` for a verdict. A world one codegen does not load
-    flags its first case: the per-case path gives the load failure as a verdict."""
+    flags its first case: the per-case path gives the load failure as a verdict. `max_faults` stops
+    each codegen's batch after that many faulted cases; `cases` of the judgement is how many ran."""
     try:
-        legacy = Batch(world, old, engine or batch_engine(0)).run(cases)
-        patched = Batch(world, new, engine or batch_engine(1)).run(cases)
+        legacy = Batch(world, old, engine or batch_engine(0)).run(cases, max_faults)
+        patched = Batch(world, new, engine or batch_engine(1)).run(cases[: len(legacy.faulted)], max_faults)
     except NotLoaded:
         return BatchJudgement(len(cases), np.zeros(1, dtype=np.int64))
+    if len(patched.faulted) < len(cases):  # `max_faults` cut the batch: judge the prefix both ran
+        cases = cases[: len(patched.faulted)]
+        legacy = BatchResult(*(None if a is None else a[: len(cases)] for a in dataclasses.astuple(legacy, tuple_factory=list)))
     reference = settled(world)  # the run's map operations, as slots
     flagged = np.zeros(len(cases), dtype=bool)
     for order in orders:

@@ -90,10 +90,34 @@ def attribute(j: Judgement, new: Codegen, engine: Engine | None = None) -> tuple
     causes = declared_causes(new)
     trials = [(c,) for c in causes] + ([causes] if len(causes) > 1 else [])
     for trial in trials:
-        obs = dict(j.observations, patched=execute(j.world, repaired(new, trial), engine))
+        fixed = repaired(new, trial)
+        if same_code(j.world, new, fixed):
+            continue  # the repair changes no byte of this world and no maintenance: the divergence stays
+        obs = dict(j.observations, patched=execute(j.world, fixed, engine))
         if not decide(obs).diverges:
             return tuple(c.name for c in trial)
     return ()
+
+
+def same_code(world, codegen: Codegen, fixed: Codegen) -> bool:
+    """`fixed` emits the same images as `codegen` for `world` (both through the JIT image cache) and
+    keeps its run-time maintenance members, so it runs the world exactly as `codegen` did."""
+    from tcfuzz.machine.executor import compile_world
+    from tcfuzz.model.interfaces import OPTIONAL_MEMBERS
+
+    def member(c: Codegen, name: str):
+        value = getattr(c, name, None)
+        return getattr(value, "__func__", value)
+
+    if type(fixed) is not type(codegen) or any(member(fixed, n) is not member(codegen, n) for n in OPTIONAL_MEMBERS):
+        return False
+    try:
+        a, b = compile_world(world, codegen), compile_world(world, fixed)
+    except Exception:  # a load failure: let the replay say what happens
+        return False
+    return [(n, i.base, i.code, [vars(p) for p in i.pokes]) for n, i in a] == [
+        (n, i.base, i.code, [vars(p) for p in i.pokes]) for n, i in b
+    ]
 
 
 def classify(j: Judgement, new: Codegen, engine: Engine | None = None) -> Outcome:

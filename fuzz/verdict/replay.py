@@ -29,6 +29,7 @@ from tcfuzz.verdict.policy import Outcome, classify
 
 ORDERS = {"jit": (CountOrder.JIT,), "interpreter": (CountOrder.INTERPRETER,), "both": (CountOrder.JIT, CountOrder.INTERPRETER)}
 MAX_TRIAGED = 4  # flagged cases of one batch re-run through the per-case path
+MAX_FAULTS = 16  # a batch stops after this many faulted cases of one codegen (>= MAX_TRIAGED: same triage)
 
 
 def orders_of(name: str) -> tuple[CountOrder, ...]:
@@ -62,33 +63,37 @@ def judge_world(world: World, old: Codegen, new: Codegen, orders: tuple[CountOrd
 
 def flagged_cases(
     world: World, cases: np.ndarray, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...], engine=None
-) -> list[int]:
-    """Indices the batch comparison flags under any of `orders`, in case order."""
-    return [int(i) for i in judge_batch(world, cases, old, new, orders=orders).flagged]
+) -> tuple[list[int], int]:
+    """Indices the batch comparison flags under any of `orders`, in case order, and how many cases
+    ran: a batch stops after MAX_FAULTS faulted cases of one codegen. Every faulted case is flagged,
+    so the first MAX_TRIAGED flagged cases are the same as in the whole batch's."""
+    j = judge_batch(world, cases, old, new, orders=orders, max_faults=MAX_FAULTS)
+    return [int(i) for i in j.flagged], j.cases
 
 
 def triage_batch(
     world: World, cases: np.ndarray, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...]
-) -> tuple[list[Replay], int | None, int]:
+) -> tuple[list[Replay], int | None, int, int]:
     """Per-case replays of the first MAX_TRIAGED flagged cases that diverge, the position in that
-    list of the diverging case (the one a raw input replays to) or None, and how many were flagged."""
+    list of the diverging case (the one a raw input replays to) or None, how many were flagged, and
+    how many cases were judged."""
     found = []
-    flagged = flagged_cases(world, cases, old, new, orders)
+    flagged, judged = flagged_cases(world, cases, old, new, orders)
     for i in flagged[:MAX_TRIAGED]:
         r = judge_world(case_world(world, cases[i]), old, new, orders)
         if r.outcome.verdict.diverges:
             found.append(Replay(r.outcome, r.order, i))
     if not found:
-        return [], None, len(flagged)
+        return [], None, len(flagged), judged
     counting = [k for k, r in enumerate(found) if r.outcome.counts]
-    return found, counting[0] if counting else 0, len(flagged)
+    return found, counting[0] if counting else 0, len(flagged), judged
 
 
 def replay_input(world: World, cases, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...]) -> tuple[Replay, str | None]:
     """What a decoded fuzzer input replays to, and for a batch one line saying which case."""
     if cases is None:
         return judge_world(world, old, new, orders), None
-    found, pick, _ = triage_batch(world, cases, old, new, orders)
+    found, pick, _, _ = triage_batch(world, cases, old, new, orders)
     if pick is None:
         return judge_world(case_world(world, cases[0]), old, new, orders), f"a batch of {len(cases)} inputs; none diverges"
     r = found[pick]
