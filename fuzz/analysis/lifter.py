@@ -13,7 +13,8 @@ ends when control leaves it, and the way out is the observation:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 import capstone
 import z3
@@ -50,23 +51,41 @@ class LiftError(Exception):
 
 
 @dataclass
-class State:
+class MachineState:
+    """What a lifted path carries, on either architecture: 64-bit registers by name and memory as
+    8-byte cells. Each lifter's `State` adds its architecture's condition flags."""
+
     regs: dict[str, z3.BitVecRef]
     mem: z3.ArrayRef  # cell index (addr >> 3) -> u64
+
+    def copy(self: S) -> S:
+        return replace(self, regs=dict(self.regs))  # z3 terms are immutable: sharing them is safe
+
+
+S = TypeVar("S", bound=MachineState)
+
+
+def symbolic_state(cls: type[S], regs: tuple[str, ...], prefix: str = "") -> S:
+    """Every register and all of memory unconstrained."""
+    return cls({r: z3.BitVec(f"{prefix}{r}", 64) for r in regs}, z3.Array(f"{prefix}mem", z3.BitVecSort(64), z3.BitVecSort(64)))
+
+
+@dataclass
+class State(MachineState):
+    # rflags as cmp, test, add and sub leave them (the jcc forms read no other bit)
     cf: z3.BoolRef = z3.BoolVal(False)
     zf: z3.BoolRef = z3.BoolVal(False)
     sf: z3.BoolRef = z3.BoolVal(False)
     of: z3.BoolRef = z3.BoolVal(False)
 
-    def copy(self) -> State:
-        return State(dict(self.regs), self.mem, self.cf, self.zf, self.sf, self.of)
-
 
 @dataclass
-class Exit:
+class Exit(Generic[S]):
+    """One way out of a sequence: taken under `cond`, leaving `state`."""
+
     cond: z3.BoolRef  # the path condition
     kind: int
-    state: State
+    state: S
     target: z3.BitVecRef | None = None
 
 
@@ -84,7 +103,7 @@ class Sequence:
 
 
 def initial_state(prefix: str = "") -> State:
-    return State({r: z3.BitVec(f"{prefix}{r}", 64) for r in REGS}, z3.Array(f"{prefix}mem", z3.BitVecSort(64), z3.BitVecSort(64)))
+    return symbolic_state(State, REGS, prefix)
 
 
 def cell(addr: z3.BitVecRef) -> z3.BitVecRef:
@@ -194,11 +213,11 @@ def decode(seq: Sequence) -> list:
     return insns
 
 
-def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exit]:
+def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exit[State]]:
     """All the ways out of the sequence from `state`, each with its path condition."""
     cond = z3.BoolVal(True) if cond is None else cond
     insns = {i.address: i for i in decode(seq)}
-    exits: list[Exit] = []
+    exits: list[Exit[State]] = []
     work = [(seq.base, state, cond)]
     while work:
         pc, s, c = work.pop()

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from tcfuzz.triage.artifacts import OutputPathError, writable_dir
 
 
 class UsageError(Exception):
@@ -12,16 +13,9 @@ class UsageError(Exception):
 
 
 def output_dir(path: str | Path, flag: str) -> Path:
-    """An output directory checked (and made) before any work, so a bad one is one line and exit 2
-    instead of a traceback after the run. Any OSError a later write meets is turned into one line
-    by main() as well."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path}: not a directory")
+    """An output directory checked (and made) before any work; any OSError a later write meets is
+    turned into one line by main() as well."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{flag} {path}: {e.strerror or e}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: not writable")
-    return path
+        return writable_dir(path, flag)
+    except OutputPathError as e:
+        raise UsageError(str(e)) from None

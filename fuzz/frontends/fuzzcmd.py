@@ -28,6 +28,7 @@ from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
 from tcfuzz.frontends.kernel_sample import merge_kernel_stats
 from tcfuzz.frontends.seeds import dict_argv, seed_dirs
 from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, progress_sample, read_stats, write_reports
+from tcfuzz.triage.artifacts import OutputPathError, writable_dir
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
 SEED_MAX = 2**32 - 1  # libFuzzer's -seed is an unsigned int
@@ -59,14 +60,10 @@ def prepare_paths(seed: int, jobs: int | None, corpus: Path, artifacts: Path, su
     for path, what in outside:
         check_output_file(path, what)
     for directory, what in ((corpus, "--corpus"), (artifacts, "--artifacts")):
-        if directory.exists() and not directory.is_dir():
-            raise FuzzUsageError(f"{what} {directory}: not a directory")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise FuzzUsageError(f"{what} {directory}: {e.strerror}") from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise FuzzUsageError(f"{what} {directory}: not writable")
+            writable_dir(directory, what)
+        except OutputPathError as e:
+            raise FuzzUsageError(str(e)) from None
     for path, what in ((summary, "--summary"), (junit, "--junit")):
         check_output_file(path, what)
 

@@ -97,6 +97,25 @@ def _umask() -> int:
     return 0o022
 
 
+class OutputPathError(Exception):
+    """An output directory that cannot be used; the message is one line naming the flag."""
+
+
+def writable_dir(path: str | Path, flag: str) -> Path:
+    """An output directory checked (and made) before any work is done, so a bad one costs one line
+    and nothing else, instead of a traceback after the run."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{flag} {path}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"{flag} {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{flag} {path}: not writable")
+    return path
+
+
 def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
