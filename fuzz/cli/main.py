@@ -258,6 +258,16 @@ def _add_model_order_arg(ap: argparse.ArgumentParser, default: str | None = None
     )
 
 
+def _add_replay_args(ap: argparse.ArgumentParser, json_help: str | None = None, arch: bool = False) -> None:
+    """What every command that judges a finding again takes: --json, the codegens, the model order
+    (and --arch where a world's twin can run)."""
+    ap.add_argument("--json", action="store_true", help=json_help)
+    if arch:
+        _add_arch_arg(ap)
+    _add_codegen_args(ap)
+    _add_model_order_arg(ap)
+
+
 def specs_from_args(args: argparse.Namespace) -> dict[str, str]:
     from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT
 
@@ -428,11 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit status: 0 the three agree, 1 they diverge, 2 unusable input.",
     )
     r.add_argument("world", help="world JSON file")
-    _add_model_order_arg(r)
-    r.add_argument("--json", action="store_true", help="machine-readable output")
     r.add_argument("--kernel", action="store_true", help="also run the world in the running kernel (a fourth voter)")
-    _add_arch_arg(r)
-    _add_codegen_args(r)
+    _add_replay_args(r, "machine-readable output", arch=True)
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser(
@@ -441,10 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit status: 0 it no longer diverges, 1 it still does, 2 unusable input.",
     )
     rp.add_argument("file")
-    rp.add_argument("--json", action="store_true")
-    _add_arch_arg(rp)
-    _add_codegen_args(rp)
-    _add_model_order_arg(rp)
+    _add_replay_args(rp, arch=True)
     rp.set_defaults(func=cmd_repro)
 
     m = sub.add_parser("minimize", help="shrink a diverging world, keeping its signature; writes <name>.min.json")
@@ -460,9 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("dir")
     t.add_argument("--no-minimize", action="store_true", help="list only; write nothing")
-    t.add_argument("--json", action="store_true")
-    _add_codegen_args(t)
-    _add_model_order_arg(t)
+    _add_replay_args(t)
     t.set_defaults(func=cmd_triage)
 
     f = sub.add_parser(

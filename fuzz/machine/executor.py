@@ -457,17 +457,7 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
         checks.run = None
 
     counter_addr = ENTRY_RSP - 8 - 8 - round_up(counter_home(ld.world, state.trace).stack_depth, 8) - 8
-    clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
-    return observation(
-        ld,
-        state.trace,
-        fault,
-        counter_addr,
-        ret=uc.reg_read(UC_X86_REG_RAX),
-        clobbered=clobbered,
-        stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
-        ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE,
-    )
+    return observation(ld, X86_REGS, state.trace, fault, counter_addr, ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE)
 
 
 def drop_hooks(ld: Loaded, hooks_before: int) -> None:
@@ -477,15 +467,22 @@ def drop_hooks(ld: Loaded, hooks_before: int) -> None:
     del ld.engine.world_hooks[hooks_before:]
 
 
+@dataclass(frozen=True)
+class ArchRegs:
+    """Where an architecture's run leaves what is observed: the return register, the stack pointer,
+    and the callee-saved registers with the sentinels the harness put in them."""
+
+    ret: int
+    sp: int
+    callee_saved: dict[str, int]
+    sentinel: dict[str, int]
+
+
+X86_REGS = ArchRegs(UC_X86_REG_RAX, UC_X86_REG_RSP, CALLEE_SAVED, SENTINEL)
+
+
 def observation(
-    ld: Loaded,
-    trace: list[int],
-    fault: Fault | None,
-    counter_addr: int,
-    ret: int,
-    clobbered,
-    stack_delta: int,
-    ctx_preserved: bool,
+    ld: Loaded, regs: ArchRegs, trace: list[int], fault: Fault | None, counter_addr: int, ctx_preserved: bool
 ) -> Observation:
     """What a finished run shows: run counters from ctx and the counter slot always; the return,
     registers and stack only when it returned (a fault leaves them meaningless)."""
@@ -508,11 +505,11 @@ def observation(
         )
     return Observation(
         trace=tuple(trace),
-        ret=ret,
+        ret=uc.reg_read(regs.ret),
         tail_call_cnt=tail_call_cnt,
         runs=counts,
-        callee_saved_clobbered=clobbered,
-        stack_delta=stack_delta,
+        callee_saved_clobbered=tuple(n for n, r in regs.callee_saved.items() if uc.reg_read(r) != regs.sentinel[n]),
+        stack_delta=uc.reg_read(regs.sp) - ENTRY_RSP,
         ctx_preserved=ctx_preserved,
     )
 
