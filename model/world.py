@@ -182,6 +182,11 @@ def _non_default(record: Any, **json_values: Any) -> dict:
     return out
 
 
+def at_most(where: str, items, limit: int) -> None:
+    if len(items) > limit:
+        raise WorldError(f"{where}: {len(items)} entries; at most {limit}")
+
+
 def validate(w: World) -> None:
     """Reject worlds the kernel would refuse to create (map/prog creation), naming the field."""
     prof = w.profile
@@ -224,8 +229,7 @@ def validate(w: World) -> None:
                 f"{where}.stack_depth: {p.stack_depth}: tail_calls are not allowed when call stack "
                 f"of previous frames is {frames_before} bytes. Too large"
             )
-        if len(p.sites) > MAX_SITES:
-            raise WorldError(f"{where}.sites: {len(p.sites)} sites; at most {MAX_SITES}")
+        at_most(f"{where}.sites", p.sites, MAX_SITES)
         for j, s in enumerate(p.sites):
             if not s.maps or len(set(s.maps)) != len(s.maps):
                 raise WorldError(f"{where}.sites[{j}].maps: one or more distinct map ids")
@@ -252,8 +256,7 @@ def validate(w: World) -> None:
                 f"{where}.tail_call_cnt: {r.tail_call_cnt} outside 0..{prof.max_tail_call_cnt} "
                 f"(a count passed by value never exceeds MAX_TAIL_CALL_CNT)"
             )
-        if len(r.ops) > MAX_OPS:
-            raise WorldError(f"{where}.ops: at most {MAX_OPS} operations")
+        at_most(f"{where}.ops", r.ops, MAX_OPS)
         for j, o in enumerate(r.ops):
             if o.op not in ("update", "delete"):
                 raise WorldError(f"{where}.ops[{j}].op: {shown(o.op)} is not 'update' or 'delete'")
