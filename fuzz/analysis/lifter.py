@@ -106,11 +106,14 @@ def initial_state(prefix: str = "") -> State:
     return symbolic_state(State, REGS, prefix)
 
 
+# --- memory: 8-byte cells, shared by both lifters (accesses are naturally aligned) ---------------
+
+
 def cell(addr: z3.BitVecRef) -> z3.BitVecRef:
     return z3.LShR(addr, 3)
 
 
-def load(s: State, addr: z3.BitVecRef, size: int) -> z3.BitVecRef:
+def load(s: MachineState, addr: z3.BitVecRef, size: int) -> z3.BitVecRef:
     word = z3.Select(s.mem, cell(addr))
     if size == 8:
         return word
@@ -120,8 +123,16 @@ def load(s: State, addr: z3.BitVecRef, size: int) -> z3.BitVecRef:
     raise LiftError(f"a {size}-byte memory access")
 
 
-def store64(s: State, addr: z3.BitVecRef, value: z3.BitVecRef) -> None:
-    s.mem = z3.Store(s.mem, cell(addr), value)
+def store(s: MachineState, addr: z3.BitVecRef, value: z3.BitVecRef, size: int) -> None:
+    if size == 8:
+        s.mem = z3.Store(s.mem, cell(addr), value)
+        return
+    if size != 4:
+        raise LiftError(f"a {size}-byte memory access")
+    old = z3.Select(s.mem, cell(addr))
+    high = z3.Extract(2, 2, addr) == 1
+    merged = z3.If(high, z3.Concat(value, z3.Extract(31, 0, old)), z3.Concat(z3.Extract(63, 32, old), value))
+    s.mem = z3.Store(s.mem, cell(addr), merged)
 
 
 def _reg(s: State, reg: int) -> z3.BitVecRef:
@@ -259,7 +270,7 @@ def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exi
                     a = load(s, addr, 8)
                     b = _widen(b, 64)
                     r = a + b
-                    store64(s, addr, r)
+                    store(s, addr, r, 8)
                 elif ops[0].type == x86.X86_OP_REG and ops[0].size == 8:
                     a = _reg(s, ops[0].reg)
                     b = _widen(b, 64)

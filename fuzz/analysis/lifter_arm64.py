@@ -39,7 +39,7 @@ from typing import Any
 import capstone
 import z3
 
-from tcfuzz.analysis.lifter import JUMP, OUT, Exit, LiftError, MachineState, Sequence, symbolic_state
+from tcfuzz.analysis.lifter import JUMP, OUT, Exit, LiftError, MachineState, Sequence, load, store, symbolic_state
 
 REGS = tuple(f"x{n}" for n in range(31)) + ("sp",)
 MAX_STEPS = 4096  # a sequence is straight-line code with forward branches: more steps is a loop
@@ -72,33 +72,6 @@ def _fail(word: int, address: int, why: str = "") -> LiftError:
     return LiftError(
         f"`{disassembly(word, address)}` ({word.to_bytes(4, 'little').hex()}) is not a lifted form" + (f": {why}" if why else "")
     )
-
-
-# --- memory -------------------------------------------------------------------------------------------
-
-
-def cell(addr: z3.BitVecRef) -> z3.BitVecRef:
-    return z3.LShR(addr, 3)
-
-
-def load(s: State, addr: z3.BitVecRef, size: int) -> z3.BitVecRef:
-    word = z3.Select(s.mem, cell(addr))
-    if size == 8:
-        return word
-    if size == 4:
-        high = z3.Extract(2, 2, addr) == 1
-        return z3.If(high, z3.Extract(63, 32, word), z3.Extract(31, 0, word))
-    raise LiftError(f"a {size}-byte memory access")
-
-
-def store(s: State, addr: z3.BitVecRef, value: z3.BitVecRef, size: int) -> None:
-    if size == 8:
-        s.mem = z3.Store(s.mem, cell(addr), value)
-        return
-    old = z3.Select(s.mem, cell(addr))
-    high = z3.Extract(2, 2, addr) == 1
-    merged = z3.If(high, z3.Concat(value, z3.Extract(31, 0, old)), z3.Concat(z3.Extract(63, 32, old), value))
-    s.mem = z3.Store(s.mem, cell(addr), merged)
 
 
 # --- registers ----------------------------------------------------------------------------------------
