@@ -84,7 +84,7 @@ class ArgumentError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `tcfuzz fuzz: error: argument --seed: ... (see tcfuzz fuzz --help)`."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         raise ArgumentError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
@@ -337,8 +337,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
     if profile.arch == "arm64":
         from tcfuzz.analysis import limits_arm64
 
-        report = limits_arm64.hunt(profile, not args.no_demo, quick=args.quick, **codegens_from_args(args))
-        print_result(args, {"profile": profile.to_json(), **report.to_json()}, lambda: limits_arm64.render(report))
+        arm = limits_arm64.hunt(profile, not args.no_demo, quick=args.quick, **codegens_from_args(args))
+        print_result(args, {"profile": profile.to_json(), **arm.to_json()}, lambda: limits_arm64.render(arm))
         return 0
     report = hunt(profile, run_demos=not args.no_demo, **codegens_from_args(args))
     print_result(args, {"profile": profile.to_json(), **report.to_json()}, lambda: render(report))

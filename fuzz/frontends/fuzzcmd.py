@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tcfuzz import SOURCE_TREE
@@ -98,7 +99,7 @@ class Interrupt:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.previous = {}
+        self.previous: dict = {}
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -249,7 +250,7 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def print_table(summary: dict, summary_path: Path, junit_path: Path, log_paths: list[Path] = ()) -> None:
+def print_table(summary: dict, summary_path: Path, junit_path: Path, log_paths: Sequence[Path] = ()) -> None:
     this = summary["this_run"]
     print(
         f"tcfuzz fuzz: {this['inputs']} inputs, {this['cases']} cases in {this['elapsed']:.0f} s "

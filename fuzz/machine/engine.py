@@ -108,7 +108,7 @@ class Engine:
         self.arch = arch
         (uc_arch, uc_mode), self.fill = ARCH[arch]
         self.uc = Uc(uc_arch, uc_mode)
-        self.uc.ctl_set_tcg_buffer_size(32 << 20)
+        self.uc.ctl_set_tcg_buffer_size(32 << 20)  # type: ignore[attr-defined]  # unicorn >= 2.1, not in its stubs
         for base, size, perms in FIXED_REGIONS:
             self.uc.mem_map(base, size, perms)
         self.allocations: list[Allocation] = []

@@ -368,7 +368,7 @@ def _decode_operands(code: bytes) -> list:
 
 
 _OPERANDS: dict[bytes, list] = {}
-_CS = []
+_CS: list = []
 
 
 def _capstone():
