@@ -48,6 +48,8 @@ def load_codegen(spec: str) -> Codegen:
             module = _import_module(module_name)
         except ImportError as e:
             raise PluginError(f"codegen {spec!r}: cannot import {module_name}: {e}") from None
+        except (Exception, SystemExit) as e:
+            raise PluginError(f"codegen {spec!r}: importing {module_name} failed: {import_failure(e)}") from None
     try:
         obj = getattr(module, attr)
     except AttributeError:
@@ -94,7 +96,22 @@ def _import_file(spec: str, path: Path):
     except ImportError as e:
         del sys.modules[name]
         raise PluginError(f"codegen {spec!r}: cannot import {path}: {e}") from None
+    except (Exception, SystemExit) as e:
+        del sys.modules[name]
+        raise PluginError(f"codegen {spec!r}: importing {path} failed: {import_failure(e)}") from None
     return module
+
+
+def import_failure(e: BaseException) -> str:
+    """One line for whatever a plugin module raised at import: a SyntaxError with its place, an
+    exception with its type and first line, `sys.exit(N)` with its status (it used to end tcfuzz
+    silently with that status)."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r}) at import"
+    if isinstance(e, SyntaxError):
+        return f"SyntaxError at {Path(e.filename or '?').name}:{e.lineno}: {e.msg}"
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def resolve_spec(spec: str) -> str:

@@ -27,6 +27,7 @@ def fixup_tail_call(insn: Insn, idx: int, env: VerifierEnv, used_maps: Sequence[
     if map_index < 0:
         raise VerifierReject("verifier bug: index not found for prog array map")
     if direct_tail_call_allowed(env, aux):
+        assert aux.key is not None  # direct_tail_call_allowed(): the verifier saw one constant key
         slot = bpf_jit_add_poke_descriptor(poke_tab, PokeDescriptor(aux.map, aux.key, idx), profile)
         return [TAIL_CALL_INSN.with_imm(encode_tail_call_imm(map_index, aux.map_poisoned, slot))]
     imm = encode_tail_call_imm(map_index, aux.map_poisoned, None)

@@ -66,7 +66,8 @@ class JitContext:
 
 def detect_reg_usage(insns: list[Insn]) -> tuple[bool, bool, bool, bool]:
     """Mirrors detect_reg_usage(): callee_regs_used[] for R6..R9 (rbx, r13, r14, r15)."""
-    return tuple(any(reg in (insn.dst, insn.src) for insn in insns) for reg in (R6, R7, R8, R9))
+    r6, r7, r8, r9 = (any(reg in (insn.dst, insn.src) for insn in insns) for reg in (R6, R7, R8, R9))
+    return r6, r7, r8, r9
 
 
 class X86Jit:

@@ -45,6 +45,7 @@ def fixup_tail_call(insn: Insn, idx: int, env: VerifierEnv, used_maps: Sequence[
     """Legacy encoding: imm = 0 (indirect) or poke index + 1 (direct)."""
     aux: TailCallAux = insn.aux
     if direct_tail_call_allowed(env, aux):
+        assert aux.key is not None  # direct_tail_call_allowed(): the verifier saw one constant key
         slot = bpf_jit_add_poke_descriptor(poke_tab, PokeDescriptor(aux.map, aux.key, idx), profile)
         return [TAIL_CALL_INSN.with_imm(slot + 1)]
     return with_unpriv_bound_check(aux, TAIL_CALL_INSN)

@@ -243,6 +243,12 @@ class FaultKind(str, Enum):
     ILLEGAL_INSN = "illegal_insn"  # ud2, int3, an undecodable byte
     TIMEOUT = "timeout"  # the instruction budget ran out (a loop)
     POKE_BUSY = "poke_busy"  # text poke found unexpected bytes: the kernel's BUG_ON(ret < 0)
+    # syscall, sysenter, hlt: a JIT image never holds one; on the CPU they leave the program or stop
+    # it (Unicorn would run syscall/sysenter as no-ops and stop at hlt as if the budget ran out)
+    PRIVILEGED_INSN = "privileged_insn"
+    # a data access at an address whose bits 63..47 are not all equal: #GP, an oops (Unicorn would
+    # drop the bits from 52 up and access whatever the rest names)
+    NON_CANONICAL = "non_canonical"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
+from tcfuzz.model.text import shown
+
 
 class JumpVariant(str, enum.Enum):
     """How `emit_indirect_jump()` spells `jmp *%rcx` (kernel branch order: ITS, LFENCE, RETPOLINE, plain)."""
@@ -76,16 +78,14 @@ class KernelProfile:
     pac: bool = False  # arm64 CONFIG_ARM64_PTR_AUTH_KERNEL: paciasp / autiasp around the frame record
 
     def __post_init__(self) -> None:
+        self._check_types()
         object.__setattr__(self, "jump", JumpVariant(self.jump))
-        for flag in ("bti", "pac"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ProfileError(f"profile {self.name!r}: {flag} must be true or false")
         if self.arch not in ARCHES:
-            raise ProfileError(f"profile {self.name!r}: arch={self.arch!r} is not one of {', '.join(ARCHES)}")
+            raise ProfileError(f"profile {shown(self.name)}: arch={shown(self.arch)} is not one of {', '.join(ARCHES)}")
         if self.arch == "arm64" and (self.ibt or self.sls or self.jump is not JumpVariant.PLAIN):
-            raise ProfileError(f"profile {self.name!r}: ibt, sls and jump are x86-64 options; arm64 has bti and pac")
+            raise ProfileError(f"profile {shown(self.name)}: ibt, sls and jump are x86-64 options; arm64 has bti and pac")
         if self.arch == "x86_64" and (self.bti or self.pac):
-            raise ProfileError(f"profile {self.name!r}: bti and pac are arm64 options")
+            raise ProfileError(f"profile {shown(self.name)}: bti and pac are arm64 options")
         if self.max_entries_off in (DERIVED, None):  # None: JSON null, same as absent
             object.__setattr__(
                 self, "max_entries_off", MAX_ENTRIES_OFF_SECURITY if self.config_security else MAX_ENTRIES_OFF_NO_SECURITY
@@ -97,16 +97,38 @@ class KernelProfile:
         for field in ("max_entries_off", "bpf_func_off"):
             value = getattr(self, field)
             if not 0 <= value <= 0x7F:
-                raise ProfileError(f"profile {self.name!r}: {field}={value:#x} does not fit the JIT's disp8 (0..0x7f)")
+                raise ProfileError(f"profile {shown(self.name)}: {field}={value:#x} does not fit the JIT's disp8 (0..0x7f)")
         if not 0 <= self.ptrs_off < 2**31 or self.ptrs_off % 8:
-            raise ProfileError(f"profile {self.name!r}: ptrs_off={self.ptrs_off:#x} must be 8-aligned and fit a disp32")
+            raise ProfileError(f"profile {shown(self.name)}: ptrs_off={self.ptrs_off:#x} must be 8-aligned and fit a disp32")
         if self.ptrs_off < self.max_entries_off + 4:
-            raise ProfileError(f"profile {self.name!r}: ptrs_off={self.ptrs_off:#x} overlaps struct bpf_map")
+            raise ProfileError(f"profile {shown(self.name)}: ptrs_off={self.ptrs_off:#x} overlaps struct bpf_map")
         if not 0 <= self.max_tail_call_cnt <= 0x7F:
-            raise ProfileError(f"profile {self.name!r}: max_tail_call_cnt={self.max_tail_call_cnt} is emitted as imm8 (0..127)")
+            raise ProfileError(
+                f"profile {shown(self.name)}: max_tail_call_cnt={self.max_tail_call_cnt} is emitted as imm8 (0..127)"
+            )
         for field in ("max_used_maps", "poke_tab_max"):
             if getattr(self, field) < 1:
-                raise ProfileError(f"profile {self.name!r}: {field} must be >= 1")
+                raise ProfileError(f"profile {shown(self.name)}: {field} must be >= 1")
+
+    def _check_types(self) -> None:
+        """Every field has its declared type, before any of it is used: a bool is true/false (not
+        "yes", not 1), an int is an integer (not 64.5, not true), a string a string."""
+        if not isinstance(self.name, str):
+            raise ProfileError(f"profile name: expected a string, got {shown(self.name)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ProfileError(f"profile {shown(self.name)}: {f.name} must be true or false, got {shown(value)}")
+            if f.type == "int" and (value is None and f.default == DERIVED):
+                continue
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ProfileError(f"profile {shown(self.name)}: {f.name} must be an integer, got {shown(value)}")
+            if f.type == "str" and not isinstance(value, str):
+                raise ProfileError(f"profile {shown(self.name)}: {f.name} must be a string, got {shown(value)}")
+        if not isinstance(self.jump, JumpVariant) and self.jump not in {v.value for v in JumpVariant}:
+            raise ProfileError(
+                f"profile {shown(self.name)}: jump={shown(self.jump)} is not one of {', '.join(v.value for v in JumpVariant)}"
+            )
 
     @property
     def endbr_size(self) -> int:
@@ -151,7 +173,7 @@ class KernelProfile:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ProfileError(f"unknown profile field(s): {', '.join(unknown)}")
+            raise ProfileError(f"unknown profile field(s): {shown(', '.join(unknown))}")
         try:
             return cls(**d)
         except (TypeError, ValueError) as e:
@@ -194,4 +216,4 @@ def preset(name: str) -> KernelProfile:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ProfileError(f"unknown profile {name!r}; presets: {', '.join(PRESETS)}") from None
+        raise ProfileError(f"unknown profile {shown(name)}; presets: {', '.join(PRESETS)}") from None

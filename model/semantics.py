@@ -54,6 +54,7 @@ def apply_op(slots: dict[int, dict[int, int]], world: World, op: MapOp) -> None:
     if op.index >= world.map(op.map).max_entries:
         return  # -E2BIG
     if op.op == "update":
+        assert op.prog is not None  # an update names its program (World.validate)
         slots[op.map][op.index] = op.prog
     else:
         slots[op.map].pop(op.index, None)

@@ -28,6 +28,7 @@ from tcfuzz.model.bpf import CALLEE_SAVED, MAX_BPF_STACK, round_up
 from tcfuzz.model.interfaces import VerifierEnv
 from tcfuzz.model.layout import MAX_PROGS, MAX_SITES
 from tcfuzz.model.profile import KernelProfile, ProfileError, preset, profile_for_arch
+from tcfuzz.model.text import shown
 
 SCHEMA = "tcfuzz-world/1"
 MAX_RUNS = 64
@@ -181,6 +182,11 @@ def _non_default(record: Any, **json_values: Any) -> dict:
     return out
 
 
+def at_most(where: str, items, limit: int) -> None:
+    if len(items) > limit:
+        raise WorldError(f"{where}: {len(items)} entries; at most {limit}")
+
+
 def validate(w: World) -> None:
     """Reject worlds the kernel would refuse to create (map/prog creation), naming the field."""
     prof = w.profile
@@ -197,7 +203,7 @@ def validate(w: World) -> None:
         if not 0 <= m.id < 2**14:
             raise WorldError(f"{where}.id: {m.id} outside 0..16383")
         if m.kind not in ("prog_array", "filler"):
-            raise WorldError(f"{where}.kind: {m.kind!r} is not 'prog_array' or 'filler'")
+            raise WorldError(f"{where}.kind: {shown(m.kind)} is not 'prog_array' or 'filler'")
         if not 1 <= m.max_entries <= U32_MAX:
             raise WorldError(f"{where}.max_entries: {m.max_entries} is not a u32 >= 1 (array_map_alloc_check)")
         if m.unpriv and m.index_mask + 1 > U32_MAX:
@@ -223,8 +229,7 @@ def validate(w: World) -> None:
                 f"{where}.stack_depth: {p.stack_depth}: tail_calls are not allowed when call stack "
                 f"of previous frames is {frames_before} bytes. Too large"
             )
-        if len(p.sites) > MAX_SITES:
-            raise WorldError(f"{where}.sites: {len(p.sites)} sites; at most {MAX_SITES}")
+        at_most(f"{where}.sites", p.sites, MAX_SITES)
         for j, s in enumerate(p.sites):
             if not s.maps or len(set(s.maps)) != len(s.maps):
                 raise WorldError(f"{where}.sites[{j}].maps: one or more distinct map ids")
@@ -251,11 +256,10 @@ def validate(w: World) -> None:
                 f"{where}.tail_call_cnt: {r.tail_call_cnt} outside 0..{prof.max_tail_call_cnt} "
                 f"(a count passed by value never exceeds MAX_TAIL_CALL_CNT)"
             )
-        if len(r.ops) > MAX_OPS:
-            raise WorldError(f"{where}.ops: at most {MAX_OPS} operations")
+        at_most(f"{where}.ops", r.ops, MAX_OPS)
         for j, o in enumerate(r.ops):
             if o.op not in ("update", "delete"):
-                raise WorldError(f"{where}.ops[{j}].op: {o.op!r} is not 'update' or 'delete'")
+                raise WorldError(f"{where}.ops[{j}].op: {shown(o.op)} is not 'update' or 'delete'")
             if o.map not in map_ids or w.map(o.map).kind != "prog_array":
                 raise WorldError(f"{where}.ops[{j}].map: no prog array with id {o.map}")
             if not 0 <= o.index <= U32_MAX:
@@ -277,10 +281,10 @@ def field_problem(d: dict, required: set[str], optional: set[str]) -> str | None
     """'unknown field ...' or 'missing field ...' for a JSON object checked against its schema."""
     unknown = sorted(set(d) - required - optional)
     if unknown:
-        return f"unknown field {unknown[0]!r}"
+        return f"unknown field {shown(unknown[0])}"
     missing = sorted(required - set(d))
     if missing:
-        return f"missing field {missing[0]!r}"
+        return f"missing field {shown(missing[0])}"
     return None
 
 
@@ -297,12 +301,12 @@ class _Reader:
 
     def int_(self, v: Any, where: str) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise WorldError(f"{where}: expected an integer, got {v!r}")
+            raise WorldError(f"{where}: expected an integer, got {shown(v)}")
         return v
 
     def bool_(self, v: Any, where: str) -> bool:
         if not isinstance(v, bool):
-            raise WorldError(f"{where}: expected true/false, got {v!r}")
+            raise WorldError(f"{where}: expected true/false, got {shown(v)}")
         return v
 
     def list_(self, v: Any, where: str) -> list:
@@ -316,7 +320,7 @@ class _Reader:
     def world(self, d: Any) -> World:
         d = self.obj(d, "world", {"schema", "profile", "maps", "programs", "runs"}, set())
         if d["schema"] != SCHEMA:
-            raise WorldError(f"schema: {d['schema']!r} is not {SCHEMA!r}")
+            raise WorldError(f"schema: {shown(d['schema'])} is not {SCHEMA!r}")
         try:
             prof = (
                 preset(d["profile"])
@@ -338,9 +342,11 @@ class _Reader:
         slots = {}
         for k, v in slots_in.items():
             try:
+                if len(k) > 40:  # a u64 in any base int() reads; int() of thousands of digits is slow
+                    raise ValueError
                 index = int(k, 0)
             except ValueError:
-                raise WorldError(f"{where}.slots: key {k!r} is not an integer") from None
+                raise WorldError(f"{where}.slots: key {shown(k)} is not an integer") from None
             slots[index] = self.int_(v, f"{where}.slots[{k}]")
         kind = d.get("kind", "prog_array")
         if not isinstance(kind, str):

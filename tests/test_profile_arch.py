@@ -21,7 +21,7 @@ def world_with(profile):
     "profile, message",
     [
         ({"arch": "riscv64"}, "arch='riscv64' is not one of x86_64, arm64"),
-        ({"arch": 64}, "arch=64 is not one of"),
+        ({"arch": 64}, "arch must be a string, got 64"),
         ({"arch": "arm64", "bti": "yes"}, "bti must be true or false"),
         ({"arch": "arm64", "ibt": True}, "ibt, sls and jump are x86-64 options"),
         ({"pac": True}, "bti and pac are arm64 options"),

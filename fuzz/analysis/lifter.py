@@ -13,7 +13,8 @@ ends when control leaves it, and the way out is the observation:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 import capstone
 import z3
@@ -50,23 +51,41 @@ class LiftError(Exception):
 
 
 @dataclass
-class State:
+class MachineState:
+    """What a lifted path carries, on either architecture: 64-bit registers by name and memory as
+    8-byte cells. Each lifter's `State` adds its architecture's condition flags."""
+
     regs: dict[str, z3.BitVecRef]
     mem: z3.ArrayRef  # cell index (addr >> 3) -> u64
+
+    def copy(self: S) -> S:
+        return replace(self, regs=dict(self.regs))  # z3 terms are immutable: sharing them is safe
+
+
+S = TypeVar("S", bound=MachineState)
+
+
+def symbolic_state(cls: type[S], regs: tuple[str, ...], prefix: str = "") -> S:
+    """Every register and all of memory unconstrained."""
+    return cls({r: z3.BitVec(f"{prefix}{r}", 64) for r in regs}, z3.Array(f"{prefix}mem", z3.BitVecSort(64), z3.BitVecSort(64)))
+
+
+@dataclass
+class State(MachineState):
+    # rflags as cmp, test, add and sub leave them (the jcc forms read no other bit)
     cf: z3.BoolRef = z3.BoolVal(False)
     zf: z3.BoolRef = z3.BoolVal(False)
     sf: z3.BoolRef = z3.BoolVal(False)
     of: z3.BoolRef = z3.BoolVal(False)
 
-    def copy(self) -> State:
-        return State(dict(self.regs), self.mem, self.cf, self.zf, self.sf, self.of)
-
 
 @dataclass
-class Exit:
+class Exit(Generic[S]):
+    """One way out of a sequence: taken under `cond`, leaving `state`."""
+
     cond: z3.BoolRef  # the path condition
     kind: int
-    state: State
+    state: S
     target: z3.BitVecRef | None = None
 
 
@@ -84,14 +103,17 @@ class Sequence:
 
 
 def initial_state(prefix: str = "") -> State:
-    return State({r: z3.BitVec(f"{prefix}{r}", 64) for r in REGS}, z3.Array(f"{prefix}mem", z3.BitVecSort(64), z3.BitVecSort(64)))
+    return symbolic_state(State, REGS, prefix)
+
+
+# --- memory: 8-byte cells, shared by both lifters (accesses are naturally aligned) ---------------
 
 
 def cell(addr: z3.BitVecRef) -> z3.BitVecRef:
     return z3.LShR(addr, 3)
 
 
-def load(s: State, addr: z3.BitVecRef, size: int) -> z3.BitVecRef:
+def load(s: MachineState, addr: z3.BitVecRef, size: int) -> z3.BitVecRef:
     word = z3.Select(s.mem, cell(addr))
     if size == 8:
         return word
@@ -101,8 +123,16 @@ def load(s: State, addr: z3.BitVecRef, size: int) -> z3.BitVecRef:
     raise LiftError(f"a {size}-byte memory access")
 
 
-def store64(s: State, addr: z3.BitVecRef, value: z3.BitVecRef) -> None:
-    s.mem = z3.Store(s.mem, cell(addr), value)
+def store(s: MachineState, addr: z3.BitVecRef, value: z3.BitVecRef, size: int) -> None:
+    if size == 8:
+        s.mem = z3.Store(s.mem, cell(addr), value)
+        return
+    if size != 4:
+        raise LiftError(f"a {size}-byte memory access")
+    old = z3.Select(s.mem, cell(addr))
+    high = z3.Extract(2, 2, addr) == 1
+    merged = z3.If(high, z3.Concat(value, z3.Extract(31, 0, old)), z3.Concat(z3.Extract(63, 32, old), value))
+    s.mem = z3.Store(s.mem, cell(addr), merged)
 
 
 def _reg(s: State, reg: int) -> z3.BitVecRef:
@@ -194,11 +224,11 @@ def decode(seq: Sequence) -> list:
     return insns
 
 
-def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exit]:
+def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exit[State]]:
     """All the ways out of the sequence from `state`, each with its path condition."""
     cond = z3.BoolVal(True) if cond is None else cond
     insns = {i.address: i for i in decode(seq)}
-    exits: list[Exit] = []
+    exits: list[Exit[State]] = []
     work = [(seq.base, state, cond)]
     while work:
         pc, s, c = work.pop()
@@ -240,7 +270,7 @@ def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exi
                     a = load(s, addr, 8)
                     b = _widen(b, 64)
                     r = a + b
-                    store64(s, addr, r)
+                    store(s, addr, r, 8)
                 elif ops[0].type == x86.X86_OP_REG and ops[0].size == 8:
                     a = _reg(s, ops[0].reg)
                     b = _widen(b, 64)

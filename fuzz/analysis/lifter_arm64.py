@@ -39,7 +39,7 @@ from typing import Any
 import capstone
 import z3
 
-from tcfuzz.analysis.lifter import JUMP, OUT, LiftError, Sequence
+from tcfuzz.analysis.lifter import JUMP, OUT, Exit, LiftError, MachineState, Sequence, load, store, symbolic_state
 
 REGS = tuple(f"x{n}" for n in range(31)) + ("sp",)
 MAX_STEPS = 4096  # a sequence is straight-line code with forward branches: more steps is a loop
@@ -51,28 +51,16 @@ BTI = {0xD503241F, 0xD503245F, 0xD503249F, 0xD50324DF}  # bti, bti c, bti j, bti
 
 
 @dataclass
-class State:
-    regs: dict[str, z3.BitVecRef]
-    mem: z3.ArrayRef  # cell index (addr >> 3) -> u64
+class State(MachineState):
+    # PSTATE.NZCV as the flag-setting forms leave them (C is "no borrow" after a subtraction)
     n: z3.BoolRef = z3.BoolVal(False)
     z: z3.BoolRef = z3.BoolVal(False)
     c: z3.BoolRef = z3.BoolVal(False)
     v: z3.BoolRef = z3.BoolVal(False)
 
-    def copy(self) -> State:
-        return State(dict(self.regs), self.mem, self.n, self.z, self.c, self.v)
-
-
-@dataclass
-class Exit:
-    cond: z3.BoolRef  # the path condition
-    kind: int
-    state: State
-    target: z3.BitVecRef | None = None
-
 
 def initial_state(prefix: str = "") -> State:
-    return State({r: z3.BitVec(f"{prefix}{r}", 64) for r in REGS}, z3.Array(f"{prefix}mem", z3.BitVecSort(64), z3.BitVecSort(64)))
+    return symbolic_state(State, REGS, prefix)
 
 
 def disassembly(word: int, address: int = 0) -> str:
@@ -84,33 +72,6 @@ def _fail(word: int, address: int, why: str = "") -> LiftError:
     return LiftError(
         f"`{disassembly(word, address)}` ({word.to_bytes(4, 'little').hex()}) is not a lifted form" + (f": {why}" if why else "")
     )
-
-
-# --- memory -------------------------------------------------------------------------------------------
-
-
-def cell(addr: z3.BitVecRef) -> z3.BitVecRef:
-    return z3.LShR(addr, 3)
-
-
-def load(s: State, addr: z3.BitVecRef, size: int) -> z3.BitVecRef:
-    word = z3.Select(s.mem, cell(addr))
-    if size == 8:
-        return word
-    if size == 4:
-        high = z3.Extract(2, 2, addr) == 1
-        return z3.If(high, z3.Extract(63, 32, word), z3.Extract(31, 0, word))
-    raise LiftError(f"a {size}-byte memory access")
-
-
-def store(s: State, addr: z3.BitVecRef, value: z3.BitVecRef, size: int) -> None:
-    if size == 8:
-        s.mem = z3.Store(s.mem, cell(addr), value)
-        return
-    old = z3.Select(s.mem, cell(addr))
-    high = z3.Extract(2, 2, addr) == 1
-    merged = z3.If(high, z3.Concat(value, z3.Extract(31, 0, old)), z3.Concat(z3.Extract(63, 32, old), value))
-    s.mem = z3.Store(s.mem, cell(addr), merged)
 
 
 # --- registers ----------------------------------------------------------------------------------------
@@ -325,11 +286,11 @@ def step(s: State, word: int, pc: int, fields: dict) -> tuple[str, Any]:
     raise _fail(w, pc)
 
 
-def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exit]:
+def run(seq: Sequence, state: State, cond: z3.BoolRef | None = None) -> list[Exit[State]]:
     """All the ways out of the sequence from `state`, each with its path condition."""
     cond = z3.BoolVal(True) if cond is None else cond
     words = dict(decode(seq))
-    exits: list[Exit] = []
+    exits: list[Exit[State]] = []
     work = [(seq.base, state, cond)]
     steps = 0
     while work:

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tcfuzz.jit_new.imm import decode_tail_call_imm, encode_tail_call_imm
 from tcfuzz.model.bpf import BPF_EXIT_INSN, BPF_JMP, BPF_TAIL_CALL, Insn
@@ -31,7 +32,7 @@ class Break:
     first: int  # the first value that does not round-trip
     decoded: dict  # what the JIT decodes for it
     consequence: str  # what the JIT then emits
-    demo: dict = field(default_factory=dict)  # how it was shown: world + verdict, or the JIT's error
+    demo: dict = dataclasses.field(default_factory=dict)  # how it was shown: world + verdict, or the JIT's error
 
 
 @dataclass

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from tcfuzz.cli.errors import UsageError, output_dir
 from tcfuzz.cli.terminal import busy, print_result, width_from_args
 from tcfuzz.codegens import PluginError, for_arch
 from tcfuzz.model.interfaces import VerdictKind
@@ -165,6 +166,10 @@ def cmd_corpus_add(args) -> int:
     from tcfuzz.verdict.oracle import judge
 
     doc, settings = _open(args)
+    try:
+        output_dir(Path(args.corpus) / args.group, "--corpus")
+    except UsageError as e:
+        raise CommandError(str(e)) from None
     r, _ = replay(doc, settings)
     claimed = doc.kind in ("artifact", "raw") or (settings.sidecar is not None)
     if claimed and not r.outcome.verdict.diverges and args.expect is None:

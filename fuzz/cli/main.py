@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 from pathlib import Path
 
-from tcfuzz.cli.errors import UsageError
+from tcfuzz.cli.errors import UsageError, output_dir
 from tcfuzz.cli.report_cmd import add_report_commands
 from tcfuzz.cli.terminal import (
     FittedStdout,
@@ -22,15 +25,67 @@ from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.profile import ARCHES, PRESETS, JumpVariant, ProfileError, preset, profile_for_arch
 from tcfuzz.model.sample import SampleConfig, SiteKind
+from tcfuzz.model.text import shown
+
+SEED_MAX = 2**32 - 1  # libFuzzer's -seed (fuzz/frontends/fuzzcmd.py checks it again)
 
 _REGS = {"r6": R6, "rbx": R6, "r7": R7, "r13": R7, "r8": R8, "r14": R8, "r9": R9, "r15": R9}
 
 
 def _int(text: str) -> int:
     try:
+        if len(text) > 40:  # int() of thousands of digits is slow, and no argument needs them
+            raise ValueError
         return int(text, 0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not an integer: {shown(text)}") from None
+
+
+def _int_at_least(low: int, what: str = ""):
+    """An integer argument checked when the command line is parsed, before anything runs."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value}: at least {low}{what}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    """libFuzzer's -seed is an unsigned int (`stoul` into a 32-bit flag; more is a crash in the child)."""
+    value = _int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value}: libFuzzer takes 0..{SEED_MAX}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text) if len(text) <= 40 else math.nan
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: a finite number of seconds > 0")
+    return value
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip(" ,"):
+        raise argparse.ArgumentTypeError("empty: name at least one")
+    return text
+
+
+class ArgumentError(Exception):
+    """A command line argparse refuses: one line, exit status 2 (argparse would print the usage too)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `tcfuzz fuzz: error: argument --seed: ... (see tcfuzz fuzz --help)`."""
+
+    def error(self, message: str):
+        raise ArgumentError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
 def _callee_regs(text: str) -> tuple[int, ...]:
@@ -203,6 +258,16 @@ def _add_model_order_arg(ap: argparse.ArgumentParser, default: str | None = None
     )
 
 
+def _add_replay_args(ap: argparse.ArgumentParser, json_help: str | None = None, arch: bool = False) -> None:
+    """What every command that judges a finding again takes: --json, the codegens, the model order
+    (and --arch where a world's twin can run)."""
+    ap.add_argument("--json", action="store_true", help=json_help)
+    if arch:
+        _add_arch_arg(ap)
+    _add_codegen_args(ap)
+    _add_model_order_arg(ap)
+
+
 def specs_from_args(args: argparse.Namespace) -> dict[str, str]:
     from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT
 
@@ -272,8 +337,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
     if profile.arch == "arm64":
         from tcfuzz.analysis import limits_arm64
 
-        report = limits_arm64.hunt(profile, not args.no_demo, quick=args.quick, **codegens_from_args(args))
-        print_result(args, {"profile": profile.to_json(), **report.to_json()}, lambda: limits_arm64.render(report))
+        arm = limits_arm64.hunt(profile, not args.no_demo, quick=args.quick, **codegens_from_args(args))
+        print_result(args, {"profile": profile.to_json(), **arm.to_json()}, lambda: limits_arm64.render(arm))
         return 0
     report = hunt(profile, run_demos=not args.no_demo, **codegens_from_args(args))
     print_result(args, {"profile": profile.to_json(), **report.to_json()}, lambda: render(report))
@@ -319,6 +384,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
             for_arch(codegen, arch)
     except PluginError as e:
         raise UsageError(str(e)) from None
+    if args.artifacts:
+        output_dir(args.artifacts, "--artifacts")
     configs = matrix(quick=args.quick, arch=arch)
     if args.kind:
         kinds = {k.strip() for k in args.kind.split(",")}
@@ -342,7 +409,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="tcfuzz", description=__doc__)
+    ap = Parser(prog="tcfuzz", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("disasm", help="legacy and patched tail-call sequences side by side (capstone)")
@@ -371,11 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit status: 0 the three agree, 1 they diverge, 2 unusable input.",
     )
     r.add_argument("world", help="world JSON file")
-    _add_model_order_arg(r)
-    r.add_argument("--json", action="store_true", help="machine-readable output")
     r.add_argument("--kernel", action="store_true", help="also run the world in the running kernel (a fourth voter)")
-    _add_arch_arg(r)
-    _add_codegen_args(r)
+    _add_replay_args(r, "machine-readable output", arch=True)
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser(
@@ -384,10 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit status: 0 it no longer diverges, 1 it still does, 2 unusable input.",
     )
     rp.add_argument("file")
-    rp.add_argument("--json", action="store_true")
-    _add_arch_arg(rp)
-    _add_codegen_args(rp)
-    _add_model_order_arg(rp)
+    _add_replay_args(rp, arch=True)
     rp.set_defaults(func=cmd_repro)
 
     m = sub.add_parser("minimize", help="shrink a diverging world, keeping its signature; writes <name>.min.json")
@@ -403,9 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("dir")
     t.add_argument("--no-minimize", action="store_true", help="list only; write nothing")
-    t.add_argument("--json", action="store_true")
-    _add_codegen_args(t)
-    _add_model_order_arg(t)
+    _add_replay_args(t)
     t.set_defaults(func=cmd_triage)
 
     f = sub.add_parser(
@@ -417,16 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--corpus", default="fuzz-corpus", help="libFuzzer corpus directory (default: fuzz-corpus)")
     f.add_argument("--artifacts", default="fuzz-artifacts", help="artifact directory (-artifact_prefix)")
-    f.add_argument("--max-time", type=_int, help="seconds (-max_total_time)")
-    f.add_argument("--runs", type=_int, help="inputs (-runs)")
-    f.add_argument("--seed", type=_int, default=1, help="libFuzzer -seed, recorded in every artifact")
-    f.add_argument("--jobs", type=_int, help="engine processes, with seeds SEED, SEED+1, ...")
-    f.add_argument("--fork", type=_int, help="libFuzzer -fork")
+    f.add_argument("--max-time", type=_int_at_least(0), help="seconds (-max_total_time); 0: no time limit")
+    f.add_argument("--runs", type=_int_at_least(0), help="inputs (-runs)")
+    f.add_argument("--seed", type=_seed, default=1, help=f"libFuzzer -seed (0..{SEED_MAX}), recorded in every artifact")
+    f.add_argument("--jobs", type=_int_at_least(1), help="engine processes, with seeds SEED, SEED+1, ...")
+    f.add_argument("--fork", type=_int_at_least(0, " (0: no fork mode)"), help="libFuzzer -fork (0: off)")
     _add_codegen_args(f)
     _add_model_order_arg(f, "jit")
     f.add_argument("--arch", choices=ARCHES, help="fuzz each generated world's twin on this architecture")
     f.add_argument("--ignore-known", action="store_true", help="exit 0 when every divergence has a known cause")
-    f.add_argument("--kernel", type=_int, metavar="N", help="every Nth world also through the running kernel (fourth voter)")
+    f.add_argument(
+        "--kernel", type=_int_at_least(0), metavar="N", help="every Nth world also through the running kernel (fourth voter)"
+    )
     f.add_argument("--summary", help="JSON summary path (default: ARTIFACTS/summary.json)")
     f.add_argument("--junit", help="JUnit XML path (default: ARTIFACTS/junit.xml)")
     f.add_argument(
@@ -452,23 +513,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="the oracle's self-test: fuzz each planted bug, report time to kill",
         description="Exit status: 0 every mutant killed, 1 one survived its budget.",
     )
-    mu.add_argument("--budget", type=float, default=30.0, help="seconds per mutant (default 30)")
+    mu.add_argument("--budget", type=_positive_seconds, default=30.0, help="seconds per mutant (default 30)")
     mu.add_argument("--seed", type=_int, default=1)
-    mu.add_argument("--only", help="comma-separated mutant names")
+    mu.add_argument("--only", type=_non_empty, help="comma-separated mutant names")
     mu.add_argument("--no-corpus", action="store_true", help="generated worlds only (no regression corpus first)")
     mu.add_argument("--json", action="store_true")
     mu.add_argument("--systematic", action="store_true", help="every single-instruction mutation, fuzzed then proved")
-    mu.add_argument("--sample", type=_int, help="with --systematic: this many mutations, drawn by --seed")
+    mu.add_argument("--sample", type=_int_at_least(1), help="with --systematic: this many mutations, drawn by --seed")
     mu.add_argument("--prove-quick", action="store_true", help="with --systematic: survivors proved on the quick matrix")
-    mu.add_argument("--max-inputs", type=_int, help="with --systematic: also stop each hunt after this many inputs")
+    mu.add_argument("--max-inputs", type=_int_at_least(1), help="with --systematic: also stop each hunt after this many inputs")
     mu.set_defaults(func=cmd_mutants)
 
     b = sub.add_parser("bench", help="throughput of every path, each as a ratio to its ceiling (a benchmark, not a test)")
-    b.add_argument("--cases", type=_int, default=2000, help="cases per batch (default 2000)")
-    b.add_argument("--repeat", type=_int, default=5, help="repetitions; each figure is min/median/max over them")
-    b.add_argument("--atheris-seconds", type=_int, default=10, help="seconds per Atheris run; 0 to skip")
-    b.add_argument("--atheris-repeat", type=_int, default=3, help="Atheris runs of each kind (default 3)")
-    b.add_argument("--profile", type=_int, default=0, metavar="N", help="also profile N fuzz inputs: where the time goes")
+    b.add_argument("--cases", type=_int_at_least(1), default=2000, help="cases per batch (default 2000)")
+    b.add_argument("--repeat", type=_int_at_least(1), default=5, help="repetitions; each figure is min/median/max over them")
+    b.add_argument(
+        "--atheris-seconds", type=_int_at_least(0, " (0 skips it)"), default=10, help="seconds per Atheris run; 0 to skip"
+    )
+    b.add_argument("--atheris-repeat", type=_int_at_least(1), default=3, help="Atheris runs of each kind (default 3)")
+    b.add_argument(
+        "--profile", type=_int_at_least(0), default=0, metavar="N", help="also profile N fuzz inputs: where the time goes"
+    )
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
 
@@ -511,20 +576,57 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # 141, what a shell reports for a writer killed by SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every failure that is not a finding ends here as one line on stderr and exit status 2: bad
+    arguments (at parse time), unusable input files, a codegen spec that does not load (whatever the
+    module raised at import), an output path that cannot be written (OSError from any write). A
+    closed stdout (`tcfuzz repro X | head -1`) is exit 141, silently, like any Unix filter; Ctrl-C
+    is one line and 130."""
     ap = build_parser()
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except ArgumentError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_USAGE
     args.invoked = list(argv) if argv is not None else sys.argv[1:]  # recorded by commands that say how to rerun them
+    stdout = sys.stdout
     if not getattr(args, "json", False) and not getattr(args, "source_output", False):
         sys.stdout = FittedStdout(sys.stdout, prose_width(args))
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _broken_pipe(stdout)
+    except KeyboardInterrupt:  # `tcfuzz fuzz` handles its own signals (summary, JUnit, the engine's group)
+        print(f"tcfuzz {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except (UsageError, ProfileError) as e:
         print(f"tcfuzz {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except OSError as e:  # an output path: unwritable, a file where a directory should be, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"tcfuzz {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
-        sys.stdout.flush()
-        sys.stdout = getattr(sys.stdout, "stream", sys.stdout)
+        sys.stdout = stdout
+
+
+def _broken_pipe(stdout) -> int:
+    """The reader went away: nothing more can be written, and the interpreter's final flush must not
+    print a traceback either, so stdout is pointed at /dev/null (the Python docs' recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (pytest's capture)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tcfuzz import SOURCE_TREE
@@ -28,6 +29,7 @@ from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
 from tcfuzz.frontends.kernel_sample import merge_kernel_stats
 from tcfuzz.frontends.seeds import dict_argv, seed_dirs
 from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line, progress_sample, read_stats, write_reports
+from tcfuzz.triage.artifacts import OutputPathError, writable_dir
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
 SEED_MAX = 2**32 - 1  # libFuzzer's -seed is an unsigned int
@@ -59,14 +61,10 @@ def prepare_paths(seed: int, jobs: int | None, corpus: Path, artifacts: Path, su
     for path, what in outside:
         check_output_file(path, what)
     for directory, what in ((corpus, "--corpus"), (artifacts, "--artifacts")):
-        if directory.exists() and not directory.is_dir():
-            raise FuzzUsageError(f"{what} {directory}: not a directory")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise FuzzUsageError(f"{what} {directory}: {e.strerror}") from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise FuzzUsageError(f"{what} {directory}: not writable")
+            writable_dir(directory, what)
+        except OutputPathError as e:
+            raise FuzzUsageError(str(e)) from None
     for path, what in ((summary, "--summary"), (junit, "--junit")):
         check_output_file(path, what)
 
@@ -101,7 +99,7 @@ class Interrupt:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.previous = {}
+        self.previous: dict = {}
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -252,7 +250,7 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def print_table(summary: dict, summary_path: Path, junit_path: Path, log_paths: list[Path] = ()) -> None:
+def print_table(summary: dict, summary_path: Path, junit_path: Path, log_paths: Sequence[Path] = ()) -> None:
     this = summary["this_run"]
     print(
         f"tcfuzz fuzz: {this['inputs']} inputs, {this['cases']} cases in {this['elapsed']:.0f} s "

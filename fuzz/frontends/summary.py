@@ -13,6 +13,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from tcfuzz.triage.artifacts import ARTIFACT_SCHEMA, atomic_write, versions
+from tcfuzz.triage.inputfile import InputError, read_json
 from tcfuzz.verdict.policy import Status, fails_run
 
 SCHEMA = "tcfuzz-fuzz-summary/2"
@@ -26,8 +27,8 @@ def _json_files(artifacts: Path, pattern: str, keep) -> list[tuple[Path, dict]]:
     out = []
     for path in sorted(artifacts.glob(pattern)):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = read_json(path)  # bounded: a FIFO or a device named *.json is skipped, never read
+        except InputError:
             continue
         if isinstance(data, dict) and keep(data):
             out.append((path, data))
@@ -164,9 +165,17 @@ def attribution_line(status: str, causes: list[str]) -> str:
 
 def junit(summary: dict) -> str:
     """Unexplained findings are failures; known ones are failures only when they fail the run
-    (without --ignore-known), otherwise skipped with their cause; an engine failure is an error."""
-    cases = [f'  <testcase classname="tcfuzz" name="legacy = patched = model ({summary["cases"]} cases)"/>']
+    (without --ignore-known), otherwise skipped with their cause; an engine failure is an error, and
+    the whole run's test case fails with it (a reader that checks only `failures="0"` must not see
+    a dead engine as green)."""
+    whole = f'  <testcase classname="tcfuzz" name="legacy = patched = model ({summary["cases"]} cases)"'
     failures = errors = skipped = 0
+    if summary["status"] == ENGINE_ERROR:
+        failures += 1
+        message = quoteattr(f"the engine failed (exit statuses {summary['engine_exits']}): the run is incomplete")
+        cases = [f"{whole}>\n    <failure message={message}/>\n  </testcase>"]
+    else:
+        cases = [f"{whole}/>"]
     for f in summary["findings"]:
         name = f["signature"] + ("" if f["model_order"] == "jit" else f" ({f['model_order']} order)")
         body = escape(" ".join(f["artifacts"]))

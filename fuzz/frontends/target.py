@@ -115,7 +115,7 @@ class Target:
         elif world.profile.arch != "x86_64":
             # The batch driver is x86-64 code: an arm64 batch goes case by case, each judged in full;
             # the raw input replays to its first diverging case.
-            raw = data
+            raw: bytes | None = data
             for case in cases:
                 r = judge_world(case_world(world, case), self.old, self.new, self.orders)
                 self.observe(r)

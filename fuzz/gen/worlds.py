@@ -111,7 +111,7 @@ def build_world(src: Source) -> World:
             first = pick(src, arrays)
             others = [a for a in arrays if a is not first and not a.unpriv]
             if others and not first.unpriv and coin(src, 3):
-                site_maps = (first.id, pick(src, others).id)  # poisoned
+                site_maps: tuple[int, ...] = (first.id, pick(src, others).id)  # poisoned
             else:
                 site_maps = (first.id,)
             key = index_near(src, first.max_entries) if coin(src, 3) else None
@@ -140,7 +140,7 @@ def build_world(src: Source) -> World:
     maps = [next((a for a in arrays if a.id == m.id), m) if m.kind == "prog_array" else m for m in maps]
 
     direct_slots = sorted({(m, s.key) for p in programs for s in p.sites if s.key is not None for m in s.maps})
-    runs = []
+    runs: list[RunSpec] = []
     for _ in range(src.int(1, 3)):
         ops = []
         for _ in range(src.int(0, 2) if runs else src.int(0, 1)):

@@ -25,6 +25,7 @@ from unicorn import (
     UC_ARCH_ARM64,
     UC_ARCH_X86,
     UC_HOOK_CODE,
+    UC_HOOK_INSN,
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_UNMAPPED,
     UC_HOOK_MEM_WRITE,
@@ -36,6 +37,7 @@ from unicorn import (
     UC_PROT_WRITE,
     Uc,
 )
+from unicorn.x86_const import UC_X86_INS_SYSCALL, UC_X86_INS_SYSENTER, UC_X86_REG_RIP
 
 from tcfuzz.model.interfaces import FaultKind
 from tcfuzz.model.layout import (
@@ -106,7 +108,7 @@ class Engine:
         self.arch = arch
         (uc_arch, uc_mode), self.fill = ARCH[arch]
         self.uc = Uc(uc_arch, uc_mode)
-        self.uc.ctl_set_tcg_buffer_size(32 << 20)
+        self.uc.ctl_set_tcg_buffer_size(32 << 20)  # type: ignore[attr-defined]  # unicorn >= 2.1, not in its stubs
         for base, size, perms in FIXED_REGIONS:
             self.uc.mem_map(base, size, perms)
         self.allocations: list[Allocation] = []
@@ -117,6 +119,9 @@ class Engine:
         self.fault: MemFault | None = None
         self.owner = None  # the batch whose world is loaded (fuzz/machine/batch.py)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        if arch == "x86_64":  # costs nothing until one runs: UC_HOOK_INSN fires on these two only
+            for insn in (UC_X86_INS_SYSCALL, UC_X86_INS_SYSENTER):
+                self.uc.hook_add(UC_HOOK_INSN, self._on_privileged, None, 1, 0, insn)
         self.uc.mem_write(JIT_BASE, self.fill * (JIT_SIZE // len(self.fill)))
         self.uc.mem_write(KTEXT_BASE, self.fill * (KTEXT_SIZE // len(self.fill)))
 
@@ -208,6 +213,12 @@ class Engine:
         if self.fault is None:
             self.fault = MemFault(self.classify(addr), addr)
         return False
+
+    def _on_privileged(self, uc, user_data) -> None:
+        """syscall/sysenter: a fault, not a no-op (rip is the instruction's own address in the hook)."""
+        if self.fault is None:
+            self.fault = MemFault(FaultKind.PRIVILEGED_INSN, uc.reg_read(UC_X86_REG_RIP))
+        uc.emu_stop()
 
     def _page_data(self, alloc: Allocation, page: int) -> bytes:
         """A page's bytes as mapped: the allocation's, then (batches) poison past its end, else zeros."""

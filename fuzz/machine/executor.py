@@ -15,7 +15,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from unicorn import UcError
+from capstone.x86_const import X86_OP_MEM
+from unicorn import UC_HOOK_CODE, UcError
 from unicorn.unicorn_const import (
     UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
@@ -258,6 +259,41 @@ def install_hooks(ld: Loaded, run: _Run) -> None:
                 ld.engine.hook_code(poke.tailcall_target, run.on_direct)
 
 
+class _MemoryChecks:
+    """The non-canonical check, hooked once per loaded world (kept until the engine's next reset, so
+    a world's runs share the hooks); each run points `run` at its own state."""
+
+    def __init__(self, ld: Loaded) -> None:
+        self.ld = ld
+        self.run: _Run | None = None
+        for _, image in ld.functions:
+            for offset, base, index, scale, disp in _memory_operands(image):
+                addr = image.base + offset
+                ld.engine.world_hooks.append(
+                    ld.engine.uc.hook_add(UC_HOOK_CODE, self.on_memory, (base, index, scale, disp), addr, addr)
+                )
+
+    def on_memory(self, uc, address, size, operand) -> None:
+        """Before an instruction with a register-based memory operand: its effective address must
+        be canonical (Unicorn drops bits 52..63 and would access what the rest names)."""
+        base, index, scale, disp = operand
+        ea = disp + (uc.reg_read(base) if base is not None else 0) + (uc.reg_read(index) * scale if index is not None else 0)
+        ea &= 0xFFFF_FFFF_FFFF_FFFF
+        run = self.run
+        if not canonical(ea) and run is not None and run.fault is None:
+            run.fault = Fault(FaultKind.NON_CANONICAL, ea, self.ld.describe(address), address)
+            uc.emu_stop()
+
+
+def memory_checks(ld: Loaded) -> _MemoryChecks:
+    """Per-case runs only: the batch path (which loads through load() too) never gets these hooks."""
+    checks = getattr(ld.engine, "memory_checks", None)
+    if checks is None or checks.ld is not ld:
+        checks = _MemoryChecks(ld)
+        ld.engine.memory_checks = checks  # type: ignore[attr-defined]
+    return checks
+
+
 def write_ctx(ld: Loaded, run: RunSpec) -> None:
     ctx = bytearray(CTX_SIZE)
     for prog in ld.world.programs:
@@ -277,6 +313,80 @@ def classify_uc_error(ld: Loaded, err: UcError, rip: int) -> Fault:
     if err.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_FETCH_PROT):
         return Fault(FaultKind.WILD_JUMP, rip, "", None)
     return Fault(FaultKind.ILLEGAL_INSN, rip, ld.describe(rip) or str(err), rip)
+
+
+def stopped_early(ld: Loaded, rip: int) -> Fault:
+    """The run ended somewhere other than the harness's return: a `hlt` (Unicorn stops right after
+    one, as if the budget had run out) or the instruction budget (a loop). A budget that runs out
+    just after an f4 byte that is not itself an instruction would be named hlt; loops are tight, so
+    that has not been seen."""
+    try:
+        prev = bytes(ld.engine.uc.mem_read(rip - 1, 1))
+    except UcError:
+        prev = b""
+    if prev == b"\xf4":
+        return Fault(FaultKind.PRIVILEGED_INSN, rip - 1, ld.describe(rip - 1), rip - 1)
+    return Fault(FaultKind.TIMEOUT, rip, ld.describe(rip), rip)
+
+
+def canonical(addr: int) -> bool:
+    """x86-64 with 4-level paging: bits 63..47 all equal."""
+    return (addr >> 47) in (0, 0x1_FFFF)
+
+
+def _memory_operands(image: JitImage) -> list[tuple[int, int | None, int | None, int, int]]:
+    """(offset, base, index, scale, disp), with Unicorn register ids, of every instruction in the
+    image's tail-call sites (the code the series changes, where an index scales into an array) that
+    accesses memory through a register other than rsp/rbp (those always hold canonical addresses
+    here). Decoded once per distinct site bytes."""
+    out = []
+    for lo, hi in tail_call_sites(image):
+        code = bytes(image.code[lo:hi])
+        if code not in _OPERANDS:
+            if len(_OPERANDS) > 4096:
+                _OPERANDS.clear()
+            _OPERANDS[code] = _decode_operands(code)
+        out += [(lo + off, *rest) for off, *rest in _OPERANDS[code]]
+    return out
+
+
+def _decode_operands(code: bytes) -> list:
+    cs = _capstone()
+    out = []
+    for ins in cs.disasm(code, 0):
+        if ins.mnemonic == "lea" or ins.mnemonic.startswith("nop"):
+            continue
+        for op in ins.operands:
+            if op.type != X86_OP_MEM:
+                continue
+            base, index = op.mem.base, op.mem.index
+            names = {cs.reg_name(r) for r in (base, index) if r}
+            if not names or "rip" in names or names <= {"rsp", "rbp", "esp", "ebp"}:
+                continue
+            out.append((ins.address, _uc_reg(cs, base), _uc_reg(cs, index), op.mem.scale, op.mem.disp))
+    return out
+
+
+_OPERANDS: dict[bytes, list] = {}
+_CS: list = []
+
+
+def _capstone():
+    if not _CS:
+        import capstone
+
+        cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        cs.detail = True
+        _CS.append(cs)
+    return _CS[0]
+
+
+def _uc_reg(cs, reg: int) -> int | None:
+    if not reg:
+        return None
+    import unicorn.x86_const as x86
+
+    return getattr(x86, f"UC_X86_REG_{cs.reg_name(reg).upper()}")
 
 
 def counter_home(world: World, trace: list[int]) -> ProgramSpec:
@@ -309,6 +419,8 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
         write_ctx(ld, run)
         return execute_run_arm64(ld, run)
     state = _Run(ld, run.entry)
+    checks = memory_checks(ld)
+    checks.run = state
     hooks_before = len(ld.engine.world_hooks)
     install_hooks(ld, state)
     write_ctx(ld, run)
@@ -332,29 +444,20 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
     try:
         uc.emu_start(start, 0, count=INSN_BUDGET)
         fault = state.fault
-        if fault is None and ld.engine.fault is not None:  # the allocation-tail guard stopped it
-            rip = uc.reg_read(UC_X86_REG_RIP)
-            fault = Fault(ld.engine.fault.kind, ld.engine.fault.address, ld.describe(rip), rip)
+        if fault is None and ld.engine.fault is not None:  # the allocation-tail guard or a syscall stopped it
+            mem = ld.engine.fault
+            rip = mem.address if mem.kind is FaultKind.PRIVILEGED_INSN else uc.reg_read(UC_X86_REG_RIP)
+            fault = Fault(mem.kind, mem.address, ld.describe(rip), rip)
         if fault is None and uc.reg_read(UC_X86_REG_RIP) != HARNESS_RETURN + 1:
-            rip = uc.reg_read(UC_X86_REG_RIP)
-            fault = Fault(FaultKind.TIMEOUT, rip, ld.describe(rip), rip)
+            fault = stopped_early(ld, uc.reg_read(UC_X86_REG_RIP))
     except UcError as err:
         fault = state.fault or classify_uc_error(ld, err, uc.reg_read(UC_X86_REG_RIP))
     finally:
         drop_hooks(ld, hooks_before)
+        checks.run = None
 
     counter_addr = ENTRY_RSP - 8 - 8 - round_up(counter_home(ld.world, state.trace).stack_depth, 8) - 8
-    clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
-    return observation(
-        ld,
-        state.trace,
-        fault,
-        counter_addr,
-        ret=uc.reg_read(UC_X86_REG_RAX),
-        clobbered=clobbered,
-        stack_delta=uc.reg_read(UC_X86_REG_RSP) - ENTRY_RSP,
-        ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE,
-    )
+    return observation(ld, X86_REGS, state.trace, fault, counter_addr, ctx_preserved=uc.reg_read(UC_X86_REG_RDI) == CTX_BASE)
 
 
 def drop_hooks(ld: Loaded, hooks_before: int) -> None:
@@ -364,15 +467,22 @@ def drop_hooks(ld: Loaded, hooks_before: int) -> None:
     del ld.engine.world_hooks[hooks_before:]
 
 
+@dataclass(frozen=True)
+class ArchRegs:
+    """Where an architecture's run leaves what is observed: the return register, the stack pointer,
+    and the callee-saved registers with the sentinels the harness put in them."""
+
+    ret: int
+    sp: int
+    callee_saved: dict[str, int]
+    sentinel: dict[str, int]
+
+
+X86_REGS = ArchRegs(UC_X86_REG_RAX, UC_X86_REG_RSP, CALLEE_SAVED, SENTINEL)
+
+
 def observation(
-    ld: Loaded,
-    trace: list[int],
-    fault: Fault | None,
-    counter_addr: int,
-    ret: int,
-    clobbered,
-    stack_delta: int,
-    ctx_preserved: bool,
+    ld: Loaded, regs: ArchRegs, trace: list[int], fault: Fault | None, counter_addr: int, ctx_preserved: bool
 ) -> Observation:
     """What a finished run shows: run counters from ctx and the counter slot always; the return,
     registers and stack only when it returned (a fault leaves them meaningless)."""
@@ -395,11 +505,11 @@ def observation(
         )
     return Observation(
         trace=tuple(trace),
-        ret=ret,
+        ret=uc.reg_read(regs.ret),
         tail_call_cnt=tail_call_cnt,
         runs=counts,
-        callee_saved_clobbered=clobbered,
-        stack_delta=stack_delta,
+        callee_saved_clobbered=tuple(n for n, r in regs.callee_saved.items() if uc.reg_read(r) != regs.sentinel[n]),
+        stack_delta=uc.reg_read(regs.sp) - ENTRY_RSP,
         ctx_preserved=ctx_preserved,
     )
 

@@ -29,7 +29,7 @@ from unicorn.arm64_const import (
 )
 
 from tcfuzz.jit_old.arm64.a64 import br_target_reg
-from tcfuzz.machine.executor import classify_uc_error, drop_hooks, observation
+from tcfuzz.machine.executor import ArchRegs, classify_uc_error, drop_hooks, observation
 from tcfuzz.model.interfaces import Fault, FaultKind, Observation
 from tcfuzz.model.layout import CTX_BASE, ENTRY_RSP, HARNESS_RETURN, STACK_BASE, STACK_SIZE
 
@@ -38,6 +38,7 @@ INSN_BUDGET = 200_000
 CALLEE_SAVED = {f"x{n}": UC_ARM64_REG_X19 + (n - 19) for n in range(19, 29)} | {"x29": UC_ARM64_REG_X29}
 SENTINEL = {name: 0x5E5E_0000_0000_0000 | (i << 8) for i, name in enumerate(CALLEE_SAVED)}
 SCRATCH_AT_ENTRY = 0xC1C1_C1C1_C1C1_C1C1
+ARM64_REGS = ArchRegs(UC_ARM64_REG_X0, UC_ARM64_REG_SP, CALLEE_SAVED, SENTINEL)
 COUNTER_ADDR = ENTRY_RSP - 32  # the `stp xzr, x26, [sp, #-16]!` slot of the entry frame
 
 
@@ -116,14 +117,4 @@ def execute_run_arm64(ld, run) -> Observation:
     finally:
         drop_hooks(ld, hooks_before)
 
-    clobbered = tuple(name for name, reg in CALLEE_SAVED.items() if uc.reg_read(reg) != SENTINEL[name])
-    return observation(
-        ld,
-        state.trace,
-        fault,
-        COUNTER_ADDR,
-        ret=uc.reg_read(UC_ARM64_REG_X0),
-        clobbered=clobbered,
-        stack_delta=uc.reg_read(UC_ARM64_REG_SP) - ENTRY_RSP,
-        ctx_preserved=state.ctx_preserved,
-    )
+    return observation(ld, ARM64_REGS, state.trace, fault, COUNTER_ADDR, ctx_preserved=state.ctx_preserved)

@@ -51,19 +51,27 @@ class ProgArray:
         self.alloc = Allocation(f"map {spec.id}", self.base, self.base + size, self.page_bytes)
         engine.add_allocation(self.alloc)
 
+    def header_fields(self) -> list[tuple[int, bytes]]:
+        """(offset, bytes) of the header's non-zero fields; the rest of the ptrs_off bytes is zero.
+        Kept as fields, never as a ptrs_off-sized buffer: a profile may put ptrs up to 2 GB in."""
+        fields = [(self.profile.max_entries_off, struct.pack("<I", self.spec.max_entries))]
+        if self.spec.kind == "prog_array":
+            fields.append((self.profile.ptrs_off - 16, struct.pack("<IIQ", 8, self.spec.index_mask, ARRAY_AUX_POISON)))
+        return fields
+
     def header(self) -> bytes:
         h = bytearray(self.profile.ptrs_off)
-        struct.pack_into("<I", h, self.profile.max_entries_off, self.spec.max_entries)
-        if self.spec.kind == "prog_array":
-            struct.pack_into("<IIQ", h, self.profile.ptrs_off - 16, 8, self.spec.index_mask, ARRAY_AUX_POISON)
+        for off, data in self.header_fields():
+            h[off : off + len(data)] = data
         return bytes(h)
 
     def page_bytes(self, page: int) -> bytes:
         out = bytearray(PAGE)
-        head = self.header()
         lo = page - self.base
-        if lo < len(head):
-            out[: len(head) - lo] = head[lo : lo + PAGE]
+        for off, data in self.header_fields():
+            for i, byte in enumerate(data):  # a field may straddle two pages
+                if lo <= off + i < lo + PAGE:
+                    out[off + i - lo] = byte
         for off, value in self.words.items():
             if lo <= off < lo + PAGE:
                 struct.pack_into("<Q", out, off - lo, value)

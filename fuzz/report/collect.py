@@ -8,7 +8,6 @@ arguments, the same to_json(); tests/test_report.py runs the commands and compar
 from __future__ import annotations
 
 import datetime
-import json
 import platform
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +17,7 @@ from tcfuzz import SOURCE_TREE
 from tcfuzz.model.interfaces import Codegen
 from tcfuzz.model.profile import preset
 from tcfuzz.triage.artifacts import InputError, read_document, versions
+from tcfuzz.triage.inputfile import read_json
 from tcfuzz.triage.repro import side_by_side, size
 from tcfuzz.verdict.oracle import Judgement, judge
 
@@ -126,10 +126,7 @@ def read_fuzz_dir(directory: Path, old: Codegen, new: Codegen) -> dict:
     out: dict = {"dir": str(directory), "summary": None, "artifacts": []}
     summary = directory / "summary.json"
     if summary.is_file():
-        try:
-            out["summary"] = json.loads(summary.read_text())
-        except ValueError as e:
-            raise InputError(f"{summary}: not JSON ({e})") from None
+        out["summary"] = read_json(summary)  # the bounded reader: one line for anything unusable
     for path in sorted(directory.glob("*.json")):
         if path.name == "summary.json":
             continue

@@ -30,10 +30,10 @@ from tcfuzz.codegens import DEFAULT_SPECS
 from tcfuzz.model.interfaces import Verdict, VerdictKind
 from tcfuzz.model.world import SCHEMA as WORLD_SCHEMA
 from tcfuzz.model.world import World, WorldError, field_problem
+from tcfuzz.triage import inputfile
+from tcfuzz.triage.inputfile import InputError
 
-
-class InputError(Exception):
-    """An unusable input file; the message starts with the path and names the field."""
+__all__ = ["InputError"]  # raised by every reader here (fuzz/triage/inputfile.py)
 
 
 ARTIFACT_SCHEMA = "tcfuzz-artifact/1"
@@ -64,6 +64,7 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False, durable: bool
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE & ~_umask())  # mkstemp makes 0600: CI of another uid could not read it
             f.write(data)
             f.flush()
             if durable:
@@ -73,11 +74,54 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False, durable: bool
         else:
             os.link(tmp, path)  # fails if `path` appeared meanwhile; never clobbers
             os.unlink(tmp)
+        if durable:
+            fsync_dir(path.parent)  # the new name itself survives a crash, not only the bytes
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+FILE_MODE = 0o644  # what open() gives under the usual umask 022
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask() sets it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+class OutputPathError(Exception):
+    """An output directory that cannot be used; the message is one line naming the flag."""
+
+
+def writable_dir(path: str | Path, flag: str) -> Path:
+    """An output directory checked (and made) before any work is done, so a bad one costs one line
+    and nothing else, instead of a traceback after the run."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{flag} {path}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"{flag} {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{flag} {path}: not writable")
+    return path
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 DUMP_WIDTH = 100
@@ -174,8 +218,8 @@ def sidecar_of(raw: Path) -> Path | None:
     """The artifact sidecar written next to a raw crash file (`crash-X` -> `crash-X.json` naming it)."""
     sidecar = Path(raw).with_name(Path(raw).name + ".json")
     try:
-        data = json.loads(sidecar.read_text()) if sidecar.is_file() else None
-    except (OSError, ValueError):
+        data = inputfile.read_json(sidecar) if sidecar.is_file() else None
+    except InputError:
         return None
     if isinstance(data, dict) and data.get("schema") == ARTIFACT_SCHEMA and data.get("input") == Path(raw).name:
         return sidecar
@@ -201,21 +245,21 @@ class Document:
 
 
 def read_json(path: Path) -> Any:
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a file")
+    """A JSON file through the one bounded reader (fuzz/triage/inputfile.py)."""
+    return inputfile.read_json(path)
+
+
+def _not_a_document(raw: bytes, path: Path) -> None:
+    """The suffix rule never guesses: a file that is not `.json` but holds a tcfuzz JSON document is
+    refused (it used to be decoded as raw fuzzer bytes, an unrelated world)."""
+    if not raw.lstrip().startswith(b"{"):
+        return
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from None
-    if not raw.strip():
-        raise InputError(f"{path}: empty file")
-    try:
-        return json.loads(raw.decode())
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 JSON") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        data = inputfile.parse_json(raw, path)
+    except InputError:
+        return
+    if isinstance(data, dict) and str(data.get("schema", "")).startswith("tcfuzz-"):
+        raise InputError(f"{path}: holds a {inputfile.shown(data['schema'])} JSON document; name it *.json to read it as one")
 
 
 def _fields(data: dict, path: Path, kind: str, required: set[str], optional: set[str]) -> None:
@@ -228,13 +272,12 @@ def read_document(path: Path) -> Document:
     """A `.json` file is one of the three JSON kinds (strict); any other file is a raw fuzzer input,
     which every byte string is: it decodes to a world (fuzz/gen/worlds.py)."""
     path = Path(path)
-    if path.suffix != ".json" and not path.is_dir():
+    inputfile.check_suffix(path)
+    if not inputfile.is_json_name(path):
         from tcfuzz.gen.worlds import decode_input
 
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"{path}: {e.strerror}") from None
+        raw = inputfile.read_bytes(path)
+        _not_a_document(raw, path)
         world, cases = decode_input(raw)
         return Document(path, "raw", world, {"input": path.name, "bytes": len(raw)}, cases)
     data = read_json(path)
@@ -280,7 +323,7 @@ def read_document(path: Path) -> Document:
             msg = msg if msg.startswith("world:") else f"world.{msg}"
         raise InputError(f"{path}: {msg}") from None
     known = ", ".join((WORLD_SCHEMA, ARTIFACT_SCHEMA, CORPUS_SCHEMA))
-    raise InputError(f"{path}: schema: {schema!r} is not one of {known}")
+    raise InputError(f"{path}: schema: {inputfile.shown(schema)} is not one of {known}")
 
 
 def corpus_doc(world: World, verdict: Verdict, purpose: str) -> dict:

@@ -56,6 +56,7 @@ def shape(field: str, odd: Observation, ref: Observation) -> str:
     """The coarse form of a difference, free of addresses and ids, so equal bugs dedup together."""
     if field == "fault":
         if odd.fault is None:
+            assert ref.fault is not None  # the fault field differs
             return f"none vs {ref.fault.kind.value}"
         where = _LOCATION.sub("", odd.fault.where)
         where = re.sub(r"0x[0-9a-f]+", "<addr>", re.sub(r"\b(prog|struct bpf_prog|struct bpf_array) \d+", r"\1", where))

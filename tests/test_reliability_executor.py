@@ -1,0 +1,63 @@
+"""Issue 12, the executor's blind spots: emitted code that Unicorn would run differently from a CPU.
+`syscall`/`sysenter` ran as no-ops (verdict AGREE), `hlt` read as a timeout, and a data access at a
+non-canonical address (#GP on the CPU) read whatever the address's low 52 bits named. Each is now
+a fault, hence a verdict, in the per-case path and through the batch path."""
+
+import numpy as np
+import pytest
+from conftest import static_world
+
+from tcfuzz.jit_new import PatchedCodegen
+from tcfuzz.jit_new.jit import PatchedX86Jit
+from tcfuzz.machine.batch import Batch, random_cases
+from tcfuzz.model.interfaces import FaultKind, VerdictKind
+from tcfuzz.model.layout import STACK_BASE
+from tcfuzz.verdict.oracle import judge
+
+
+def prefixed(name: str, prefix: bytes):
+    """The patch with `prefix` emitted at the start of every tail-call site."""
+
+    class Jit(PatchedX86Jit):
+        def emit_tail_call(self, p, *args, **kw):
+            p.emit_bytes(prefix)
+            super().emit_tail_call(p, *args, **kw)
+
+    class Codegen(PatchedCodegen):
+        jit_class = Jit
+
+    Codegen.name = name
+    return Codegen()
+
+
+NON_CANONICAL = (STACK_BASE | 1 << 63).to_bytes(8, "little")
+CODEGENS = {
+    "syscall": (prefixed("syscall", b"\x0f\x05"), FaultKind.PRIVILEGED_INSN),
+    "sysenter": (prefixed("sysenter", b"\x0f\x34"), FaultKind.PRIVILEGED_INSN),
+    "hlt": (prefixed("hlt", b"\xf4"), FaultKind.PRIVILEGED_INSN),
+    # movabs rcx, 1 << 63 | STACK_BASE; mov rcx, [rcx]: Unicorn used to read the stack
+    "non-canonical": (prefixed("non-canonical", b"\x48\xb9" + NON_CANONICAL + b"\x48\x8b\x09"), FaultKind.NON_CANONICAL),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CODEGENS))
+def test_a_privileged_or_non_canonical_instruction_is_a_fault_and_a_finding(name):
+    codegen, kind = CODEGENS[name]
+    world = static_world(max_entries=4, slots={0: 1}, keys=(0,))
+    j = judge(world, new=codegen)
+    obs = j.observations["patched"][0]
+    assert obs.fault is not None and obs.fault.kind is kind, obs
+    assert j.verdict.kind is VerdictKind.NEW_DIVERGES
+    assert kind.value in j.verdict.signature
+    assert judge(world).verdict.kind is VerdictKind.AGREE  # the patch itself is fine
+
+
+@pytest.mark.parametrize("name", ["syscall", "sysenter", "hlt"])
+def test_the_batch_path_stops_on_them_too(name):
+    """(Non-canonical accesses are checked per instruction, in the per-case path only: a Python hook
+    on every memory access would cost the batch path most of its speed.)"""
+    codegen, _ = CODEGENS[name]
+    world = static_world(max_entries=4, slots={0: 1}, keys=(0,))
+    batch = Batch(world, codegen)
+    result = batch.run(random_cases(world, 16, np.random.default_rng(1)))
+    assert result.faulted.all()
