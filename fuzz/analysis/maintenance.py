@@ -27,6 +27,7 @@ the executor replays.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 
@@ -198,6 +199,18 @@ def _describe(path, filled: bool) -> str:
 
 
 # --- violations as worlds ---------------------------------------------------------------------------
+
+
+def violation_worlds(v: Violation, profile: str, direct: bool, stack_depth: int = 0) -> list:
+    """violation_world(), then, for poke points left out of step with their slot (which the site
+    may not show while the bypass jumps over the stale target), the same operations followed by
+    each next one: the next poke then finds unexpected bytes (the kernel's BUG_ON) or the site
+    runs through the stale jump."""
+    worlds = [violation_world(v, profile, direct, stack_depth)]
+    if v.lemma == "poke-state" and "do not match" in v.detail:
+        for op in (("update", 2), ("update", 1), ("delete", None)):
+            worlds.append(violation_world(dataclasses.replace(v, ops=v.ops + (op,)), profile, direct, stack_depth))
+    return worlds
 
 
 def violation_world(v: Violation, profile: str, direct: bool, stack_depth: int = 0):

@@ -18,6 +18,12 @@ Preconditions (each shown necessary by dropping it and asking z3 for a counterex
     entry-not-null      a program's bpf_func + X86_TAIL_CALL_OFFSET is not 0 (the cache's 0 means empty)
     counter-not-prog    the counter cell is not the target program's bpf_func cell (distinct objects)
 Static sites need all five; dynamic and direct sites need none (their sequences do the same loads).
+One more is added only where a claim needs it (no built-in pair does), with the counterexample
+without it kept as its necessity:
+    counter-at-most-max the count behind tcc_ptr is <= MAX_TAIL_CALL_CNT on entry: the prologue starts
+                        it at 0 and every increment is guarded by the check. It is used only after z3
+                        shows that the reference keeps it (from a count <= MAX, the counter cell after
+                        the sequence is <= MAX), so the induction does not rest on the codegen under test.
 Modelling assumptions, not preconditions: qword accesses are 8-aligned (8-byte memory cells).
 
 That is the x86-64 claim (`Claim`). An arm64 profile's configuration gets prove_arm64.Arm64Claim
@@ -35,8 +41,8 @@ from dataclasses import dataclass, field
 import z3
 from capstone.x86 import X86_OP_IMM
 
-from tcfuzz.analysis.lifter import JUMP, LiftError, Sequence, initial_state, load, merge, run
-from tcfuzz.analysis.maintenance import Violation, prove_cache, prove_pokes, violation_world
+from tcfuzz.analysis.lifter import JUMP, LiftError, Sequence, State, initial_state, load, merge, run
+from tcfuzz.analysis.maintenance import Violation, prove_cache, prove_pokes, violation_worlds
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import Codegen, JitError
 from tcfuzz.model.layout import image_base
@@ -44,6 +50,7 @@ from tcfuzz.model.profile import PRESETS, KernelProfile
 from tcfuzz.model.sample import SampleConfig, SiteKind, tail_call_sites, verified_sample
 
 INT_MAX = 2**31 - 1
+COUNTER_BOUNDED = "counter-at-most-max"
 CALLEE = ("rbx", "rbp", "r12", "r13", "r14", "r15")
 ME0 = 4  # the concrete max_entries the sequences are JITed with
 
@@ -174,11 +181,11 @@ class Claim:
     # -- the named preconditions -------------------------------------------------------------------
     def preconditions(self) -> dict[str, z3.BoolRef]:
         s, p = self.s0, self.profile
-        rsi, rdx, rbp = s.regs["rsi"], s.regs["rdx"], s.regs["rbp"]
+        rsi, rdx = s.regs["rsi"], s.regs["rdx"]
         idx = z3.ZeroExt(32, z3.Extract(31, 0, rdx))
         ptr_cell = rsi + p.ptrs_off + idx * 8
         prog = load(s, ptr_cell, 8)
-        tcc_ptr = load(s, rbp - 16 - ((self.cfg.stack_depth + 7) // 8 * 8), 8)
+        tcc_ptr = self.tcc_ptr()
         out = {}
         if self.cfg.kind == "static":
             me_field = load(s, rsi + p.max_entries_off, 4)
@@ -192,6 +199,22 @@ class Claim:
             out["entry-not-null"] = z3.Implies(prog != 0, bpf_func + p.tail_call_offset != 0)
             out["counter-not-prog"] = z3.LShR(tcc_ptr, 3) != z3.LShR(prog + p.bpf_func_off, 3)
         return out
+
+    def tcc_ptr(self) -> z3.BitVecRef:
+        s = self.s0
+        return load(s, s.regs["rbp"] - 16 - ((self.cfg.stack_depth + 7) // 8 * 8), 8)
+
+    def counter_bounded(self) -> z3.BoolRef:
+        """counter-at-most-max: the count on entry is at most MAX_TAIL_CALL_CNT."""
+        return z3.ULE(load(self.s0, self.tcc_ptr(), 8), self.profile.max_tail_call_cnt)
+
+    def keeps_counter_bounded(self, outcome: dict, pre: list[z3.BoolRef]) -> bool:
+        """The induction step of counter-at-most-max for one codegen's sequence: from a count <= MAX
+        (and the other preconditions), the counter cell after it is <= MAX too."""
+        after = load(lifter_state(self.s0, outcome["mem"]), self.tcc_ptr(), 8)
+        solver = z3.Solver()
+        solver.add(*pre, self.counter_bounded(), z3.Not(z3.ULE(after, self.profile.max_tail_call_cnt)))
+        return solver.check() == z3.unsat
 
     # -- the claim ----------------------------------------------------------------------------------
     def outcomes(self, codegen: Codegen) -> dict[str, z3.ExprRef]:
@@ -215,6 +238,7 @@ class Claim:
 
     def differences(self, old: Codegen, new: Codegen) -> z3.BoolRef:
         a, b = self.outcomes(old), self.outcomes(new)
+        self.reference = a
         return z3.Or([a[k] != b[k] for k in a])
 
     def model_values(self, m: z3.ModelRef) -> dict:
@@ -225,7 +249,7 @@ class Claim:
         idx = rdx & 0xFFFFFFFF
         rsi = s.regs["rsi"]
         prog = load(s, rsi + p.ptrs_off + z3.BitVecVal(idx, 64) * 8, 8)
-        tcc_ptr = load(s, s.regs["rbp"] - 16 - ((self.cfg.stack_depth + 7) // 8 * 8), 8)
+        tcc_ptr = self.tcc_ptr()
         return {
             "index": rdx,
             "max_entries": ev(self.me) if self.cfg.kind == "static" else ev(load(s, rsi + p.max_entries_off, 4)),
@@ -236,11 +260,16 @@ class Claim:
         }
 
 
+def lifter_state(s0: State, mem: z3.ArrayRef) -> State:
+    return State(s0.regs, mem)
+
+
 def counterexample_worlds(cfg: Config, values: dict) -> list:
     """Concretisations of a counterexample as worlds for the normal executor, most literal first: the
     configuration's program and site, the array with the counterexample's max_entries field, the key
     and the count; the slot read filled when the counterexample's was, and then also slot 0 (whose
-    cached target sits where a read one past the end lands) and the last slot."""
+    cached target sits where a read one past the end lands) and the last slot; last, the JITed
+    max_entries with slot 1 filled and called (z3's max_entries can hide what a small array shows)."""
     from tcfuzz.model.world import SCHEMA, World, WorldError
 
     sample = cfg.sample()
@@ -282,6 +311,9 @@ def counterexample_worlds(cfg: Config, values: dict) -> list:
             )
         except WorldError:
             continue
+    small = {**values, "max_entries_field": cfg.max_entries, "index": 1, "slot": 1, "slot_filled": True}
+    if not poked and cfg.max_entries > 1 and values != small:  # last, the configuration's own array: slot 1 filled, called
+        worlds += counterexample_worlds(cfg, small)[:1]
     return worlds
 
 
@@ -378,10 +410,18 @@ def prove(cfg: Config, old: Codegen, new: Codegen, show_necessary: bool = True) 
         return Result(cfg, False, [], time.perf_counter() - started, not_lifted=str(e))
     proved, violation = lemmas(cfg, old, new)
     m = check(claim, diff, list(pre.values()))
+    unbounded = None  # the counterexample without counter-at-most-max, where the claim needs it
+    if isinstance(claim, Claim) and m is not None and claim.model_values(m)["count"] > claim.profile.max_tail_call_cnt:
+        bounded = check(claim, diff, [*pre.values(), claim.counter_bounded()])
+        if bounded is None and claim.keeps_counter_bounded(claim.reference, list(pre.values())):
+            unbounded, m = claim.model_values(m), None
+            pre[COUNTER_BOUNDED] = claim.counter_bounded()
     result = Result(cfg, m is None and violation is None, list(pre), 0.0, claim.model_values(m) if m is not None else None)
     result.lemmas, result.violation = proved, violation
+    if unbounded is not None:
+        result.necessary[COUNTER_BOUNDED] = unbounded
     if result.proven and show_necessary:
-        for name in pre:
+        for name in [n for n in pre if n not in result.necessary]:
             others = [v for k, v in pre.items() if k != name]
             cm = check(claim, diff, others)
             result.necessary[name] = claim.model_values(cm) if cm is not None else None
@@ -445,6 +485,26 @@ def matrix(quick: bool = False, arch: str = "x86_64") -> list[Config]:
     return configs + [Config(p, "static", 0, "none", map_index=2) for p in profiles]  # the decoded map index matters
 
 
+def replay_candidates(r: Result) -> list[tuple[str, dict, list]]:
+    """What of a result can be replayed, as (what, values, worlds): the counterexample, the disp32
+    boundary's, a broken lemma's map operations, a JIT fault's configuration."""
+    cfg = r.config
+    todo = [("counterexample", r.counterexample, counterexample_worlds(cfg, r.counterexample))] if r.counterexample else []
+    b = r.boundary or {}
+    for key, label in (
+        ("counterexample_at_max_plus_1", "boundary + 1"),
+        ("bytes_counterexample_at_max_plus_1", "boundary + 1, real bytes"),
+    ):
+        if isinstance(b.get(key), dict):
+            todo.append((f"{b['precondition']} {label}", b[key], counterexample_worlds(cfg, b[key])))
+    if r.violation is not None:
+        v = r.violation
+        todo.append((v.lemma, v.to_json(), violation_worlds(v, cfg.profile, v.lemma == "poke-state", cfg.stack_depth)))
+    if r.jit_fault:
+        todo.append(("jit fault", {"jit_fault": r.jit_fault}, counterexample_worlds(cfg, JIT_FAULT_VALUES)))
+    return todo
+
+
 def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None, specs: dict[str, str] | None = None) -> dict:
     """Prove every configuration. Necessity of each precondition and the offset boundary are shown
     once per profile (on its first static configuration). Every counterexample is replayed as a world
@@ -459,20 +519,7 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
             seen_profiles.add(cfg.profile)
         r = prove(cfg, old, new, show_necessary=first_static)
         results.append(r)
-        todo = [("counterexample", r.counterexample, counterexample_worlds(cfg, r.counterexample))] if r.counterexample else []
-        b = r.boundary or {}
-        for key, label in (
-            ("counterexample_at_max_plus_1", "boundary + 1"),
-            ("bytes_counterexample_at_max_plus_1", "boundary + 1, real bytes"),
-        ):
-            if isinstance(b.get(key), dict):
-                todo.append((f"{b['precondition']} {label}", b[key], counterexample_worlds(cfg, b[key])))
-        if r.violation is not None:
-            v = r.violation
-            todo.append((v.lemma, v.to_json(), [violation_world(v, cfg.profile, v.lemma == "poke-state", cfg.stack_depth)]))
-        if r.jit_fault:
-            todo.append(("jit fault", {"jit_fault": r.jit_fault}, counterexample_worlds(cfg, JIT_FAULT_VALUES)))
-        for what, values, worlds in todo:
+        for what, values, worlds in replay_candidates(r):
             got = replay_worlds(worlds, *codegens_for(cfg, old, new))
             entry = {
                 "config": cfg.name,
@@ -484,6 +531,10 @@ def run_matrix(configs: list[Config], old: Codegen, new: Codegen, artifacts=None
             }
             if got and artifacts is not None:
                 entry["artifact"] = str(write_artifact(artifacts, got[0], got[1], prefix="prove-", codegens=specs))
+            if got is None and what == "counterexample" and cfg.arch == "x86_64":  # the kernel's upper-half addresses may
+                from tcfuzz.analysis.kernel_replay import replay_at_kernel_addresses
+
+                entry["kernel_addresses"] = replay_at_kernel_addresses(cfg, values, old, new)
             replays.append(entry)
     return {"results": results, "replays": replays}
 
@@ -528,6 +579,8 @@ def render(report: dict) -> str:
                 + (
                     f"{e['signature']}" + (f"  {e['artifact']}" if e["artifact"] else "")
                     if e["reproduced"]
+                    else f"no world; at kernel addresses {e['kernel_addresses']}"
+                    if e.get("kernel_addresses")
                     else "DID NOT REPRODUCE"
                 )
             )

@@ -20,7 +20,12 @@ sequential machine cannot tell the two orders apart, so it is not in the score.
 Kill: from an empty corpus, random fuzzer inputs (fuzz/gen/worlds.py decode_input: single worlds and
 batches through the in-guest driver, as `tcfuzz fuzz` feeds them); a case the batch flags is re-run
 per case, and the mutant is killed by a world on which it diverges while its base agrees.
-Equivalence: a survivor is equivalent only if `tcfuzz prove` proves it on the whole matrix.
+A survivor of the fuzzer goes to `tcfuzz prove` on the whole matrix. It is killed by prove when a
+counterexample (or broken maintenance lemma, or JIT fault) replays under Unicorn: as a world on
+which it diverges while its base agrees, or, where no world of the low guest layout can show it, as
+its sequence run at the kernel's upper-half addresses with the base agreeing
+(fuzz/analysis/kernel_replay.py). It is equivalent only if prove proves it on every configuration
+where it differs (preconditions: only the kernel's guarantees, each named and shown necessary).
 Score = killed / (total - proven equivalent).
 """
 
@@ -253,24 +258,10 @@ def all_mutations() -> list[Mutation]:
     return emitter_mutations() + decode_mutations() + maintenance_mutations()
 
 
-# The survivors of the last full run (README: the systematic score), each with a counterexample from
-# prove or unexercised by its matrix. A survivor outside this list is a regression of the fuzzer.
-KNOWN_SURVIVORS = frozenset(
-    {
-        "emit/jit_new/tail_call.py:53 `je <out>`/je->jle",
-        "emit/jit_new/tail_call.py:59 `add rcx, <X86_TAIL_CALL_OFFSET>`/imm+1",
-        "emit/jit_old/tail_call.py:29 `jae <out>`/jae->je",
-        "emit/jit_old/tail_call.py:29 `jae <out>`/jae->jns",
-        "emit/jit_old/tail_call.py:29 `jae <out>`/jae->jge",
-        "emit/jit_old/x86.py:69 `pop r12`/drop",
-        "emit/jit_old/x86.py:131 `jmp rcx`/drop",
-        "decode/dynamic shifted -1",
-        "cache/value+1",
-        "poke/delete without the bypass poke",
-        "poke/delete without the target poke",
-        "poke/update without the target poke",  # survives some seeds (killed in 3 s with seed 1)
-    }
-)
+# The survivors of the last full run (README: the systematic score) that are neither killed (by the
+# fuzzer or by a replaying counterexample of prove) nor proven equivalent. None since the full run of
+# 2026-12-02 afternoon; a survivor outside this set is a regression.
+KNOWN_SURVIVORS: frozenset[str] = frozenset()
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -284,7 +275,8 @@ class Outcome:
     seconds: float
     inputs: int
     signature: str = ""
-    proof: str = ""  # for survivors: "equivalent" (proved on the matrix) or what prove found
+    proof: str = ""  # for fuzz survivors: "equivalent" (proved on the matrix) or what prove found
+    by: str = ""  # "fuzz", or "prove <configuration>" (its counterexample replayed as a killing world)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -309,15 +301,25 @@ def hunt(mutant, budget: float, seed: int, max_inputs: int | None = None) -> tup
     return found is not None, time.monotonic() - started, inputs[0], found[2] if found else ""
 
 
-def equivalence(mutant, quick: bool = False) -> str:
-    """'equivalent' when prove proves the mutant against the legacy codegen on every configuration of
-    the matrix (`quick`: the quick one) where it makes a difference, else the first configuration it
-    does not prove. A configuration where the mutant emits the patch's very bytes and keeps the
-    maintenance lemma is skipped; one where no configuration differs is not called equivalent."""
-    from tcfuzz.analysis.prove import lemmas, matrix, prove, site_sequence
+def equivalence(mutant, quick: bool = False, family: str = "") -> tuple[str, tuple[str, str] | None]:
+    """Prove a survivor against the legacy codegen on every configuration of the matrix (`quick`: the
+    quick one) where it makes a difference: ('equivalent', None) when every one is proven; else, when a
+    counterexample, broken lemma or JIT fault of some configuration replays under Unicorn as a world
+    on which the mutant diverges while its base agrees, or, where no world shows it, the
+    counterexample's sequence run with the kernel's upper-half addresses does
+    (fuzz/analysis/kernel_replay.py), (what prove found, (configuration, signature)): a kill; else
+    (the first configuration not proven, None). A configuration where the mutant emits the patch's
+    very bytes and keeps the maintenance lemma is skipped. A mutant no configuration exercises is
+    equivalent only if it decodes the imm and emits the patch's bytes over the verifier's whole
+    domain (decode_domain, proved where they differ: decode mutants only, the map index being the
+    imm's); otherwise it is not called equivalent."""
+    from tcfuzz.analysis.kernel_replay import replay_at_kernel_addresses
+    from tcfuzz.analysis.prove import lemmas, matrix, prove, replay_candidates, site_sequence
+    from tcfuzz.selftest.kill import killing_world
 
-    exercised = 0
-    for cfg in matrix(quick=quick):
+    exercised, refuted, first = 0, 0, None
+    configs = matrix(quick=quick) + (decode_domain(mutant) if family == "decode" else [])
+    for cfg in configs:
         try:
             same = site_sequence(mutant, cfg)[0].code == site_sequence(PATCH, cfg)[0].code
         except Exception:  # the mutant does not JIT here: prove says how
@@ -326,21 +328,72 @@ def equivalence(mutant, quick: bool = False) -> str:
             continue
         exercised += 1
         r = prove(cfg, LEGACY, mutant, show_necessary=False)
-        if not r.proven:
-            return f"{r.verdict} on {cfg.name}"
-    return "equivalent" if exercised else "not exercised by the proved matrix"
+        if r.proven:
+            continue
+        first = first or f"{r.verdict} on {cfg.name}"
+        refuted += 1
+        if refuted > REPLAY_TRIES:  # not equivalent; its counterexamples do not replay: stop looking
+            break
+        for what, _values, worlds in replay_candidates(r):
+            found = killing_world(mutant, PATCH, [(cfg.name, worlds)], float("inf"), time.monotonic())
+            if found is not None:
+                return f"{r.verdict} on {cfg.name} ({what}), replayed", (cfg.name, found[2])
+        if r.counterexample is not None:  # no world shows it: the kernel's own (upper-half) addresses may
+            signature = replay_at_kernel_addresses(cfg, r.counterexample, LEGACY, mutant, PATCH)
+            if signature is not None:
+                return f"{r.verdict} on {cfg.name}, replayed at kernel addresses", (cfg.name, signature)
+    if first:
+        return first, None
+    if exercised:
+        return "equivalent", None
+    if family == "decode":  # the patch's very bytes for every imm the verifier produces
+        return f"equivalent ({USED_MAPS_PRECONDITION}: the patch's bytes at every map index)", None
+    return "not exercised by the proved matrix", None
+
+
+USED_MAPS_PRECONDITION = "used-maps-at-most-64"
+REPLAY_TRIES = 8  # configurations whose counterexample is tried as a killing world, per survivor
+
+
+def decode_domain(mutant) -> list:
+    """Configurations for the imm-decode domain the verifier produces: a static and a dynamic site at
+    every map index `used_maps` can hold in this sample shape (1..MAX_USED_MAPS - 2: the target has
+    a prog array on each side), in the default profile, wherever the mutant's bytes there differ from
+    the patch's (one JIT each: cheap)."""
+    from tcfuzz.analysis.prove import Config, site_sequence
+
+    out = []
+    for index in range(1, PRESETS["default"].max_used_maps - 1):
+        for kind in ("static", "dynamic"):
+            cfg = Config("default", kind, 0, "none", map_index=index)
+            try:
+                cfg.sample()
+            except ValueError:  # more maps than used_maps holds (a dynamic site's poison array is one more)
+                continue
+            try:
+                if site_sequence(mutant, cfg)[0].code == site_sequence(PATCH, cfg)[0].code:
+                    continue
+            except Exception:
+                pass
+            out.append(cfg)
+    return out
 
 
 def run(
     mutations: list[Mutation], budget: float, seed: int, prove_quick: bool = False, progress=None, max_inputs: int | None = None
 ) -> list[Outcome]:
-    """Fuzz each mutation, prove each survivor; `progress(outcome)` after each (a long run shows its way)."""
+    """Fuzz each mutation, prove each survivor (a counterexample that replays kills it);
+    `progress(outcome)` after each (a long run shows its way)."""
     out = []
     for m in mutations:
         killed, seconds, inputs, signature = hunt(m.codegen, budget, seed, max_inputs)
-        o = Outcome(m.id, m.family, killed, seconds, inputs, signature)
+        o = Outcome(m.id, m.family, killed, seconds, inputs, signature, by="fuzz" if killed else "")
         if not killed:
-            o.proof = equivalence(m.codegen, quick=prove_quick)
+            started = time.monotonic()
+            o.proof, kill = equivalence(m.codegen, quick=prove_quick, family=m.family)
+            if kill is not None:
+                o.killed, o.by, o.signature = True, f"prove {kill[0]}", kill[1]
+                o.seconds += time.monotonic() - started
         out.append(o)
         if progress is not None:
             progress(o)
@@ -371,7 +424,7 @@ class Score:
 
 def score(outcomes: list[Outcome]) -> Score:
     killed = [o for o in outcomes if o.killed]
-    equivalent = [o for o in outcomes if not o.killed and o.proof == "equivalent"]
+    equivalent = [o for o in outcomes if not o.killed and o.proof.startswith("equivalent")]
     return Score(
         len(outcomes),
         len(killed),
@@ -389,11 +442,16 @@ def render(outcomes: list[Outcome]) -> str:
         by_family[o.family] = (k + o.killed, t + 1)
     rows = [f"{'family':<10} killed/total"]
     rows += [f"{f:<10} {k}/{t}" for f, (k, t) in sorted(by_family.items())]
+    by_prove = [o for o in outcomes if o.by.startswith("prove")]
+    if by_prove:
+        rows.append("\nkilled by prove (the fuzzer's survivors whose counterexample replays as a killing world):")
+        rows += [f"  {o.id:<70} {o.by}: {o.signature}" for o in by_prove]
     if s.survivors:
         rows.append("\nsurvivors (the prover's word on each):")
         rows += [f"  {o.id:<70} {o.proof}" for o in s.survivors]
     rows.append(
         f"\nscore: {s.killed} killed / ({s.total} total - {s.equivalent} proven equivalent) = {100 * s.value:.1f} %; "
-        f"median time to kill {s.median_kill:.2f} s"
+        f"median time to kill {s.median_kill:.2f} s ({len(outcomes) - len(s.survivors) - len(by_prove)} by the fuzzer, "
+        f"{len(by_prove)} by prove)"
     )
     return "\n".join(rows)
