@@ -8,39 +8,14 @@ import struct
 import pytest
 import z3
 from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, UC_PROT_ALL, Uc
-from unicorn.x86_const import (
-    UC_X86_REG_R12,
-    UC_X86_REG_R13,
-    UC_X86_REG_R14,
-    UC_X86_REG_R15,
-    UC_X86_REG_RAX,
-    UC_X86_REG_RBP,
-    UC_X86_REG_RBX,
-    UC_X86_REG_RCX,
-    UC_X86_REG_RDX,
-    UC_X86_REG_RSI,
-    UC_X86_REG_RSP,
-)
 
 from tcfuzz import jit_new, jit_old
+from tcfuzz.analysis.kernel_replay import UC_REGS
 from tcfuzz.analysis.lifter import JUMP, OUT, LiftError, Sequence, State, run
 from tcfuzz.analysis.prove import Config, prove, site_sequence
 from tcfuzz.model.layout import indirect_thunk
 from tcfuzz.model.profile import PRESETS
 
-UC_REGS = {
-    "rax": UC_X86_REG_RAX,
-    "rcx": UC_X86_REG_RCX,
-    "rdx": UC_X86_REG_RDX,
-    "rbx": UC_X86_REG_RBX,
-    "rsp": UC_X86_REG_RSP,
-    "rbp": UC_X86_REG_RBP,
-    "rsi": UC_X86_REG_RSI,
-    "r12": UC_X86_REG_R12,
-    "r13": UC_X86_REG_R13,
-    "r14": UC_X86_REG_R14,
-    "r15": UC_X86_REG_R15,
-}
 ARRAY, PROG, STACK, LANDING = 0x10_0000_0000, 0x20_0000, 0x40_0000, 0x7000_0000
 
 
@@ -123,13 +98,13 @@ def emulated(image, seq, regs, cells, filled, direct_target):
     out = {r: uc.reg_read(UC_REGS[r]) for r in ("rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")}
     out["count"] = struct.unpack("<Q", uc.mem_read(STACK + 0x100, 8))[0]
     if pc == indirect_thunk():
-        out["to"] = ("jump", uc.reg_read(UC_X86_REG_RCX))
+        out["to"] = ("jump", uc.reg_read(UC_REGS["rcx"]))
     elif image.base <= pc < image.base + 0x10000:
         out["to"] = ("out", pc - seq.end)
     else:
         out["to"] = ("jump", pc)
     if out["to"][0] == "jump":
-        out["rax"] = uc.reg_read(UC_X86_REG_RAX)
+        out["rax"] = uc.reg_read(UC_REGS["rax"])
     return out
 
 

@@ -25,21 +25,7 @@ from __future__ import annotations
 
 import struct
 
-from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_MODE_64, UC_PROT_ALL, Uc, UcError
-from unicorn.x86_const import (
-    UC_X86_REG_R12,
-    UC_X86_REG_R13,
-    UC_X86_REG_R14,
-    UC_X86_REG_R15,
-    UC_X86_REG_RAX,
-    UC_X86_REG_RBP,
-    UC_X86_REG_RBX,
-    UC_X86_REG_RCX,
-    UC_X86_REG_RDX,
-    UC_X86_REG_RIP,
-    UC_X86_REG_RSI,
-    UC_X86_REG_RSP,
-)
+from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_UNMAPPED, UC_MODE_64, UC_PROT_ALL, Uc, UcError, x86_const
 
 from tcfuzz.model.layout import indirect_thunk
 from tcfuzz.model.profile import PRESETS
@@ -50,19 +36,9 @@ PROG_HI = 0xFFFF_8881_0000_0000
 STACK_HI = 0xFFFF_C900_1000_0000
 TEXT_HI = 0xFFFF_FFFF_A000_1000
 PAGE = 0x1000
-UC_REGS = {
-    "rax": UC_X86_REG_RAX,
-    "rcx": UC_X86_REG_RCX,
-    "rdx": UC_X86_REG_RDX,
-    "rbx": UC_X86_REG_RBX,
-    "rsp": UC_X86_REG_RSP,
-    "rbp": UC_X86_REG_RBP,
-    "rsi": UC_X86_REG_RSI,
-    "r12": UC_X86_REG_R12,
-    "r13": UC_X86_REG_R13,
-    "r14": UC_X86_REG_R14,
-    "r15": UC_X86_REG_R15,
-}
+# The general registers a tail-call sequence reads or must preserve, by name, as Unicorn numbers them.
+SEQUENCE_REGS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "r12", "r13", "r14", "r15")
+UC_REGS = {r: getattr(x86_const, f"UC_X86_REG_{r.upper()}") for r in SEQUENCE_REGS}
 OBSERVED = ("rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")
 
 
@@ -131,18 +107,18 @@ def run_sequence(seq, regs: dict[str, int], cells: dict[int, int]) -> dict:
     try:
         uc.emu_start(seq.base, 0, count=200)
     except UcError:
-        left.setdefault("pc", uc.reg_read(UC_X86_REG_RIP))
-    pc = left.get("pc", uc.reg_read(UC_X86_REG_RIP))
+        left.setdefault("pc", uc.reg_read(x86_const.UC_X86_REG_RIP))
+    pc = left.get("pc", uc.reg_read(x86_const.UC_X86_REG_RIP))
     out: dict = {r: uc.reg_read(UC_REGS[r]) for r in OBSERVED}
     out["count"] = struct.unpack("<Q", uc.mem_read((STACK_HI + 0x100) & ALIAS, 8))[0]
     if pc == indirect_thunk():
-        out["to"] = ("jump", uc.reg_read(UC_X86_REG_RCX))
+        out["to"] = ("jump", uc.reg_read(x86_const.UC_X86_REG_RCX))
     elif seq.end <= pc < seq.end + 0x1000:
         out["to"] = ("out", pc - seq.end)
     else:
         out["to"] = ("jump", pc)
     if out["to"][0] == "jump":
-        out["rax"] = uc.reg_read(UC_X86_REG_RAX)
+        out["rax"] = uc.reg_read(x86_const.UC_X86_REG_RAX)
     return out
 
 

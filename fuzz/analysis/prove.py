@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import z3
 from capstone.x86 import X86_OP_IMM
 
-from tcfuzz.analysis.lifter import JUMP, LiftError, Sequence, State, initial_state, load, merge, run
+from tcfuzz.analysis.lifter import JUMP, LiftError, MachineState, Sequence, State, initial_state, load, merge, run
 from tcfuzz.analysis.maintenance import Violation, prove_cache, prove_pokes, violation_worlds
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import Codegen, JitError
@@ -123,6 +123,26 @@ class Result:
         }
 
 
+def baked_site_preconditions(
+    s: MachineState, p: KernelProfile, array, index, me, counter_ptr, range_name: str
+) -> dict[str, z3.BoolRef]:
+    """The five facts a site with max_entries baked in (x86-64 static, arm64 static and constant-key)
+    needs from the rest of the kernel, over the sequence's array and index registers, the symbolic
+    baked ME and the counter's address."""
+    idx = z3.ZeroExt(32, z3.Extract(31, 0, index))
+    prog = load(s, array + p.ptrs_off + idx * 8, 8)
+    me64 = z3.ZeroExt(32, me)
+    cache = load(s, array + p.ptrs_off + (me64 + idx) * 8, 8)
+    bpf_func = load(s, prog + p.bpf_func_off, 8)
+    return {
+        "baked-max-entries": load(s, array + p.max_entries_off, 4) == me,  # the verifier read the map's own
+        "cached-target": z3.Implies(z3.ULT(idx, me64), cache == z3.If(prog != 0, bpf_func + p.tail_call_offset, 0)),
+        range_name: z3.ULE(me64 * 8 + p.ptrs_off, INT_MAX),
+        "entry-not-null": z3.Implies(prog != 0, bpf_func + p.tail_call_offset != 0),
+        "counter-not-prog": z3.LShR(counter_ptr, 3) != z3.LShR(prog + p.bpf_func_off, 3),
+    }
+
+
 def site_sequence(codegen: Codegen, cfg: Config) -> tuple[Sequence, object]:
     profile = PRESETS[cfg.profile]
     prog = verified_sample(cfg.sample(), codegen, profile)
@@ -181,24 +201,9 @@ class Claim:
     # -- the named preconditions -------------------------------------------------------------------
     def preconditions(self) -> dict[str, z3.BoolRef]:
         s, p = self.s0, self.profile
-        rsi, rdx = s.regs["rsi"], s.regs["rdx"]
-        idx = z3.ZeroExt(32, z3.Extract(31, 0, rdx))
-        ptr_cell = rsi + p.ptrs_off + idx * 8
-        prog = load(s, ptr_cell, 8)
-        tcc_ptr = self.tcc_ptr()
-        out = {}
-        if self.cfg.kind == "static":
-            me_field = load(s, rsi + p.max_entries_off, 4)
-            cache = load(s, rsi + p.ptrs_off + (z3.ZeroExt(32, self.me) + idx) * 8, 8)
-            bpf_func = load(s, prog + p.bpf_func_off, 8)
-            out["baked-max-entries"] = me_field == self.me
-            out["cached-target"] = z3.Implies(
-                z3.ULT(idx, z3.ZeroExt(32, self.me)), cache == z3.If(prog != 0, bpf_func + p.tail_call_offset, 0)
-            )
-            out["disp-fits-int"] = z3.ULE(z3.ZeroExt(32, self.me) * 8 + p.ptrs_off, INT_MAX)
-            out["entry-not-null"] = z3.Implies(prog != 0, bpf_func + p.tail_call_offset != 0)
-            out["counter-not-prog"] = z3.LShR(tcc_ptr, 3) != z3.LShR(prog + p.bpf_func_off, 3)
-        return out
+        if self.cfg.kind != "static":
+            return {}
+        return baked_site_preconditions(s, p, s.regs["rsi"], s.regs["rdx"], self.me, self.tcc_ptr(), "disp-fits-int")
 
     def tcc_ptr(self) -> z3.BitVecRef:
         s = self.s0

@@ -37,8 +37,8 @@ import z3
 
 from tcfuzz.analysis.lifter import JUMP, Sequence
 from tcfuzz.analysis.lifter_arm64 import decode, initial_state, load, run
+from tcfuzz.analysis.prove import baked_site_preconditions
 
-INT_MAX = 2**31 - 1
 NOT_OBSERVED = {10, 11, 12} | {7, 1, 2, 3, 4}  # TMP_REG_1..3; BPF R0, R2..R5 (caller-saved, not R1 = ctx)
 OBSERVED = tuple(f"x{n}" for n in range(31) if n not in NOT_OBSERVED) + ("sp",)
 RANGE_PRECONDITION = "offset-fits-s32"
@@ -92,22 +92,9 @@ class Arm64Claim:
     # -- the named preconditions -------------------------------------------------------------------
     def preconditions(self) -> dict[str, z3.BoolRef]:
         s, p = self.s0, self.profile
-        x1, x2 = s.regs["x1"], s.regs["x2"]
-        idx = z3.ZeroExt(32, z3.Extract(31, 0, x2))
-        prog = load(s, x1 + p.ptrs_off + idx * 8, 8)
-        out = {}
-        if self.baked:
-            me_field = load(s, x1 + p.max_entries_off, 4)
-            cache = load(s, x1 + p.ptrs_off + (z3.ZeroExt(32, self.me) + idx) * 8, 8)
-            bpf_func = load(s, prog + p.bpf_func_off, 8)
-            out["baked-max-entries"] = me_field == self.me
-            out["cached-target"] = z3.Implies(
-                z3.ULT(idx, z3.ZeroExt(32, self.me)), cache == z3.If(prog != 0, bpf_func + p.tail_call_offset, 0)
-            )
-            out[RANGE_PRECONDITION] = z3.ULE(z3.ZeroExt(32, self.me) * 8 + p.ptrs_off, INT_MAX)
-            out["entry-not-null"] = z3.Implies(prog != 0, bpf_func + p.tail_call_offset != 0)
-            out["counter-not-prog"] = z3.LShR(s.regs["x26"], 3) != z3.LShR(prog + p.bpf_func_off, 3)
-        return out
+        if not self.baked:
+            return {}
+        return baked_site_preconditions(s, p, s.regs["x1"], s.regs["x2"], self.me, s.regs["x26"], RANGE_PRECONDITION)
 
     # -- the claim ----------------------------------------------------------------------------------
     def outcomes(self, codegen) -> dict[str, z3.ExprRef]:
