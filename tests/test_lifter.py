@@ -7,7 +7,8 @@ import struct
 
 import pytest
 import z3
-from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, UC_PROT_ALL, Uc
+from emulate import run_until_it_leaves
+from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc
 
 from tcfuzz import jit_new, jit_old
 from tcfuzz.analysis.kernel_replay import UC_REGS
@@ -85,16 +86,7 @@ def emulated(image, seq, regs, cells, filled, direct_target):
         uc.mem_write(addr, struct.pack("<Q", value))
     for r, v in regs.items():
         uc.reg_write(UC_REGS[r], v)
-    left = {}
-
-    def on_code(uc, address, size, _):
-        if not seq.base <= address < seq.end:
-            left["pc"] = address
-            uc.emu_stop()
-
-    uc.hook_add(UC_HOOK_CODE, on_code)
-    uc.emu_start(seq.base, 0, count=200)
-    pc = left["pc"]
+    pc = run_until_it_leaves(uc, seq)
     out = {r: uc.reg_read(UC_REGS[r]) for r in ("rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")}
     out["count"] = struct.unpack("<Q", uc.mem_read(STACK + 0x100, 8))[0]
     if pc == indirect_thunk():

@@ -9,7 +9,8 @@ import struct
 
 import pytest
 import z3
-from unicorn import UC_ARCH_ARM64, UC_HOOK_CODE, UC_MODE_ARM, UC_PROT_ALL, Uc
+from emulate import run_until_it_leaves
+from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, UC_PROT_ALL, Uc
 from unicorn.arm64_const import UC_ARM64_REG_NZCV, UC_ARM64_REG_PC, UC_ARM64_REG_SP
 
 from tcfuzz import jit_new, jit_old
@@ -87,16 +88,7 @@ def emulated(image, seq, regs, cells):
     uc.mem_write(image.base, image.code)
     for r, v in regs.items():
         uc.reg_write(uc_reg(r), v)
-    left = {}
-
-    def on_code(uc, address, size, _):
-        if not seq.base <= address < seq.end:
-            left["pc"] = address
-            uc.emu_stop()
-
-    uc.hook_add(UC_HOOK_CODE, on_code)
-    uc.emu_start(seq.base, 0, count=200)
-    pc = left["pc"]
+    pc = run_until_it_leaves(uc, seq)
     out = {r: uc.reg_read(uc_reg(r)) for r in REGS}
     out["count"] = struct.unpack("<Q", uc.mem_read(STACK + 0x100, 8))[0]
     out["to"] = ("out", pc - seq.end) if image.base <= pc < image.base + 0x10000 else ("jump", pc)
