@@ -158,3 +158,23 @@ def test_batch_sizes(n):
     r = Batch(w, jit_new.CODEGEN).run(cases)
     expected = [FALL_THROUGH + (1 if i % 5 == 1 else 0) for i in range(n)]
     assert [int(x) for x in r.regs[:, 0]] == expected
+
+
+def test_the_targets_early_stop_of_a_triage_keeps_the_first_diverging_case():
+    """`enough` (the fuzz target: every diverging case so far is a finding already recorded) stops the
+    per-case triage; what it returns is the full triage's first diverging case."""
+    from pathlib import Path
+
+    from tcfuzz.triage.artifacts import read_document
+    from tcfuzz.verdict.replay import orders_of, triage_batch
+
+    w = read_document(Path(__file__).resolve().parent.parent / "corpus" / "findings" / "shared-label.json").world
+    cases = random_cases(w, 512, np.random.default_rng(1))
+    full, pick, flagged, judged = triage_batch(w, cases, jit_old.CODEGEN, jit_new.CODEGEN, orders_of("jit"))
+    asked = []
+    short, short_pick, short_flagged, short_judged = triage_batch(
+        w, cases, jit_old.CODEGEN, jit_new.CODEGEN, orders_of("jit"), lambda found: asked.append(len(found)) or True
+    )
+    assert len(full) > 1 and asked == [1] and len(short) == 1
+    assert (short[0].case, short[0].outcome.verdict.signature) == (full[0].case, full[0].outcome.verdict.signature)
+    assert (short_pick, short_flagged, short_judged) == (0, flagged, judged) and pick == 0

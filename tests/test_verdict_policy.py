@@ -161,3 +161,29 @@ def test_two_processes_writing_the_same_finding_300_times_see_no_error(tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == 2 and names[1] == names[0] + ".json"
     assert json.loads((tmp_path / names[1]).read_text())["input"] == names[0]
+
+
+def test_an_attribution_is_replayed_once_per_world_and_code(monkeypatch):
+    """A cached attribution is a real replay's result for the same world under codegens running the
+    same code: the second classification of a world replays nothing; same cause names with a repair
+    that repairs nothing are another key, replayed, and attribute nothing."""
+    import copy
+    import dataclasses
+
+    from tcfuzz.verdict import policy
+
+    w = read_document(ROOT / "corpus" / "findings" / "shared-label.json").world
+    monkeypatch.setattr(policy, "_ATTRIBUTIONS", type(policy._ATTRIBUTIONS)())
+    replays = []
+    real = policy.execute
+    monkeypatch.setattr(policy, "execute", lambda *a: replays.append(1) or real(*a))
+    first = classify(judge(w), jit_new.CODEGEN)
+    assert first.causes == ("shared-label",) and replays
+    n = len(replays)
+    again = classify(judge(w), jit_new.CODEGEN)
+    assert again.causes == first.causes and again.status is Status.KNOWN and len(replays) == n
+    fake = copy.copy(jit_new.CODEGEN)
+    fake.known_causes = tuple(dataclasses.replace(c, repair=lambda cg: copy.copy(cg)) for c in declared_causes(jit_new.CODEGEN))
+    assert classify(judge(w, new=fake), fake).status is Status.UNEXPLAINED
+    monkeypatch.setattr(policy, "ATTRIBUTION_CACHE", 0)
+    assert classify(judge(w), jit_new.CODEGEN).causes == first.causes and len(replays) > n

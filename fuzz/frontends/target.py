@@ -124,7 +124,11 @@ class Target:
                     raw = None
             self.cases += len(cases)
         else:
-            found, pick, flagged, judged = triage_batch(world, cases, self.old, self.new, self.orders)
+            # With artifacts, the triage stops once every diverging case so far is a finding already
+            # recorded (with the stock patch most batches flag a known one again): no raw input is
+            # kept for this batch then, so a raw file still replays to its diverging case.
+            enough = self.all_recorded if self.artifacts is not None else None
+            found, pick, flagged, judged = triage_batch(world, cases, self.old, self.new, self.orders, enough)
             self.cases += judged  # a batch with many faulted cases stops early (fuzz/verdict/replay.py)
             batch_feedback(flagged, judged)
             # The diverging case `pick` is what the raw input replays to; the others are written as
@@ -139,6 +143,16 @@ class Target:
     def observe(self, r: Replay) -> None:
         for obs in r.outcome.judgement.observations["patched"]:
             feedback(obs, r.outcome.verdict.kind)
+
+    def recorded(self, r: Replay) -> bool:
+        """This finding's artifact is already written (by this process or another)."""
+        assert self.artifacts is not None
+        key = finding_key(r)
+        entry = self.findings.get(key)
+        return (entry is not None and entry["artifact"] is not None) or written(self.artifacts, key)
+
+    def all_recorded(self, found: list[Replay]) -> bool:
+        return all(self.recorded(r) for r in found)
 
     def finding(self, data: bytes | None, r: Replay) -> None:
         outcome, verdict = r.outcome, r.outcome.verdict

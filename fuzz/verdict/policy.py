@@ -12,6 +12,9 @@ OLD_DIVERGES, JITS_AGREE_MODEL_DIFFERS and ALL_DIFFER are always unexplained.
 
 from __future__ import annotations
 
+import json
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 
@@ -82,13 +85,50 @@ def repaired(codegen: Codegen, causes: tuple[KnownCause, ...]) -> Codegen:
     return hit[1]
 
 
+# Attributions already proved, by what determines them (attribution_key): a world judged again (the
+# same case in another input of the fuzz loop, or twice in one batch) is not replayed again. Bounded
+# LRU; TCFUZZ_ATTRIBUTION_CACHE=0 disables it.
+ATTRIBUTION_CACHE = int(os.environ.get("TCFUZZ_ATTRIBUTION_CACHE", "4096"))
+_ATTRIBUTIONS: OrderedDict[tuple, tuple[str, ...]] = OrderedDict()
+
+
+def attribution_key(j: Judgement, new: Codegen, trials: list[tuple[KnownCause, ...]]) -> tuple:
+    """Everything an attribution depends on: the world (its JSON, which includes the case), the
+    observations the replay is compared with (legacy and model: the world's, under the order that
+    produced them), and the code of the codegen under test and of every repaired codegen tried (their
+    fingerprints, fuzz/machine/jit_cache.py: the code they run, never their names)."""
+    from tcfuzz.machine.jit_cache import fingerprint
+
+    world = json.dumps(j.world.to_json(), sort_keys=True, separators=(",", ":"))
+    seen = (tuple(j.observations["legacy"]), tuple(j.observations["model"]))  # frozen dataclasses: compared by value
+    fixed = tuple(fingerprint(repaired(new, t)) for t in trials)  # first: a repair may import what `new` reaches
+    return (world, seen, fingerprint(new), fixed)
+
+
 def attribute(j: Judgement, new: Codegen, engine: Engine | None = None) -> tuple[str, ...]:
-    """The declared causes whose repair makes `j.world` agree (empty if none does)."""
+    """The declared causes whose repair makes `j.world` agree (empty if none does). A cached result
+    is that of a real replay of the same world under codegens running the same code."""
     if j.verdict.kind is not VerdictKind.NEW_DIVERGES:
         return ()
     new = for_arch(new, j.world.profile.arch)  # the codegen that ran: a default codegen's arm64 twin
     causes = declared_causes(new)
     trials = [(c,) for c in causes] + ([causes] if len(causes) > 1 else [])
+    if not trials:
+        return ()
+    if ATTRIBUTION_CACHE <= 0:
+        return _attribute(j, new, trials, engine)
+    key = attribution_key(j, new, trials)
+    hit = _ATTRIBUTIONS.get(key)
+    if hit is not None:
+        _ATTRIBUTIONS.move_to_end(key)
+        return hit
+    result = _ATTRIBUTIONS[key] = _attribute(j, new, trials, engine)
+    while len(_ATTRIBUTIONS) > ATTRIBUTION_CACHE:
+        _ATTRIBUTIONS.popitem(last=False)
+    return result
+
+
+def _attribute(j: Judgement, new: Codegen, trials, engine: Engine | None) -> tuple[str, ...]:
     for trial in trials:
         fixed = repaired(new, trial)
         if same_code(j.world, new, fixed):

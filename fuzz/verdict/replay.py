@@ -14,6 +14,7 @@ so a raw crash file always replays to the case that diverged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,17 +73,29 @@ def flagged_cases(
 
 
 def triage_batch(
-    world: World, cases: np.ndarray, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...]
+    world: World,
+    cases: np.ndarray,
+    old: Codegen,
+    new: Codegen,
+    orders: tuple[CountOrder, ...],
+    enough: Callable[[list[Replay]], bool] | None = None,
 ) -> tuple[list[Replay], int | None, int, int]:
     """Per-case replays of the first MAX_TRIAGED flagged cases that diverge, the position in that
     list of the diverging case (the one a raw input replays to) or None, how many were flagged, and
-    how many cases were judged."""
-    found = []
+    how many cases were judged.
+
+    `enough(found)`, asked after each diverging case, stops the triage early: the fuzz target stops
+    once every diverging case so far is a finding it already recorded. The diverging case is then
+    chosen among those, so it may differ from a full triage's; the caller must not keep the raw input
+    for it (the target does not: its finding is already recorded), and `replay_input` never stops."""
+    found: list[Replay] = []
     flagged, judged = flagged_cases(world, cases, old, new, orders)
     for i in flagged[:MAX_TRIAGED]:
         r = judge_world(case_world(world, cases[i]), old, new, orders)
         if r.outcome.verdict.diverges:
             found.append(Replay(r.outcome, r.order, i))
+            if enough is not None and enough(found):
+                break
     if not found:
         return [], None, len(flagged), judged
     counting = [k for k, r in enumerate(found) if r.outcome.counts]
