@@ -232,7 +232,7 @@ def main(argv: list[str]) -> None:
     import atheris
 
     target = Target()
-    if os.environ.get("TCFUZZ_MUTATOR") == "structural":  # fuzz/frontends/mutator.py (not instrumented)
+    if os.environ.get("TCFUZZ_MUTATOR") == "structural":  # fuzz/frontends/mutator.py
         from tcfuzz.frontends.mutator import custom_mutator
 
         atheris.Setup(argv, target, custom_mutator=custom_mutator)
