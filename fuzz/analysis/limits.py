@@ -46,15 +46,10 @@ class Report:
     seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return {
-            "max_used_maps": self.max_used_maps,
-            "poke_tab_max": self.poke_tab_max,
-            "checked": self.checked,
-            "exhaustive": self.exhaustive,
-            "seconds": round(self.seconds, 3),
-            "imm": [b.__dict__ for b in self.breaks],
-            "disp": self.disp,
-        }
+        out = dataclasses.asdict(self)
+        out["imm"] = out.pop("breaks")
+        out["seconds"] = round(self.seconds, 3)
+        return out
 
 
 PATCH_CODEC = (encode_tail_call_imm, decode_tail_call_imm)

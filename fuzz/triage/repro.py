@@ -340,15 +340,12 @@ class Bucket:
     representative: Path | None = None
 
     def to_json(self) -> dict:
-        return {
-            "signature": self.signature,
-            "model_order": self.order,
-            "status": self.status,
-            "attribution": self.attribution,
-            "count": len(self.files),
-            "files": [str(f) for f in self.files],
-            "representative": str(self.representative) if self.representative else None,
-        }
+        out = dataclasses.asdict(self)
+        out["model_order"] = out.pop("order")
+        out["count"] = len(self.files)
+        out["files"] = [str(f) for f in self.files]
+        out["representative"] = str(self.representative) if self.representative else None
+        return out
 
 
 def triage_inputs(directory: Path) -> list[Path]:

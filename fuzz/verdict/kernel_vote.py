@@ -19,7 +19,7 @@ allocate here) is counted as skipped, not as agreement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from tcfuzz import jit_old
 from tcfuzz.live.execute import KERNEL_FIELDS, KernelRunner
@@ -45,16 +45,10 @@ class KernelVerdict:
         return self.kind not in ("KERNEL_AGREES", "KERNEL_SKIPPED")
 
     def to_json(self) -> dict:
-        return {
-            "kind": self.kind,
-            "run": self.run,
-            "field": self.field_name,
-            "values": self.values,
-            "reason": self.reason,
-            "runs_compared": self.runs_compared,
-            "runs_skipped": self.runs_skipped,
-            "adapted": self.notes,
-        }
+        out = asdict(self)
+        out["field"] = out.pop("field_name")
+        out["adapted"] = out.pop("notes")
+        return out
 
     def __str__(self) -> str:
         where = f" run {self.run} {self.field_name}: {self.values}" if self.run is not None else ""
