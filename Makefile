@@ -28,8 +28,9 @@ lint: $(STAMP)
 
 # A bounded differential run (about a minute) on the built-in profiles: artifacts, summary.json and
 # junit.xml under fuzz-artifacts/. An empty fuzz-corpus/ starts from the regression corpus encoded as
-# seeds, and the engine gets fuzzers/tailcall_fuzzer.dict (fuzz/frontends/seeds.py). Fails only on a divergence without a proved known cause (fuzz/verdict/policy.py);
-# drop --ignore-known (or run `tcfuzz fuzz` directly) to fail on every divergence.
+# seeds, and the engine gets fuzzers/tailcall_fuzzer.dict (fuzz/frontends/seeds.py). Fails only on a
+# divergence without a proved known cause (fuzz/verdict/policy.py); drop --ignore-known (or run
+# `tcfuzz fuzz` directly) to fail on every divergence.
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
 	$(BIN)/tcfuzz fuzz --corpus fuzz-corpus --artifacts fuzz-artifacts --max-time $(FUZZ_SECONDS) --ignore-known \
