@@ -28,7 +28,7 @@ from tcfuzz.model.bpf import CALLEE_SAVED, MAX_BPF_STACK, round_up
 from tcfuzz.model.interfaces import VerifierEnv
 from tcfuzz.model.layout import MAX_PROGS, MAX_SITES
 from tcfuzz.model.profile import KernelProfile, ProfileError, preset, profile_for_arch
-from tcfuzz.model.text import shown
+from tcfuzz.model.text import MAX_INT_DIGITS, shown
 
 SCHEMA = "tcfuzz-world/1"
 MAX_RUNS = 64
@@ -342,7 +342,7 @@ class _Reader:
         slots = {}
         for k, v in slots_in.items():
             try:
-                if len(k) > 40:  # a u64 in any base int() reads; int() of thousands of digits is slow
+                if len(k) > MAX_INT_DIGITS:
                     raise ValueError
                 index = int(k, 0)
             except ValueError:

@@ -21,20 +21,19 @@ from tcfuzz.cli.terminal import (
     prose_width,
     width_from_args,
 )
+from tcfuzz.frontends import SEED_MAX  # fuzz/frontends/fuzzcmd.py checks it again for API callers
 from tcfuzz.model.bpf import R6, R7, R8, R9
 from tcfuzz.model.interfaces import VerdictKind
 from tcfuzz.model.profile import ARCHES, PRESETS, JumpVariant, ProfileError, preset, profile_for_arch
 from tcfuzz.model.sample import SampleConfig, SiteKind
-from tcfuzz.model.text import shown
-
-SEED_MAX = 2**32 - 1  # libFuzzer's -seed (fuzz/frontends/fuzzcmd.py checks it again)
+from tcfuzz.model.text import MAX_INT_DIGITS, shown
 
 _REGS = {"r6": R6, "rbx": R6, "r7": R7, "r13": R7, "r8": R8, "r14": R8, "r9": R9, "r15": R9}
 
 
 def _int(text: str) -> int:
     try:
-        if len(text) > 40:  # int() of thousands of digits is slow, and no argument needs them
+        if len(text) > MAX_INT_DIGITS:
             raise ValueError
         return int(text, 0)
     except ValueError:
@@ -63,7 +62,7 @@ def _seed(text: str) -> int:
 
 def _positive_seconds(text: str) -> float:
     try:
-        value = float(text) if len(text) <= 40 else math.nan
+        value = float(text) if len(text) <= MAX_INT_DIGITS else math.nan
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
     if not math.isfinite(value) or value <= 0:

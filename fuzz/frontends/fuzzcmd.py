@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tcfuzz import SOURCE_TREE
 from tcfuzz.codegens import resolve_spec
+from tcfuzz.frontends import SEED_MAX
 from tcfuzz.frontends.kernel_sample import ENV as KERNEL_ENV
 from tcfuzz.frontends.kernel_sample import merge_kernel_stats
 from tcfuzz.frontends.seeds import dict_argv, seed_dirs
@@ -32,7 +33,6 @@ from tcfuzz.frontends.summary import ENGINE_ERROR, build_summary, progress_line,
 from tcfuzz.triage.artifacts import OutputPathError, writable_dir
 
 FUZZER = SOURCE_TREE / "fuzzers" / "tailcall_fuzzer.py"
-SEED_MAX = 2**32 - 1  # libFuzzer's -seed is an unsigned int
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of the engine's group
 
 

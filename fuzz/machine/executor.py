@@ -12,9 +12,11 @@ destination, which must be some program's bpf_func + X86_TAIL_CALL_OFFSET.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 
+import capstone
 from capstone.x86_const import X86_OP_MEM
 from unicorn import UC_HOOK_CODE, UcError
 from unicorn.unicorn_const import (
@@ -368,17 +370,13 @@ def _decode_operands(code: bytes) -> list:
 
 
 _OPERANDS: dict[bytes, list] = {}
-_CS: list = []
 
 
-def _capstone():
-    if not _CS:
-        import capstone
-
-        cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-        cs.detail = True
-        _CS.append(cs)
-    return _CS[0]
+@functools.cache
+def _capstone() -> capstone.Cs:
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    cs.detail = True
+    return cs
 
 
 def _uc_reg(cs, reg: int) -> int | None:

@@ -31,9 +31,9 @@ from tcfuzz.model.interfaces import Verdict, VerdictKind
 from tcfuzz.model.world import SCHEMA as WORLD_SCHEMA
 from tcfuzz.model.world import World, WorldError, field_problem
 from tcfuzz.triage import inputfile
-from tcfuzz.triage.inputfile import InputError
+from tcfuzz.triage.inputfile import InputError, read_json
 
-__all__ = ["InputError"]  # raised by every reader here (fuzz/triage/inputfile.py)
+__all__ = ["InputError", "read_json"]  # every file is read by fuzz/triage/inputfile.py
 
 
 ARTIFACT_SCHEMA = "tcfuzz-artifact/1"
@@ -242,11 +242,6 @@ class Document:
             return None
         exp = self.data["expect"]
         return VerdictKind(exp["verdict"]), exp.get("signature")
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file through the one bounded reader (fuzz/triage/inputfile.py)."""
-    return inputfile.read_json(path)
 
 
 def _not_a_document(raw: bytes, path: Path) -> None:

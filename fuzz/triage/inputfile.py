@@ -25,13 +25,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from tcfuzz.model.text import shown
+from tcfuzz.model.text import MAX_INT_DIGITS, shown
 
 __all__ = ["InputError", "shown", "read_bytes", "read_json", "parse_json"]
 
 MAX_BYTES = 4 << 20  # a sidecar is a few kB; a fuzzer input at most -max_len (512)
 MAX_DEPTH = 64  # a world file nests 6 deep
-MAX_INT_DIGITS = 40  # a u64 has 20 decimal digits
 
 
 class InputError(Exception):
