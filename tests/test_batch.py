@@ -100,6 +100,25 @@ def test_chain_model_equals_the_reference_in_the_interpreter_order(w, seed):
     assert_model_equals_reference(w, lambda w, cases: ChainModel(w, order).run(cases), cases_for(w, 20, seed), order)
 
 
+@settings(max_examples=40)
+@given(worlds(), st.integers(0, 2**32), st.sampled_from(["jit", "interpreter"]))
+def test_chain_model_vectorized_equals_its_case_by_case_rules(w, seed, order_name):
+    """`ChainModel.run` (all cases at once) gives what `ChainModel.case` gives row by row."""
+    import dataclasses
+
+    from tcfuzz.model.semantics import CountOrder
+
+    w = dataclasses.replace(w, runs=(dataclasses.replace(w.runs[0], ops=()),))
+    model = ChainModel(w, CountOrder(order_name))
+    cases = cases_for(w, 300, seed)
+    r = model.run(cases)
+    for i, row in enumerate(cases.tolist()):
+        last, runs, count, home = model.case(row)
+        assert int(r.regs[i, 0]) == FALL_THROUGH + last, row
+        assert [int(x) for x in r.runs[i]] == runs, row
+        assert (int(r.count[i]), int(r.home[i])) == (count, home), row
+
+
 def test_a_world_a_codegen_does_not_load_flags_a_case_instead_of_raising():
     class Faulting(type(jit_new.CODEGEN)):
         name = "faults-at-jit"

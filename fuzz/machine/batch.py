@@ -55,7 +55,8 @@ NORMAL_CALL = 2**64 - 1
 INSNS_PER_CASE = 4000  # budget per case; a 34-deep chain of 1-site programs needs ~2000
 REGS = ("rax", "rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")
 FAULT = 2**64 - 2  # rax value Python writes for a case that faulted
-RANDOM_KEYS = 64  # distinct "anywhere in u32" keys per batch column
+RANDOM_KEYS = 64  # distinct "anywhere in u32" keys per batch column ...
+RANDOM_KEY_PAGES = 8  # ... in this many runs of 512 consecutive indices (a page of ptrs each)
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,12 @@ def random_cases(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
             continue
         me = np.uint64(max(world.map(m).max_entries for m in site.maps))
         edges = np.array([0, me - np.uint64(1), me, me + np.uint64(1)], dtype=np.uint64) & np.uint64(0xFFFFFFFF)
-        # The keys "anywhere in u32" are drawn from RANDOM_KEYS values per batch: each distinct key in a
-        # huge array maps a page of guest memory, and unicorn's mem_map slows with every region.
-        anywhere = rng.integers(0, 2**32, RANDOM_KEYS, dtype=np.uint64)[rng.integers(0, RANDOM_KEYS, n)]
+        # The keys "anywhere in u32" are RANDOM_KEYS values per batch, in RANDOM_KEY_PAGES runs of 512
+        # consecutive indices: each page of a huge array a key reaches is mapped when first touched,
+        # and unicorn's mem_map slows with every region (a few maps cost 100 ms).
+        starts = rng.integers(0, 2**32 - 512, RANDOM_KEY_PAGES, dtype=np.uint64)
+        values = starts[rng.integers(0, RANDOM_KEY_PAGES, RANDOM_KEYS)] + rng.integers(0, 512, RANDOM_KEYS, dtype=np.uint64)
+        anywhere = values[rng.integers(0, RANDOM_KEYS, n)]
         keys = np.where(rng.random(n) < 0.6, edges[rng.integers(0, 4, n)], anywhere)
         high = np.where(rng.random(n) < 0.3, rng.integers(0, 2**32, n, dtype=np.uint64) << np.uint64(32), 0)
         cols.append(keys | high.astype(np.uint64))

@@ -188,20 +188,76 @@ class ChainModel:
         return prog, runs, cnt, self.column[home if home is not None else prog]
 
     def run(self, cases: np.ndarray) -> BatchResult:
+        """`case` for every row at once: the chain advances one tail call per step for all the cases
+        still moving, each program's sites tried in order as `case` tries them."""
         n = len(cases)
+        progs = self.inputs.programs
+        column_of = np.zeros(max(progs) + 1, dtype=np.int64)
+        column_of[list(progs)] = np.arange(len(progs))
+        subprog = np.zeros(max(progs) + 1, dtype=bool)
+        subprog[[p for p in progs if self.subprog[p]]] = True
+        # The slot each case sets in `slot_map` (index, program or -1 for a delete), as decode_slot reads it.
+        k = self.slot_col
+        sets = cases[:, k] != np.uint64(SCRATCH)
+        set_index = np.where(sets, cases[:, k] - np.uint64(self.slot_ptrs), 0) // np.uint64(8)
+        set_prog = np.full(n, -1, dtype=np.int64)
+        for ptr, pid in self.prog_at.items():
+            set_prog[cases[:, k + 1] == np.uint64(ptr)] = pid
+        count_in = cases[:, -1]
+        cnt = np.where(count_in == np.uint64(NORMAL_CALL), 0, count_in).astype(np.int64)
+        entry = self.world.runs[0].entry
+        prog = np.full(n, entry, dtype=np.int64)
+        runs = np.zeros((n, len(progs)), dtype=np.uint64)
+        runs[:, column_of[entry]] = 1
+        home = np.full(n, entry if self.subprog[entry] else -1, dtype=np.int64)
+        moving = np.ones(n, dtype=bool)
+        while moving.any():
+            at = prog.copy()
+            jumped = np.zeros(n, dtype=bool)
+            for p, rules in self.sites.items():
+                pending = moving & (at == p)
+                for key, key_col, map_col, static_map, unpriv, bound, mask in rules:
+                    if not pending.any():
+                        break
+                    r3 = np.full(n, key, dtype=np.uint64) if key_col is None else cases[:, key_col]
+                    if map_col is None:
+                        map_id = np.full(n, static_map, dtype=np.int64)
+                    else:
+                        ptr = cases[:, map_col]
+                        map_id = np.select([ptr == np.uint64(a) for a in self.by_ptr], list(self.by_ptr.values()), -1)
+                    tries = pending & (cnt < self.limit)
+                    if unpriv:
+                        tries &= r3 < np.uint64(bound)
+                        r3 = r3 & np.uint64(mask)
+                    index = r3 & np.uint64(0xFFFFFFFF)
+                    target = np.full(n, -1, dtype=np.int64)
+                    in_bounds = np.zeros(n, dtype=bool)
+                    for m, slots in self.slots.items():
+                        on_map = map_id == m
+                        if not on_map.any():
+                            continue
+                        in_bounds |= on_map & (index < np.uint64(self.max_entries[m]))
+                        for slot, target_prog in slots.items():
+                            target[on_map & (index == np.uint64(slot))] = target_prog
+                    overridden = sets & (map_id == self.slot_map) & (index == set_index)
+                    target = np.where(overridden, set_prog, target)
+                    tries &= in_bounds
+                    jump = tries & (target >= 0)
+                    cnt += tries if self.interpreter else jump
+                    prog = np.where(jump, target, prog)
+                    rows = np.nonzero(jump)[0]
+                    runs[rows, column_of[target[rows]]] += np.uint64(1)
+                    home = np.where(jump & (home < 0) & subprog[np.maximum(target, 0)], target, home)
+                    pending &= ~jump
+                    jumped |= jump
+            moving = jumped
         regs = np.zeros((n, 8), dtype=np.uint64)
-        runs = np.zeros((n, len(self.column)), dtype=np.uint64)
-        home = np.zeros(n, dtype=np.int64)
-        count = np.zeros(n, dtype=np.uint64)
-        for i, row in enumerate(cases.tolist()):
-            last, r, c, h = self.case(row)
-            regs[i, 0] = FALL_THROUGH + last
-            runs[i] = r
-            count[i], home[i] = c, h
+        regs[:, 0] = (FALL_THROUGH + prog).astype(np.uint64)
         regs[:, 1] = ENTRY_RSP
         for i, name in enumerate(REGS[2:], start=2):
             regs[:, i] = SENTINEL[name]
-        return BatchResult(regs, runs, np.zeros_like(runs), np.zeros(n, dtype=bool), home, count)
+        column = column_of[np.where(home >= 0, home, prog)]
+        return BatchResult(regs, runs, np.zeros_like(runs), np.zeros(n, dtype=bool), column, cnt.astype(np.uint64))
 
 
 def differs(machine: BatchResult, model: BatchResult) -> np.ndarray:
