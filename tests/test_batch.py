@@ -197,3 +197,33 @@ def test_the_targets_early_stop_of_a_triage_keeps_the_first_diverging_case():
     assert len(full) > 1 and asked == [1] and len(short) == 1
     assert (short[0].case, short[0].outcome.verdict.signature) == (full[0].case, full[0].outcome.verdict.signature)
     assert (short_pick, short_flagged, short_judged) == (0, flagged, judged) and pick == 0
+
+
+def test_a_world_loaded_after_others_leaves_the_machine_as_a_fresh_engine_does():
+    """Guest memory is laid once: code a later world does not write again is filled, identical code
+    is kept, and the bytes of the JIT region and kernel text equal a fresh engine's."""
+    from tcfuzz.gen.worlds import decode
+    from tcfuzz.machine.engine import JIT_SIZE, KTEXT_SIZE, Engine
+    from tcfuzz.machine.executor import load
+    from tcfuzz.model.layout import JIT_BASE, KTEXT_BASE
+
+    import random
+
+    rng = random.Random(5)
+    used = Engine()
+    stream = [decode(rng.randbytes(rng.randrange(20, 200))) for _ in range(12)]
+    for w in stream:
+        for codegen in (jit_old.CODEGEN, jit_new.CODEGEN):
+            load(w, codegen, used)
+            fresh = Engine()
+            load(w, codegen, fresh)
+            for base, size in ((JIT_BASE, JIT_SIZE), (KTEXT_BASE, KTEXT_SIZE)):
+                assert used.uc.mem_read(base, size) == fresh.uc.mem_read(base, size), (w, codegen.name)
+
+
+def test_subtract_keeps_what_the_cuts_leave():
+    from tcfuzz.machine.engine import _subtract
+
+    assert _subtract([(0, 10), (20, 30)], [(2, 4), (8, 22), (29, 40)]) == [(0, 2), (4, 8), (22, 29)]
+    assert _subtract([(0, 10)], []) == [(0, 10)]
+    assert _subtract([(0, 10)], [(0, 10)]) == []

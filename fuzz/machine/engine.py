@@ -115,6 +115,7 @@ class Engine:
         self.lazy_pages: set[int] = set()
         self.stale_pages: set[int] = set()  # the last world's lazy pages, until the next one claims them
         self.dirty: list[tuple[int, int]] = []  # [addr, end) of code written since the last reset
+        self.stale_code: list[tuple[int, int]] = []  # the last world's code, filled by settle() unless rewritten
         self.world_hooks: list[int] = []
         self.fault: MemFault | None = None
         self.owner = None  # the batch whose world is loaded (fuzz/machine/batch.py)
@@ -129,9 +130,9 @@ class Engine:
 
     def reset(self) -> None:
         """Forget the previous world: its code, allocations, lazy pages and hooks. Guest memory is laid
-        once: only the code the last world wrote is filled again, and its lazily mapped pages stay
-        mapped for the next world's allocations to claim (`add_allocation`, rewritten there); the
-        rest are unmapped by `settle()`, before anything runs."""
+        once: the last world's code and lazily mapped pages stay until the next world is written, so
+        what it writes again costs nothing (`write_code` skips identical bytes, `add_allocation`
+        claims pages); `settle()` fills or unmaps the rest before anything runs."""
         self.owner = None
         for h in self.world_hooks:
             self.uc.hook_del(h)
@@ -139,24 +140,32 @@ class Engine:
         self.stale_pages |= self.lazy_pages
         self.lazy_pages.clear()
         self.allocations.clear()
-        word = len(self.fill)
-        for start, end in _merged(self.dirty):
-            start, end = start - start % word, end + (-end) % word
-            self.uc.mem_write(start, self.fill * ((end - start) // word))
-            self.uc.ctl_remove_cache(start, end)
+        self.stale_code += self.dirty
         self.dirty.clear()
         self.uc.mem_write(PROG_BASE, bytes(PROG_SIZE))
 
     def settle(self) -> None:
-        """Unmap the previous world's pages no allocation of this one claimed (called once the
-        world's allocations exist, before it runs)."""
+        """Fill the previous world's code this one did not write again, and unmap its pages no
+        allocation of this one claimed (called once the world's code and allocations exist, before
+        it runs): the machine is then as if laid afresh."""
+        word = len(self.fill)
+        aligned = [(a - a % word, b + (-b) % word) for a, b in _merged(self.stale_code)]
+        written = [(a - a % word, b + (-b) % word) for a, b in _merged(self.dirty)]
+        for start, end in _subtract(aligned, written):
+            self.uc.mem_write(start, self.fill * ((end - start) // word))
+            self.uc.ctl_remove_cache(start, end)
+        self.stale_code.clear()
         for page in sorted(self.stale_pages):
             self.uc.mem_unmap(page, PAGE)
         self.stale_pages.clear()
 
     def write_code(self, addr: int, code: bytes) -> None:
-        self.uc.mem_write(addr, code)
-        self.uc.ctl_remove_cache(addr, addr + len(code))
+        """Code bytes at addr. Bytes already there (the same image at the same place as in the last
+        world, the harness's own text) are not written again: a write drops every translation of its
+        page, and retranslating costs more than the compare."""
+        if self.uc.mem_read(addr, len(code)) != code:
+            self.uc.mem_write(addr, code)
+            self.uc.ctl_remove_cache(addr, addr + len(code))
         self.dirty.append((addr, addr + len(code)))
 
     def add_allocation(self, alloc: Allocation) -> None:
@@ -242,6 +251,23 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append([start, end])
     return [(a, b) for a, b in out]
+
+
+def _subtract(ranges: list[tuple[int, int]], minus: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of `ranges` outside every range of `minus` (both sorted, non-overlapping)."""
+    out = []
+    for start, end in ranges:
+        for cut_start, cut_end in minus:
+            if cut_end <= start or cut_start >= end:
+                continue
+            if cut_start > start:
+                out.append((start, cut_start))
+            start = max(start, cut_end)
+            if start >= end:
+                break
+        if start < end:
+            out.append((start, end))
+    return out
 
 
 _ENGINES: dict[str, Engine] = {}
