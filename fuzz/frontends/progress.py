@@ -31,33 +31,72 @@ def die_with_parent() -> None:
         pass
 
 
+SAVE_EVERY = 0.5  # seconds between stats files, unless a finding or an artifact is new
+
+
 class Progress:
     def __init__(self, artifacts: Path | None, run_id: str) -> None:
         self.artifacts = artifacts
         self.run_id = run_id
         self.every = float(os.environ.get("TCFUZZ_PROGRESS_EVERY", "5"))
         self.started = self.last = time.monotonic()
+        self.saved_at = -SAVE_EVERY  # the first input saves
         self.leader = os.getpgid(0) if os.environ.get("TCFUZZ_ENGINE_GROUP") else None
+        self.pending: dict | None = None
+        self.saved_findings: list[tuple[str, str]] = []
         die_with_parent()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def tick(self, stats: dict) -> None:
-        """After every input: save the stats (libFuzzer exits without Python's atexit), print a
-        progress line now and then, and leave if the engine was taken down."""
+        """After every input: save the stats when a finding is new or SAVE_EVERY seconds passed (and
+        at exit, `save_at_exit`), print a progress line now and then, and leave if the engine was
+        taken down. An engine killed by a signal loses at most SAVE_EVERY seconds of its counts,
+        never a finding."""
         if self.leader is not None and self.leader != os.getpid():
             try:
                 os.kill(self.leader, 0)
             except ProcessLookupError:
+                self.save()
                 os._exit(0)
-        if self.artifacts is not None:
-            path = self.artifacts / f".tcfuzz-stats-{self.run_id}-{os.getpid()}.json"
-            atomic_write(path, json.dumps(stats).encode(), overwrite=True, durable=False)
         now = time.monotonic()
+        self.pending = stats
+        findings = sorted((key, e["artifact"] or "") for key, e in stats["findings"].items())  # not the counts
+        if findings != self.saved_findings or now - self.saved_at >= SAVE_EVERY:
+            self.saved_findings, self.saved_at = findings, now
+            self.save()
         if now - self.last >= self.every:
             self.last = now
             print(progress_line(stats), file=sys.stderr, flush=True)
+
+    def save_at_exit(self) -> None:
+        """Save the last stats when the process calls C's exit(), as libFuzzer ends every run, past
+        Python's atexit. Only for a process that ends inside the engine: the handler calls into Python."""
+        at_process_exit(self.save)
+
+    def save(self) -> None:
+        if self.artifacts is None or self.pending is None:
+            return
+        path = self.artifacts / f".tcfuzz-stats-{self.run_id}-{os.getpid()}.json"
+        atomic_write(path, json.dumps(self.pending).encode(), overwrite=True, durable=False)
+        self.pending = None
+
+
+_EXIT_HANDLERS: list = []  # the ctypes callbacks must outlive the process's last moment
+
+
+def at_process_exit(fn) -> None:
+    """Run fn when the process calls C's exit() (libFuzzer ends every run that way, past Python's
+    atexit): a handler registered with glibc's __cxa_atexit (`atexit` itself is not exported),
+    calling back into the interpreter, which is still alive inside atheris.Fuzz()."""
+    try:
+        libc = ctypes.CDLL(None)
+        callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: fn())
+        _EXIT_HANDLERS.append(callback)
+        libc.__cxa_atexit(callback, None, None)
+    except (OSError, AttributeError):  # not glibc: the periodic saves hold all but the last SAVE_EVERY seconds
+        pass
 
 
 def progress_line(stats: dict) -> str:

@@ -8,8 +8,8 @@ Two modes, chosen by the environment:
     artifact (`crash-<sha1>` + sidecar) and the run goes on, so an unattended night collects every
     distinct divergence instead of stopping at the first. Across processes (--jobs, -fork) a
     marker file per finding lets exactly one process write it. Stats go to
-    `.tcfuzz-stats-<run>-<pid>.json` in the artifact directory after every input, for the parent to
-    summarise (fuzz/frontends/progress.py, which is not instrumented).
+    `.tcfuzz-stats-<run>-<pid>.json` in the artifact directory (on a new finding, every half second
+    and at exit), for the parent to summarise (fuzz/frontends/progress.py, which is not instrumented).
   * plain libFuzzer / ClusterFuzzLite (TCFUZZ_ARTIFACTS unset): a divergence that counts (the
     policy, fuzz/verdict/policy.py: no proved known cause) raises, so the engine records the crash
     input; that raw input replays to the same case (fuzz/verdict/replay.py).
@@ -232,6 +232,7 @@ def main(argv: list[str]) -> None:
     import atheris
 
     target = Target()
+    target.progress.save_at_exit()  # atheris.Fuzz() never returns: libFuzzer calls exit()
     if os.environ.get("TCFUZZ_MUTATOR") == "structural":  # fuzz/frontends/mutator.py
         from tcfuzz.frontends.mutator import custom_mutator
 
