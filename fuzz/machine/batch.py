@@ -372,7 +372,7 @@ class Batch:
         func_of = {prog_struct(pid): base for pid, base in self.ld.bpf_func.items()}
         out = cases.copy()
         writes = cases[:, col] != np.uint64(SCRATCH)
-        for addr, value in {(int(a), int(v)) for a, v in cases[writes][:, col : col + 2]}:
+        for addr, value in np.unique(cases[writes][:, col : col + 2], axis=0).tolist():
             rows = writes & (cases[:, col] == np.uint64(addr)) & (cases[:, col + 1] == np.uint64(value))
             index = self.codegen.cache_slot(array.spec.max_entries, array.spec.alloc_entries, (addr - ptrs) // 8)
             if not 0 <= index < 2 * array.spec.alloc_entries:
