@@ -82,8 +82,8 @@ def test_an_engine_crash_reads_as_an_engine_error_never_green_nor_a_finding(caps
 def test_a_codegen_that_does_not_load_is_a_finding_with_the_jits_message(capsys, tmp_path):
     art = tmp_path / "art"
     spec = str(TESTS / "planted.py") + ":FAULTS_ON_DYNAMIC_SITES"
-    status, summary, _, _ = fuzz(capsys, art, runs=40, new=spec)
-    assert status == 1 and summary["this_run"]["inputs"] == 40 and summary["engine_exits"] == [0]
+    status, summary, _, _ = fuzz(capsys, art, runs=100, new=spec)
+    assert status == 1 and summary["this_run"]["inputs"] == 100 and summary["engine_exits"] == [0]
     loads = [f for f in summary["findings"] if "/load/" in f["signature"]]
     assert loads, summary["findings"]
     sidecar = json.loads(Path(loads[0]["artifacts"][0]).read_text())

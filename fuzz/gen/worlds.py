@@ -212,12 +212,12 @@ def single_run(world: World) -> World:
     return dataclasses.replace(world, runs=world.runs[:1])
 
 
-BATCH_SIZES = (512, 1024, 2048, 4096)  # inputs per batch: enough to amortize the world (compile, load)
+BATCH_SIZES = (1024, 2048, 4096, 8192)  # inputs per batch: enough to amortize the world (compile, load)
 
 
 def decode_input(data: bytes):
     """A fuzzer input -> (world, cases or None). The first choice picks the mode: 0 is one world,
-    run as is; otherwise the world's first run (with its map operations) and a batch of 512-4096 inputs
+    run as is; otherwise the world's first run (with its map operations) and a batch of 1024-8192 inputs
     (BATCH_SIZES) for it, drawn (fuzz/machine/batch.py random_cases) from a seed that hashes the rest
     of the input."""
     import hashlib
