@@ -189,14 +189,15 @@ def test_the_targets_early_stop_of_a_triage_keeps_the_first_diverging_case():
 
     w = read_document(Path(__file__).resolve().parent.parent / "corpus" / "findings" / "shared-label.json").world
     cases = random_cases(w, 512, np.random.default_rng(1))
-    full, pick, flagged, judged = triage_batch(w, cases, jit_old.CODEGEN, jit_new.CODEGEN, orders_of("jit"))
+    full = triage_batch(w, cases, jit_old.CODEGEN, jit_new.CODEGEN, orders_of("jit"))
     asked = []
-    short, short_pick, short_flagged, short_judged = triage_batch(
+    short = triage_batch(
         w, cases, jit_old.CODEGEN, jit_new.CODEGEN, orders_of("jit"), lambda found: asked.append(len(found)) or True
     )
-    assert len(full) > 1 and asked == [1] and len(short) == 1
-    assert (short[0].case, short[0].outcome.verdict.signature) == (full[0].case, full[0].outcome.verdict.signature)
-    assert (short_pick, short_flagged, short_judged) == (0, flagged, judged) and pick == 0
+    assert len(full.found) > 1 and asked == [1] and len(short.found) == 1
+    first, short_first = full.found[0], short.found[0]
+    assert (short_first.case, short_first.outcome.verdict.signature) == (first.case, first.outcome.verdict.signature)
+    assert (short.pick, short.flagged, short.judged) == (0, full.flagged, full.judged) and full.pick == 0
 
 
 def test_a_world_loaded_after_others_leaves_the_machine_as_a_fresh_engine_does():
@@ -227,3 +228,11 @@ def test_subtract_keeps_what_the_cuts_leave():
     assert _subtract([(0, 10), (20, 30)], [(2, 4), (8, 22), (29, 40)]) == [(0, 2), (4, 8), (22, 29)]
     assert _subtract([(0, 10)], []) == [(0, 10)]
     assert _subtract([(0, 10)], [(0, 10)]) == []
+
+
+def test_a_batch_reports_the_outcome_classes_its_cases_reached():
+    """What the fuzzer's feedback sees of an agreeing batch: programs run, count at the limit, a fault."""
+    w = world([{"id": 0, "max_entries": 4, "slots": {"0": 0, "1": 1}}], [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}], [{"entry": 0}])
+    j = judge_batch(w, plain_cases([[0], [5], [1], [1]]), jit_old.CODEGEN, jit_new.CODEGEN)
+    assert list(j.flagged) == []
+    assert j.outcomes == ((1, False, False), (2, False, False), (34, True, False))  # out of range, one call, self to the limit

@@ -73,6 +73,28 @@ def feedback(obs: Observation, verdict: VerdictKind) -> int:
     return score
 
 
+def outcome_feedback(runs: int, at_limit: bool, faulted: bool) -> int:
+    """Coverage for what a batch's cases reached, one call per distinct outcome: how many programs
+    ran (as `feedback` buckets the trace), the count at the limit, a fault. Without it an agreeing
+    batch would show the fuzzer nothing of the chains it ran."""
+    score = 0
+    if runs == 1:
+        score += 1
+    elif runs < 8:
+        score += 2
+    elif runs < 34:
+        score += 3
+    elif runs == 34:
+        score += 4
+    else:
+        score += 5
+    if at_limit:
+        score += 10
+    if faulted:
+        score += 20
+    return score
+
+
 def batch_feedback(flagged: int, cases: int) -> int:
     """Coverage for how much of a batch diverged (none, one, some, all)."""
     if flagged == 0:
@@ -128,14 +150,16 @@ class Target:
             # recorded (with the stock patch most batches flag a known one again): no raw input is
             # kept for this batch then, so a raw file still replays to its diverging case.
             enough = self.all_recorded if self.artifacts is not None else None
-            found, pick, flagged, judged = triage_batch(world, cases, self.old, self.new, self.orders, enough)
-            self.cases += judged  # a batch with many faulted cases stops early (fuzz/verdict/replay.py)
-            batch_feedback(flagged, judged)
+            t = triage_batch(world, cases, self.old, self.new, self.orders, enough)
+            self.cases += t.judged  # a batch with many faulted cases stops early (fuzz/verdict/replay.py)
+            batch_feedback(t.flagged, t.judged)
+            for runs, at_limit, faulted in t.outcomes:
+                outcome_feedback(runs, at_limit, faulted)
             # The diverging case `pick` is what the raw input replays to; the others are written as
             # sidecars only (their worlds are exact), so none is lost.
-            for k, r in enumerate(found):
+            for k, r in enumerate(t.found):
                 self.observe(r)
-                self.finding(data if k == pick else None, r)
+                self.finding(data if k == t.pick else None, r)
         if self.kernel is not None:
             self.kernel.after(world)
         self.progress.tick(self.stats())

@@ -64,6 +64,7 @@ INT3_FILL = b"\xcc"  # the kernel fills JIT image holes with int3 (jit_fill_hole
 # arm64 jit_fill_hole(): AARCH64_BREAK_FAULT (brk #0x100) in every word
 BRK_FILL = (0xD4202000).to_bytes(4, "little")
 ARCH = {"x86_64": ((UC_ARCH_X86, UC_MODE_64), INT3_FILL), "arm64": ((UC_ARCH_ARM64, UC_MODE_ARM), BRK_FILL)}
+KEEP_PAGES = 32  # at most this many of the last world's lazily mapped pages are kept for the next
 POISON = 0xF_FFF0_0000_0000  # unmapped, below 2**52, above every array slot
 POISON_SPAN = 1 << 32
 
@@ -174,6 +175,8 @@ class Engine:
             raise ValueError(f"{alloc.name}: allocations live above ARRAY_BASE")
         self.allocations.append(alloc)
         for page in sorted(p for p in self.stale_pages if alloc.start - PAGE < p < alloc.end):
+            if len(self.lazy_pages) >= KEEP_PAGES:
+                break  # the rest go at settle(): every mapped region makes the next mem_map slower
             if page + PAGE > alloc.start:  # the last world's page, inside this allocation: rewritten
                 self.stale_pages.discard(page)
                 self.uc.mem_write(page, self._page_data(alloc, page))

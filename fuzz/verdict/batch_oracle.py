@@ -276,6 +276,16 @@ def differs(machine: BatchResult, model: BatchResult) -> np.ndarray:
 class BatchJudgement:
     cases: int
     flagged: np.ndarray  # indices where legacy, patched and model are not all equal
+    # The distinct (programs run, count at the limit, patched faulted) of the batch's cases under the
+    # reference (first order): what the batch reached, for the fuzzer's feedback (fuzz/frontends/target.py).
+    outcomes: tuple[tuple[int, bool, bool], ...] = ()
+
+
+def outcome_classes(model: BatchResult, patched: BatchResult, limit: int) -> tuple[tuple[int, bool, bool], ...]:
+    runs = model.runs.sum(axis=1).astype(np.int64)
+    at_limit = model.count == np.uint64(limit)
+    rows = np.stack([runs, at_limit, patched.faulted], axis=1).astype(np.int64)
+    return tuple((int(r), bool(c), bool(f)) for r, c, f in np.unique(rows, axis=0).tolist())
 
 
 def judge_batch(
@@ -302,10 +312,13 @@ def judge_batch(
         legacy = BatchResult(*(None if a is None else a[: len(cases)] for a in dataclasses.astuple(legacy, tuple_factory=list)))
     reference = settled(world)  # the run's map operations, as slots
     flagged = np.zeros(len(cases), dtype=bool)
+    outcomes = None
     for order in orders:
         if order is CountOrder.JIT and batchable(reference):
             model = model_batch(reference, cases)
         else:
             model = ChainModel(reference, order).run(cases)
         flagged |= differs(legacy, model) | differs(patched, model)
-    return BatchJudgement(len(cases), np.nonzero(flagged)[0])
+        if outcomes is None:
+            outcomes = outcome_classes(model, patched, world.profile.max_tail_call_cnt)
+    return BatchJudgement(len(cases), np.nonzero(flagged)[0], outcomes or ())

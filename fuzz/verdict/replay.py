@@ -62,14 +62,20 @@ def judge_world(world: World, old: Codegen, new: Codegen, orders: tuple[CountOrd
     return Replay(classify(j, new, engine), order)
 
 
-def flagged_cases(
-    world: World, cases: np.ndarray, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...], engine=None
-) -> tuple[list[int], int]:
-    """Indices the batch comparison flags under any of `orders`, in case order, and how many cases
-    ran: a batch stops after MAX_FAULTS faulted cases of one codegen. Every faulted case is flagged,
-    so the first MAX_TRIAGED flagged cases are the same as in the whole batch's."""
-    j = judge_batch(world, cases, old, new, orders=orders, max_faults=MAX_FAULTS)
-    return [int(i) for i in j.flagged], j.cases
+@dataclass(frozen=True)
+class BatchTriage:
+    found: list[Replay]  # per-case replays of flagged cases that diverge
+    pick: int | None  # position in `found` of the diverging case (what a raw input replays to)
+    flagged: int  # cases the batch comparison flagged
+    judged: int  # cases run: a batch stops after MAX_FAULTS faulted cases of one codegen
+    outcomes: tuple[tuple[int, bool, bool], ...]  # batch_oracle.BatchJudgement.outcomes
+
+
+def flagged_cases(world: World, cases: np.ndarray, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...], engine=None):
+    """The batch comparison (batch_oracle.BatchJudgement) under `orders`. It stops after MAX_FAULTS
+    faulted cases of one codegen; every faulted case is flagged, so the first MAX_TRIAGED flagged
+    cases are the same as in the whole batch's."""
+    return judge_batch(world, cases, old, new, orders=orders, max_faults=MAX_FAULTS)
 
 
 def triage_batch(
@@ -79,34 +85,35 @@ def triage_batch(
     new: Codegen,
     orders: tuple[CountOrder, ...],
     enough: Callable[[list[Replay]], bool] | None = None,
-) -> tuple[list[Replay], int | None, int, int]:
+) -> BatchTriage:
     """Per-case replays of the first MAX_TRIAGED flagged cases that diverge, the position in that
-    list of the diverging case (the one a raw input replays to) or None, how many were flagged, and
-    how many cases were judged.
+    list of the diverging case (the one a raw input replays to) or None, how many were flagged, how
+    many cases were judged, and the batch's outcome classes.
 
     `enough(found)`, asked after each diverging case, stops the triage early: the fuzz target stops
     once every diverging case so far is a finding it already recorded. The diverging case is then
     chosen among those, so it may differ from a full triage's; the caller must not keep the raw input
     for it (the target does not: its finding is already recorded), and `replay_input` never stops."""
     found: list[Replay] = []
-    flagged, judged = flagged_cases(world, cases, old, new, orders)
+    j = flagged_cases(world, cases, old, new, orders)
+    flagged = [int(i) for i in j.flagged]
     for i in flagged[:MAX_TRIAGED]:
         r = judge_world(case_world(world, cases[i]), old, new, orders)
         if r.outcome.verdict.diverges:
             found.append(Replay(r.outcome, r.order, i))
             if enough is not None and enough(found):
                 break
-    if not found:
-        return [], None, len(flagged), judged
     counting = [k for k, r in enumerate(found) if r.outcome.counts]
-    return found, counting[0] if counting else 0, len(flagged), judged
+    pick = (counting[0] if counting else 0) if found else None
+    return BatchTriage(found, pick, len(flagged), j.cases, j.outcomes)
 
 
 def replay_input(world: World, cases, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...]) -> tuple[Replay, str | None]:
     """What a decoded fuzzer input replays to, and for a batch one line saying which case."""
     if cases is None:
         return judge_world(world, old, new, orders), None
-    found, pick, _, _ = triage_batch(world, cases, old, new, orders)
+    t = triage_batch(world, cases, old, new, orders)
+    found, pick = t.found, t.pick
     if pick is None:
         return judge_world(case_world(world, cases[0]), old, new, orders), f"a batch of {len(cases)} inputs; none diverges"
     r = found[pick]
