@@ -61,3 +61,26 @@ def test_the_batch_path_stops_on_them_too(name):
     batch = Batch(world, codegen)
     result = batch.run(random_cases(world, 16, np.random.default_rng(1)))
     assert result.faulted.all()
+
+
+def test_a_code_hook_that_raises_stops_the_run_and_emu_start_raises_it():
+    """Engine.hook_code's one ctypes callback keeps the binding's rule: an exception in a callback
+    stops emulation and comes out of emu_start, never swallowed."""
+    from tcfuzz.machine.engine import Engine
+    from tcfuzz.model.layout import JIT_BASE
+
+    engine = Engine()
+    engine.uc.mem_write(JIT_BASE, b"\x90\x90\xf4")  # nop; nop; hlt
+    seen = []
+
+    def fails(uc, address, size, data):
+        seen.append((address, data))
+        raise LookupError("from the hook")
+
+    engine.hook_code(JIT_BASE + 1, fails, "data")
+    with pytest.raises(LookupError, match="from the hook"):
+        engine.uc.emu_start(JIT_BASE, 0, count=10)
+    assert seen == [(JIT_BASE + 1, "data")]
+    engine.reset()  # the hook goes with the world
+    engine.uc.emu_start(JIT_BASE, JIT_BASE + 2, count=10)
+    assert seen == [(JIT_BASE + 1, "data")] and not engine.code_handlers

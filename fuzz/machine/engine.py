@@ -18,6 +18,7 @@ that says where it came from.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,7 +37,10 @@ from unicorn import (
     UC_PROT_READ,
     UC_PROT_WRITE,
     Uc,
+    UcError,
 )
+from unicorn.unicorn_const import UC_ERR_OK
+from unicorn.unicorn_py3 import unicorn as _binding  # the ctypes layer, for hook_code (pinned minor: 2.1)
 from unicorn.x86_const import UC_X86_INS_SYSCALL, UC_X86_INS_SYSENTER, UC_X86_REG_RIP
 
 from tcfuzz.model.interfaces import FaultKind
@@ -118,6 +122,9 @@ class Engine:
         self.dirty: list[tuple[int, int]] = []  # [addr, end) of code written since the last reset
         self.stale_code: list[tuple[int, int]] = []  # the last world's code, filled by settle() unless rewritten
         self.world_hooks: list[int] = []
+        self.code_handlers: dict[int, tuple] = {}  # token -> (callback, data) of hook_code's hooks
+        self.code_tokens: dict[int, int] = {}  # hook handle -> token
+        self.code_callback = _binding.HOOK_CODE_CFUNC(self._dispatch_code)  # one ctypes callback for all
         self.fault: MemFault | None = None
         self.owner = None  # the batch whose world is loaded (fuzz/machine/batch.py)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
@@ -136,7 +143,7 @@ class Engine:
         claims pages); `settle()` fills or unmaps the rest before anything runs."""
         self.owner = None
         for h in self.world_hooks:
-            self.uc.hook_del(h)
+            self.unhook(h)
         self.world_hooks.clear()
         self.stale_pages |= self.lazy_pages
         self.lazy_pages.clear()
@@ -198,8 +205,49 @@ class Engine:
                 self.uc.mem_write(addr + pos, data[pos : pos + chunk])
             pos += chunk
 
-    def hook_code(self, addr: int, callback) -> None:
-        self.world_hooks.append(self.uc.hook_add(UC_HOOK_CODE, callback, None, addr, addr))
+    def hook_code(self, addr: int, callback, data=None) -> int:
+        """callback(uc, address, size, data) before the instruction at addr, until the next reset.
+        Added through the engine's one ctypes callback: unicorn's hook_add builds a ctypes closure
+        per hook (~25 µs of Python), and a per-case world needs dozens. A callback's exception stops
+        the run and is raised by emu_start, as the binding's own hooks do."""
+        token = len(self.code_handlers) + 1
+        while token in self.code_handlers:
+            token += 1
+        handle = _binding.uc_hook_h()
+        status = _binding.uclib.uc_hook_add(
+            self.uc._uch,
+            ctypes.byref(handle),
+            UC_HOOK_CODE,
+            self.code_callback,
+            ctypes.c_void_p(token),
+            ctypes.c_uint64(addr),
+            ctypes.c_uint64(addr),
+        )
+        if status != UC_ERR_OK:
+            raise UcError(status)
+        self.code_handlers[token] = (callback, data)
+        self.code_tokens[handle.value] = token
+        self.world_hooks.append(handle.value)
+        return handle.value
+
+    def unhook(self, handle: int) -> None:
+        token = self.code_tokens.pop(handle, None)
+        if token is None:
+            self.uc.hook_del(handle)
+            return
+        status = _binding.uclib.uc_hook_del(self.uc._uch, _binding.uc_hook_h(handle))
+        del self.code_handlers[token]
+        if status != UC_ERR_OK:
+            raise UcError(status)
+
+    def _dispatch_code(self, _uch, address: int, size: int, token: int) -> None:
+        try:
+            callback, data = self.code_handlers[token]
+            callback(self.uc, address, size, data)
+        except BaseException as e:  # as unicorn's own callback wrapper: stop, and emu_start raises it
+            if self.uc._hook_exception is None:
+                self.uc._hook_exception = e
+            self.uc.emu_stop()
 
     # --- faults ----------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import capstone
 from capstone.x86_const import X86_OP_MEM
-from unicorn import UC_HOOK_CODE, UcError
+from unicorn import UcError
 from unicorn.unicorn_const import (
     UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
@@ -270,10 +270,7 @@ class _MemoryChecks:
         self.run: _Run | None = None
         for _, image in ld.functions:
             for offset, base, index, scale, disp in _memory_operands(image):
-                addr = image.base + offset
-                ld.engine.world_hooks.append(
-                    ld.engine.uc.hook_add(UC_HOOK_CODE, self.on_memory, (base, index, scale, disp), addr, addr)
-                )
+                ld.engine.hook_code(image.base + offset, self.on_memory, (base, index, scale, disp))
 
     def on_memory(self, uc, address, size, operand) -> None:
         """Before an instruction with a register-based memory operand: its effective address must
@@ -461,7 +458,7 @@ def execute_run(ld: Loaded, run: RunSpec) -> Observation:
 def drop_hooks(ld: Loaded, hooks_before: int) -> None:
     """Remove the hooks one run installed."""
     for h in ld.engine.world_hooks[hooks_before:]:
-        ld.engine.uc.hook_del(h)
+        ld.engine.unhook(h)
     del ld.engine.world_hooks[hooks_before:]
 
 

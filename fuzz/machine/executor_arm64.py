@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 
-from unicorn import UC_HOOK_CODE, UcError
+from unicorn import UcError
 from unicorn.arm64_const import (
     UC_ARM64_REG_PC,
     UC_ARM64_REG_SP,
@@ -77,7 +77,7 @@ def install_hooks(ld, run: Arm64Run) -> None:
             reg = br_target_reg(struct.unpack("<I", ins.data)[0])
             if reg is not None:
                 addr = image.base + ins.offset
-                ld.engine.world_hooks.append(ld.engine.uc.hook_add(UC_HOOK_CODE, run.on_br, reg, addr, addr))
+                ld.engine.hook_code(addr, run.on_br, reg)
 
 
 def execute_run_arm64(ld, run) -> Observation:
