@@ -236,3 +236,23 @@ def test_a_batch_reports_the_outcome_classes_its_cases_reached():
     j = judge_batch(w, plain_cases([[0], [5], [1], [1]]), jit_old.CODEGEN, jit_new.CODEGEN)
     assert list(j.flagged) == []
     assert j.outcomes == ((1, False, False), (2, False, False), (34, True, False))  # out of range, one call, self to the limit
+
+
+def test_a_batch_run_in_chunks_gives_what_one_table_gives(monkeypatch):
+    """Batch.run sends the table CHUNK cases at a time: same results, and `max_faults` stops at the
+    same case across chunk boundaries."""
+    from tcfuzz.machine import batch
+
+    w = world(
+        [{"id": 0, "max_entries": 2**32 - 1, "slots": {"0": 1, "1": 1}}],
+        [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}],
+        [{"entry": 0}],
+    )
+    cases = plain_cases([[k] for k in (5, 1, 6, 1, 5, 0, 1)])
+    whole = [Batch(w, jit_new.CODEGEN).run(cases, limit) for limit in (None, 2)]
+    monkeypatch.setattr(batch, "CHUNK", 2)
+    chunked = [Batch(w, jit_new.CODEGEN).run(cases, limit) for limit in (None, 2)]
+    assert [len(r.faulted) for r in chunked] == [7, 4]  # the second fault is case 3, in the second chunk
+    for a, b in zip(whole, chunked, strict=True):
+        for field in ("regs", "runs", "counters", "faulted"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), field

@@ -51,6 +51,7 @@ SCRATCH = BATCH_BASE + 0x80  # the "slot" of a case that changes none
 CASES = BATCH_BASE + 0x1000
 RESULTS = BATCH_BASE + 0x20_0000
 TABLE_SIZE = 0x1F_F000
+CHUNK = 4096  # cases written to the guest and run at a time (at most 232 bytes each: within TABLE_SIZE)
 NORMAL_CALL = 2**64 - 1
 INSNS_PER_CASE = 4000  # budget per case; a 34-deep chain of 1-site programs needs ~2000
 REGS = ("rax", "rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")
@@ -385,15 +386,32 @@ class Batch:
 
     def run(self, cases: np.ndarray, max_faults: int | None = None) -> BatchResult:
         """cases: (n, k + 1) u64 in case-record order. With `max_faults`, the batch stops after the
-        case that makes that many faults: the result covers the cases run, a prefix of `cases`."""
+        case that makes that many faults: the result covers the cases run, a prefix of `cases`.
+        The table goes to the guest CHUNK cases at a time, so a batch that stops early pays only
+        for the chunks it reached."""
         if getattr(self.engine, "owner", None) is not self:
             self._load()
-        uc = self.engine.uc
         n = len(cases)
         if self.ld.dead is not None:  # the kernel hit BUG_ON in the run's map operations: every case faults
             m = len(self.inputs.programs)
             zeros = np.zeros((n, m), dtype=np.uint64)
             return BatchResult(np.zeros((n, 8), dtype=np.uint64), zeros, zeros.copy(), np.ones(n, dtype=bool))
+        parts: list[BatchResult] = []
+        faults = 0
+        for start in range(0, n, CHUNK):
+            chunk = cases[start : start + CHUNK]
+            part = self._run_chunk(chunk, None if max_faults is None else max_faults - faults)
+            parts.append(part)
+            faults += int(part.faulted.sum())
+            if max_faults is not None and faults >= max_faults:
+                break
+        if len(parts) == 1:
+            return parts[0]
+        return BatchResult(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("regs", "runs", "counters", "faulted")))
+
+    def _run_chunk(self, cases: np.ndarray, max_faults: int | None) -> BatchResult:
+        uc = self.engine.uc
+        n = len(cases)
         cases, overrun = self.through_cache_maintenance(np.ascontiguousarray(cases, dtype=np.uint64))
         if cases.nbytes > TABLE_SIZE or n * self.inputs.result_size > TABLE_SIZE:
             raise ValueError("batch too large for the case/result tables")

@@ -210,38 +210,40 @@ class ChainModel:
         runs = np.zeros((n, len(progs)), dtype=np.uint64)
         runs[:, column_of[entry]] = 1
         home = np.full(n, entry if self.subprog[entry] else -1, dtype=np.int64)
+        # What a site does with a case depends on the case's row only, not on the step: whether the
+        # index passes the checks before the count's, and the target it finds (-1: an empty slot).
+        site_rows: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for p, rules in self.sites.items():
+            site_rows[p] = []
+            for key, key_col, map_col, static_map, unpriv, bound, mask in rules:
+                r3 = np.full(n, key, dtype=np.uint64) if key_col is None else cases[:, key_col]
+                if map_col is None:
+                    map_id = np.full(n, static_map, dtype=np.int64)
+                else:
+                    ptr = cases[:, map_col]
+                    map_id = np.select([ptr == np.uint64(a) for a in self.by_ptr], list(self.by_ptr.values()), -1)
+                passes = np.ones(n, dtype=bool)
+                if unpriv:
+                    passes = r3 < np.uint64(bound)
+                    r3 = r3 & np.uint64(mask)
+                index = r3 & np.uint64(0xFFFFFFFF)
+                target = np.full(n, -1, dtype=np.int64)
+                in_bounds = np.zeros(n, dtype=bool)
+                for m, slots in self.slots.items():
+                    on_map = map_id == m
+                    in_bounds |= on_map & (index < np.uint64(self.max_entries[m]))
+                    for slot, target_prog in slots.items():
+                        target[on_map & (index == np.uint64(slot))] = target_prog
+                overridden = sets & (map_id == self.slot_map) & (index == set_index)
+                site_rows[p].append((passes & in_bounds, np.where(overridden, set_prog, target)))
         moving = np.ones(n, dtype=bool)
         while moving.any():
             at = prog.copy()
             jumped = np.zeros(n, dtype=bool)
-            for p, rules in self.sites.items():
+            for p, rows_of_sites in site_rows.items():
                 pending = moving & (at == p)
-                for key, key_col, map_col, static_map, unpriv, bound, mask in rules:
-                    if not pending.any():
-                        break
-                    r3 = np.full(n, key, dtype=np.uint64) if key_col is None else cases[:, key_col]
-                    if map_col is None:
-                        map_id = np.full(n, static_map, dtype=np.int64)
-                    else:
-                        ptr = cases[:, map_col]
-                        map_id = np.select([ptr == np.uint64(a) for a in self.by_ptr], list(self.by_ptr.values()), -1)
-                    tries = pending & (cnt < self.limit)
-                    if unpriv:
-                        tries &= r3 < np.uint64(bound)
-                        r3 = r3 & np.uint64(mask)
-                    index = r3 & np.uint64(0xFFFFFFFF)
-                    target = np.full(n, -1, dtype=np.int64)
-                    in_bounds = np.zeros(n, dtype=bool)
-                    for m, slots in self.slots.items():
-                        on_map = map_id == m
-                        if not on_map.any():
-                            continue
-                        in_bounds |= on_map & (index < np.uint64(self.max_entries[m]))
-                        for slot, target_prog in slots.items():
-                            target[on_map & (index == np.uint64(slot))] = target_prog
-                    overridden = sets & (map_id == self.slot_map) & (index == set_index)
-                    target = np.where(overridden, set_prog, target)
-                    tries &= in_bounds
+                for passes, target in rows_of_sites:
+                    tries = pending & passes & (cnt < self.limit)
                     jump = tries & (target >= 0)
                     cnt += tries if self.interpreter else jump
                     prog = np.where(jump, target, prog)
