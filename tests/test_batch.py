@@ -203,12 +203,12 @@ def test_the_targets_early_stop_of_a_triage_keeps_the_first_diverging_case():
 def test_a_world_loaded_after_others_leaves_the_machine_as_a_fresh_engine_does():
     """Guest memory is laid once: code a later world does not write again is filled, identical code
     is kept, and the bytes of the JIT region and kernel text equal a fresh engine's."""
+    import random
+
     from tcfuzz.gen.worlds import decode
     from tcfuzz.machine.engine import JIT_SIZE, KTEXT_SIZE, Engine
     from tcfuzz.machine.executor import load
     from tcfuzz.model.layout import JIT_BASE, KTEXT_BASE
-
-    import random
 
     rng = random.Random(5)
     used = Engine()
@@ -232,7 +232,9 @@ def test_subtract_keeps_what_the_cuts_leave():
 
 def test_a_batch_reports_the_outcome_classes_its_cases_reached():
     """What the fuzzer's feedback sees of an agreeing batch: programs run, count at the limit, a fault."""
-    w = world([{"id": 0, "max_entries": 4, "slots": {"0": 0, "1": 1}}], [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}], [{"entry": 0}])
+    w = world(
+        [{"id": 0, "max_entries": 4, "slots": {"0": 0, "1": 1}}], [{"id": 0, "sites": [{"maps": [0]}]}, {"id": 1}], [{"entry": 0}]
+    )
     j = judge_batch(w, plain_cases([[0], [5], [1], [1]]), jit_old.CODEGEN, jit_new.CODEGEN)
     assert list(j.flagged) == []
     assert j.outcomes == ((1, False, False), (2, False, False), (34, True, False))  # out of range, one call, self to the limit
