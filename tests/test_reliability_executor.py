@@ -84,3 +84,19 @@ def test_a_code_hook_that_raises_stops_the_run_and_emu_start_raises_it():
     engine.reset()  # the hook goes with the world
     engine.uc.emu_start(JIT_BASE, JIT_BASE + 2, count=10)
     assert seen == [(JIT_BASE + 1, "data")] and not engine.code_handlers
+
+
+def test_the_hooks_register_reads_equal_unicorns_own_zero_extended():
+    """Engine.read_reg (the C API, for the hooks' hot path) reads what uc.reg_read reads, a 32-bit or
+    16-bit register zero-extended even after a wider value was read."""
+    from unicorn.x86_const import UC_X86_REG_DX, UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_REG_RCX, UC_X86_REG_RDX
+
+    from tcfuzz.machine.engine import Engine
+
+    engine = Engine()
+    engine.uc.reg_write(UC_X86_REG_RDX, 0x1122334455667788)
+    engine.uc.reg_write(UC_X86_REG_RCX, 0xFFFFFFFFFFFFFFFF)
+    for reg in (UC_X86_REG_RDX, UC_X86_REG_EDX, UC_X86_REG_DX, UC_X86_REG_RCX, UC_X86_REG_ECX):
+        engine.read_reg(UC_X86_REG_RCX)  # the buffer holds all ones before each read
+        assert engine.read_reg(reg) == engine.uc.reg_read(reg), reg
+    assert engine.read_reg(UC_X86_REG_EDX) == 0x55667788

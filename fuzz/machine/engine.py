@@ -125,6 +125,8 @@ class Engine:
         self.code_handlers: dict[int, tuple] = {}  # token -> (callback, data) of hook_code's hooks
         self.code_tokens: dict[int, int] = {}  # hook handle -> token
         self.code_callback = _binding.HOOK_CODE_CFUNC(self._dispatch_code)  # one ctypes callback for all
+        self.reg_value = ctypes.c_uint64()
+        self.reg_ref = ctypes.byref(self.reg_value)
         self.fault: MemFault | None = None
         self.owner = None  # the batch whose world is loaded (fuzz/machine/batch.py)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
@@ -229,6 +231,17 @@ class Engine:
         self.code_tokens[handle.value] = token
         self.world_hooks.append(handle.value)
         return handle.value
+
+    def read_reg(self, reg: int) -> int:
+        """A general-purpose register (or rip), read straight through the C API: the hooks of a
+        per-case run read one or two registers at every hooked instruction, and uc.reg_read's
+        Python layer costs a few microseconds each. The buffer is zeroed first, so a 32-bit
+        register reads zero-extended."""
+        self.reg_value.value = 0
+        status = _binding.uclib.uc_reg_read(self.uc._uch, reg, self.reg_ref)
+        if status != UC_ERR_OK:
+            raise UcError(status)
+        return self.reg_value.value
 
     def unhook(self, handle: int) -> None:
         token = self.code_tokens.pop(handle, None)

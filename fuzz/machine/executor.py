@@ -242,7 +242,7 @@ class _Run:
         uc.emu_stop()
 
     def on_indirect(self, uc, address, size, user_data) -> None:
-        self.landed(uc, address, uc.reg_read(UC_X86_REG_RCX))
+        self.landed(uc, address, self.ld.engine.read_reg(UC_X86_REG_RCX))
 
     def on_direct(self, uc, address, size, user_data) -> None:
         insn = bytes(uc.mem_read(address, 5))
@@ -276,7 +276,8 @@ class _MemoryChecks:
         """Before an instruction with a register-based memory operand: its effective address must
         be canonical (Unicorn drops bits 52..63 and would access what the rest names)."""
         base, index, scale, disp = operand
-        ea = disp + (uc.reg_read(base) if base is not None else 0) + (uc.reg_read(index) * scale if index is not None else 0)
+        read = self.ld.engine.read_reg
+        ea = disp + (read(base) if base is not None else 0) + (read(index) * scale if index is not None else 0)
         ea &= 0xFFFF_FFFF_FFFF_FFFF
         run = self.run
         if not canonical(ea) and run is not None and run.fault is None:
