@@ -123,8 +123,9 @@ class Engine:
         self.stale_code: list[tuple[int, int]] = []  # the last world's code, filled by settle() unless rewritten
         self.world_hooks: list[int] = []
         self.code_handlers: dict[int, tuple] = {}  # token -> (callback, data) of hook_code's hooks
-        self.code_tokens: dict[int, int] = {}  # hook handle -> token
+        self.raw_hooks: dict[int, int | None] = {}  # handle -> token, of the hooks added through the C API
         self.code_callback = _binding.HOOK_CODE_CFUNC(self._dispatch_code)  # one ctypes callback for all
+        self.tail_callback = _binding.HOOK_MEM_ACCESS_CFUNC(self._dispatch_tail)
         self.reg_value = ctypes.c_uint64()
         self.reg_ref = ctypes.byref(self.reg_value)
         self.fault: MemFault | None = None
@@ -193,7 +194,7 @@ class Engine:
         tail_end = -(-alloc.end // PAGE) * PAGE
         if tail_end > alloc.end and self.exact_tails:
             self.world_hooks.append(
-                self.uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._on_tail, None, alloc.end, tail_end - 1)
+                self._add_raw(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self.tail_callback, alloc.end, tail_end - 1)
             )
 
     def write_data(self, addr: int, data: bytes) -> None:
@@ -209,27 +210,32 @@ class Engine:
 
     def hook_code(self, addr: int, callback, data=None) -> int:
         """callback(uc, address, size, data) before the instruction at addr, until the next reset.
-        Added through the engine's one ctypes callback: unicorn's hook_add builds a ctypes closure
-        per hook (~25 µs of Python), and a per-case world needs dozens. A callback's exception stops
-        the run and is raised by emu_start, as the binding's own hooks do."""
+        A callback's exception stops the run and is raised by emu_start, as the binding's own hooks do."""
         token = len(self.code_handlers) + 1
         while token in self.code_handlers:
             token += 1
+        handle = self._add_raw(UC_HOOK_CODE, self.code_callback, addr, addr, token)
+        self.code_handlers[token] = (callback, data)
+        self.world_hooks.append(handle)
+        return handle
+
+    def _add_raw(self, kind: int, callback, begin: int, end: int, token: int | None = None) -> int:
+        """A hook added through the C API with one of the engine's ctypes callbacks (unicorn's
+        hook_add builds a ctypes closure per hook: ~25 µs of Python, and a per-case world needs
+        dozens: each tail-call site, each memory operand, each allocation's tail)."""
         handle = _binding.uc_hook_h()
         status = _binding.uclib.uc_hook_add(
             self.uc._uch,
             ctypes.byref(handle),
-            UC_HOOK_CODE,
-            self.code_callback,
-            ctypes.c_void_p(token),
-            ctypes.c_uint64(addr),
-            ctypes.c_uint64(addr),
+            kind,
+            callback,
+            ctypes.c_void_p(token or 0),
+            ctypes.c_uint64(begin),
+            ctypes.c_uint64(end),
         )
         if status != UC_ERR_OK:
             raise UcError(status)
-        self.code_handlers[token] = (callback, data)
-        self.code_tokens[handle.value] = token
-        self.world_hooks.append(handle.value)
+        self.raw_hooks[handle.value] = token
         return handle.value
 
     def read_reg(self, reg: int) -> int:
@@ -244,12 +250,13 @@ class Engine:
         return self.reg_value.value
 
     def unhook(self, handle: int) -> None:
-        token = self.code_tokens.pop(handle, None)
-        if token is None:
+        if handle not in self.raw_hooks:
             self.uc.hook_del(handle)
             return
+        token = self.raw_hooks.pop(handle)
         status = _binding.uclib.uc_hook_del(self.uc._uch, _binding.uc_hook_h(handle))
-        del self.code_handlers[token]
+        if token is not None:
+            del self.code_handlers[token]
         if status != UC_ERR_OK:
             raise UcError(status)
 
@@ -301,10 +308,11 @@ class Engine:
             data += fill * ((PAGE - len(data)) // 8)
         return data
 
-    def _on_tail(self, uc, access, addr, size, value, user_data) -> None:
+    def _dispatch_tail(self, _uch, access: int, addr: int, size: int, value: int, _token) -> None:
+        """An access to the bytes past an allocation's end, in its last page: a fault."""
         if self.fault is None:
             self.fault = MemFault(FaultKind.OUT_OF_ALLOCATION, addr)
-        uc.emu_stop()
+        self.uc.emu_stop()
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
