@@ -76,7 +76,9 @@ def feedback(obs: Observation, verdict: VerdictKind) -> int:
 def outcome_feedback(runs: int, at_limit: bool, faulted: bool) -> int:
     """Coverage for what a batch's cases reached, one call per distinct outcome: how many programs
     ran (as `feedback` buckets the trace), the count at the limit, a fault. Without it an agreeing
-    batch would show the fuzzer nothing of the chains it ran."""
+    batch would show the fuzzer nothing of the chains it ran. The buckets repeat `feedback`'s on
+    purpose: coverage is per branch site, and a shared helper would make a batch's chain lengths the
+    same features as a single world's."""
     score = 0
     if runs == 1:
         score += 1
