@@ -3,9 +3,16 @@
 Unicorn 2.1.4 rules this module follows (each measured on unicorn 2.1.4; pyproject.toml pins the minor):
   * fixed regions are mapped once, largest first (the ram_addr ordering bug), lazily mapped pages
     are the smallest size, so the order stays non-increasing;
-  * every host write to code is followed by ctl_remove_cache() (stale translations otherwise);
+  * every host write to code is followed by ctl_remove_cache() (stale translations otherwise), and
+    code is written only where the bytes differ (a write drops the page's translations);
   * runs stop on a `hlt` at HARNESS_RETURN and are bounded by `count`, never by `timeout`;
-  * faults are caught and the engine reused as is.
+  * faults are caught and the engine reused as is;
+  * per-world hooks and the hooks' register reads go through the binding's C layer
+    (unicorn.unicorn_py3.unicorn: uclib, uc_hook_h, the HOOK_*_CFUNC types, Uc._uch and
+    Uc._hook_exception) with one ctypes callback per kind and engine: hook_add builds a ctypes
+    closure per hook, ~25 µs of Python. A callback's exception still stops the run and comes out
+    of emu_start. Many hooks at once cost every access or instruction they could cover: hooks are
+    deleted with their world, never pooled.
 
 Allocations (prog arrays, other maps) are registered with their exact [start, end). A data access
 to an unmapped page inside one maps that page on the spot (so a 2**32-1-entry array costs only the
@@ -40,7 +47,7 @@ from unicorn import (
     UcError,
 )
 from unicorn.unicorn_const import UC_ERR_OK
-from unicorn.unicorn_py3 import unicorn as _binding  # the ctypes layer, for hook_code (pinned minor: 2.1)
+from unicorn.unicorn_py3 import unicorn as _binding  # the ctypes layer (see above; pinned minor: 2.1)
 from unicorn.x86_const import UC_X86_INS_SYSCALL, UC_X86_INS_SYSENTER, UC_X86_REG_RIP
 
 from tcfuzz.model.interfaces import FaultKind
