@@ -229,10 +229,10 @@ class ChainModel:
                 index = r3 & np.uint64(0xFFFFFFFF)
                 target = np.full(n, -1, dtype=np.int64)
                 in_bounds = np.zeros(n, dtype=bool)
-                for m, slots in self.slots.items():
+                for m in [static_map] if map_col is None else [int(m) for m in np.unique(map_id) if m >= 0]:
                     on_map = map_id == m
                     in_bounds |= on_map & (index < np.uint64(self.max_entries[m]))
-                    for slot, target_prog in slots.items():
+                    for slot, target_prog in self.slots[m].items():
                         target[on_map & (index == np.uint64(slot))] = target_prog
                 overridden = sets & (map_id == self.slot_map) & (index == set_index)
                 site_rows[p].append((passes & in_bounds, np.where(overridden, set_prog, target)))

@@ -24,7 +24,7 @@ from tcfuzz.machine.engine import Engine
 from tcfuzz.model.interfaces import Codegen
 from tcfuzz.model.semantics import CountOrder, predict
 from tcfuzz.model.world import World
-from tcfuzz.verdict.batch_oracle import judge_batch
+from tcfuzz.verdict.batch_oracle import BatchJudgement, judge_batch
 from tcfuzz.verdict.oracle import Judgement, decide, judge
 from tcfuzz.verdict.policy import Outcome, classify
 
@@ -71,7 +71,9 @@ class BatchTriage:
     outcomes: tuple[tuple[int, bool, bool], ...]  # batch_oracle.BatchJudgement.outcomes
 
 
-def flagged_cases(world: World, cases: np.ndarray, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...], engine=None):
+def flagged_cases(
+    world: World, cases: np.ndarray, old: Codegen, new: Codegen, orders: tuple[CountOrder, ...], engine=None
+) -> BatchJudgement:
     """The batch comparison (batch_oracle.BatchJudgement) under `orders`. It stops after MAX_FAULTS
     faulted cases of one codegen; every faulted case is flagged, so the first MAX_TRIAGED flagged
     cases are the same as in the whole batch's."""
