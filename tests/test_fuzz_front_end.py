@@ -95,3 +95,23 @@ def test_verbose_shows_libfuzzer_on_the_terminal(tmp_path, capfd):
     assert fuzz(tmp_path, "-v", "--ignore-known", runs=20, new="tcfuzz.jit_new:CODEGEN") == 0
     assert "Done 20 runs" in capfd.readouterr().err
     assert not list((tmp_path / "art").glob("fuzz-*.log"))
+
+
+def test_the_exit_save_runs_on_c_exit_and_never_after_os_exit(tmp_path):
+    """at_process_exit's handler runs when the process calls C's exit() (as libFuzzer ends a run) and
+    a process that leaves through os._exit (main() if Fuzz() returns) runs none and does not crash."""
+    import subprocess
+    import sys
+
+    script = (
+        "import ctypes, os, sys\n"
+        "from tcfuzz.frontends.progress import at_process_exit\n"
+        "at_process_exit(lambda: open(sys.argv[1], 'w').write('saved'))\n"
+        "ctypes.CDLL(None).exit(7) if sys.argv[2] == 'c' else os._exit(5)\n"
+    )
+    marker = tmp_path / "saved"
+    c_exit = subprocess.run([sys.executable, "-c", script, str(marker), "c"], capture_output=True)
+    assert (c_exit.returncode, marker.read_text()) == (7, "saved"), c_exit.stderr
+    marker.unlink()
+    os_exit = subprocess.run([sys.executable, "-c", script, str(marker), "os"], capture_output=True)
+    assert os_exit.returncode == 5 and not marker.exists(), os_exit.stderr

@@ -72,7 +72,8 @@ class Progress:
 
     def save_at_exit(self) -> None:
         """Save the last stats when the process calls C's exit(), as libFuzzer ends every run, past
-        Python's atexit. Only for a process that ends inside the engine: the handler calls into Python."""
+        Python's atexit. Only for a process that then never returns to Python's own exit (see
+        `at_process_exit`): fuzz/frontends/target.py main() leaves through os._exit if Fuzz() returns."""
         at_process_exit(self.save)
 
     def save(self) -> None:
@@ -89,7 +90,9 @@ _EXIT_HANDLERS: list = []  # the ctypes callbacks must outlive the process's las
 def at_process_exit(fn) -> None:
     """Run fn when the process calls C's exit() (libFuzzer ends every run that way, past Python's
     atexit): a handler registered with glibc's __cxa_atexit (`atexit` itself is not exported),
-    calling back into the interpreter, which is still alive inside atheris.Fuzz()."""
+    calling back into the interpreter, which is still alive inside atheris.Fuzz(). The process must
+    not end through Python's own exit after this: the handler would then run after the interpreter
+    is finalized and crash it. os._exit runs no handler."""
     try:
         libc = ctypes.CDLL(None)
         callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: fn())

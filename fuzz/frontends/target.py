@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from tcfuzz.codegens import NEW_DEFAULT, OLD_DEFAULT, load_codegen
@@ -258,11 +259,23 @@ def main(argv: list[str]) -> None:
     import atheris
 
     target = Target()
-    target.progress.save_at_exit()  # atheris.Fuzz() never returns: libFuzzer calls exit()
     if os.environ.get("TCFUZZ_MUTATOR") == "structural":  # fuzz/frontends/mutator.py
         from tcfuzz.frontends.mutator import custom_mutator
 
         atheris.Setup(argv, target, custom_mutator=custom_mutator)
     else:
         atheris.Setup(argv, target)
-    atheris.Fuzz()
+    # libFuzzer ends every run with C's exit(), which runs this handler while the interpreter is alive.
+    # Fuzz() must therefore never hand back to Python's own exit (the handler would call into a
+    # finalized interpreter): if it returns or raises, the process leaves through os._exit.
+    target.progress.save_at_exit()
+    try:
+        atheris.Fuzz()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)
