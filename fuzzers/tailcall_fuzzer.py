@@ -12,12 +12,10 @@ import os
 import sys
 import types
 
-import atheris
-
 # TCFUZZ_NO_INSTRUMENT=1 (used by `tcfuzz bench`) measures the cost of the instrumentation.
 # INSTRUMENTED names the modules whose coverage means something to the search: the decoder/generator,
 # the reference's outcome branches, the oracle's and the policy's decisions, the target's outcome
-# branches. Only their functions are instrumented (atheris.instrument_func on each, in place), not the
+# branches. Only their functions are instrumented (atheris's patch_code on each, in place), not the
 # emitters, the engine, the batch driver or numpy glue, whose branches say nothing about the world
 # and cost every input. (atheris.instrument_imports(include=...) cannot do this: it keeps only the
 # top-level package of each name, so it would instrument every tcfuzz module.)
@@ -27,15 +25,21 @@ INSTRUMENTED = [
     "tcfuzz.gen.worlds",
     "tcfuzz.model.semantics",
     "tcfuzz.verdict.oracle",
-    "tcfuzz.verdict.batch_oracle",
     "tcfuzz.verdict.replay",
     "tcfuzz.verdict.policy",
     "tcfuzz.frontends.target",
 ]
+# Branches only, no comparison tracing: the batch oracle compares numpy arrays, and atheris's
+# comparison tracing kept every such result alive (a fuzzing process grew by ~0.5 MB per input and
+# hit libFuzzer's 2 GB limit within 90 s). Its branches (which model, which site shapes) still steer
+# the search toward batches.
+BRANCHES_ONLY = ["tcfuzz.verdict.batch_oracle"]
 
 
-def instrument_module(module) -> int:
-    """Instrument every function and method defined in `module`; returns how many."""
+def instrument_module(module, trace_comparisons: bool = True) -> int:
+    """Instrument every function and method defined in `module` in place; returns how many."""
+    from atheris.instrument_bytecode import patch_code  # atheris.instrument_func always traces comparisons
+
     done = 0
 
     def visit(obj) -> None:
@@ -48,7 +52,7 @@ def instrument_module(module) -> int:
                     visit(f)
             return
         if isinstance(obj, types.FunctionType) and obj.__module__ == module.__name__:
-            atheris.instrument_func(obj)
+            obj.__code__ = patch_code(obj.__code__, trace_dataflow=trace_comparisons, trace_control_flow=True)
             done += 1
 
     for obj in list(vars(module).values()):
@@ -65,6 +69,8 @@ from tcfuzz.frontends.target import main  # noqa: E402  (imports every module IN
 if not os.environ.get("TCFUZZ_NO_INSTRUMENT"):
     for name in INSTRUMENTED:
         instrument_module(importlib.import_module(name))
+    for name in BRANCHES_ONLY:
+        instrument_module(importlib.import_module(name), trace_comparisons=False)
 
 if __name__ == "__main__":
     main(sys.argv)

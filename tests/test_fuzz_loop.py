@@ -133,3 +133,13 @@ def test_fork_writes_one_artifact_per_finding_not_one_per_job(capsys, tmp_path):
         (d["model_order"], d["status"], d["signature"]) for d in (json.loads(p.read_text()) for p in art.glob("crash-*.json"))
     )
     assert per_finding and max(per_finding.values()) <= 2, per_finding  # two jobs may race once, never dozens
+
+
+@pytest.mark.nightly
+def test_a_long_run_stays_within_a_gigabyte(capsys, tmp_path):
+    """Two minutes of the instrumented loop under libFuzzer's -rss_limit_mb=1024: no out-of-memory
+    exit. Comparison tracing of the numpy batch oracle once grew a process by ~0.5 MB per input."""
+    art = tmp_path / "art"
+    status, summary, _, _ = fuzz(capsys, art, "--max-time", "120", "--ignore-known", "--", "-rss_limit_mb=1024", runs=None)
+    assert status in (0, 1) and summary["engine_exits"] == [0], summary
+    assert not list(art.glob("oom-*")), "a fuzzing process passed 1 GiB"
