@@ -11,3 +11,4 @@ def test_bench_reports_every_path(capsys):
     assert set(r) == {"machine", "repeat", "batched", "per_case", "worlds", "limits"}
     assert r["batched"]["ceiling_us"]["min"] > 0 and 0 < r["batched"]["ratio"] and 0 < r["per_case"]["ratio"]
     assert r["worlds"]["scratch_ms"]["median"] > 0 and r["worlds"]["cache_hit_rate"] > 0
+    assert r["worlds"]["all_hits_ms"]["median"] > 0
