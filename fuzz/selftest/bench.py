@@ -4,10 +4,11 @@
     batched e2e         legacy + patched batches, the numpy model, the comparison
     per-case ceiling    one bare emu_start per case on the loaded legacy world (no hooks, no oracle)
     chains per case     a loaded A -> B -> C world, one differential case per input: both codegens
-                        through the in-guest driver and the reference model case by case
+                        through the in-guest driver and the reference model (ChainModel)
                         (also shown: the same through the per-case executor, hooks and every field)
-    worlds              distinct worlds judged (JIT + load + run, three voters), from scratch and
-                        through the JIT image cache (a stream of mutated inputs, as a fuzzer makes)
+    worlds              distinct worlds judged (JIT + load + run, three voters), from scratch,
+                        through the JIT image cache (a stream of mutated inputs, as a fuzzer makes),
+                        and with every compile a hit (the floor besides the JIT)
     atheris             `tcfuzz fuzz` exec/s and cases/s, instrumented as `make fuzz` runs it and not,
                         and the loop's case rate as a share of the batched end-to-end rate
     profile             (--profile N) where an input's time goes, by stage

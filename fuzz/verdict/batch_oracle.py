@@ -3,8 +3,9 @@ cases where a codegen's batch (fuzz/machine/batch.py) parts from it.
 
 `model_batch` evaluates the interpreter's semantics with numpy for single-site worlds (one run, no
 map operations, an entry program with one site whose slots hold itself or programs without sites);
-`ChainModel` does any single-run world without map operations case by case, with the world's
-lookups done once. Both follow model/semantics.py, and tests hold them equal to it.
+`ChainModel` does any single-run world without map operations, advancing every case one tail call
+per step (`run`), its rules also written case by case (`case`). Both models follow
+model/semantics.py, and tests hold them equal to it (and `ChainModel.run` to `ChainModel.case`).
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ def model_batch(world: World, cases: np.ndarray) -> BatchResult:
 
 
 class ChainModel:
-    """The reference for any single-run world without map operations, one case at a time, with the
-    world's lookups done once (model/semantics.py's rules; a test holds the two equal)."""
+    """The reference for any single-run world without map operations, with the world's lookups done
+    once: `run` for a whole table, `case` for one record (model/semantics.py's rules; tests hold
+    `run` equal to them and to `case`)."""
 
     def __init__(self, world: World, order: CountOrder = CountOrder.JIT) -> None:
         self.world = world
