@@ -192,18 +192,23 @@ def mutated_stream(n: int, seed: int = 2) -> list[World]:
 
 def worlds(n: int, repeat: int) -> dict:
     """Distinct worlds judged (JIT both codegens + load + run, three voters, the policy's replay),
-    from scratch (the JIT image cache emptied before each world) and through the cache (emptied
-    once per repetition: a hit is a program an earlier world of the stream really had). Also the
-    floor: the same stream judged again with every compile a hit (not a fuzzing figure: what a
-    world costs besides its JIT)."""
+    from scratch (the JIT image cache off, as TCFUZZ_JIT_CACHE=0 runs: emptying it before each world
+    instead would also recompute the codegens' fingerprints, which a fuzzing process does once) and
+    through the cache (emptied once per repetition: a hit is a program an earlier world of the
+    stream really had). Also the floor: the same stream judged again with every compile a hit (not
+    a fuzzing figure: what a world costs besides its JIT)."""
     from tcfuzz.machine import jit_cache
 
     stream = mutated_stream(n)
 
     def scratch():
-        for w in stream:
-            jit_cache.clear()
-            judge(w)
+        size = jit_cache.MAX_ENTRIES
+        jit_cache.MAX_ENTRIES = 0
+        try:
+            for w in stream:
+                judge(w)
+        finally:
+            jit_cache.MAX_ENTRIES = size
 
     def cached():
         jit_cache.clear()
