@@ -44,7 +44,7 @@ class Emitter:
 
     @staticmethod
     def _u8(*values: int) -> bytes:
-        return bytes(v & 0xFF for v in values)
+        return bytes([v & 0xFF for v in values])
 
     @staticmethod
     def _off32(off: int) -> bytes:

@@ -287,9 +287,9 @@ class BatchJudgement:
 
 def outcome_classes(model: BatchResult, patched: BatchResult, limit: int) -> tuple[tuple[int, bool, bool], ...]:
     runs = model.runs.sum(axis=1).astype(np.int64)
-    at_limit = model.count == np.uint64(limit)
-    rows = np.stack([runs, at_limit, patched.faulted], axis=1).astype(np.int64)
-    return tuple((int(r), bool(c), bool(f)) for r, c, f in np.unique(rows, axis=0).tolist())
+    at_limit = (model.count == np.uint64(limit)).astype(np.int64)
+    codes = np.unique(runs * 4 + at_limit * 2 + patched.faulted.astype(np.int64))
+    return tuple((int(c) >> 2, bool(c & 2), bool(c & 1)) for c in codes.tolist())
 
 
 def judge_batch(
