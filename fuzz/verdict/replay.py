@@ -30,7 +30,7 @@ from tcfuzz.verdict.policy import Outcome, classify
 
 ORDERS = {"jit": (CountOrder.JIT,), "interpreter": (CountOrder.INTERPRETER,), "both": (CountOrder.JIT, CountOrder.INTERPRETER)}
 MAX_TRIAGED = 4  # flagged cases of one batch re-run through the per-case path
-MAX_FAULTS = 16  # a batch stops after this many faulted cases of one codegen (>= MAX_TRIAGED: same triage)
+MAX_FAULTS = 128  # a batch stops after this many faulted cases of one codegen (>= MAX_TRIAGED: same triage)
 
 
 def orders_of(name: str) -> tuple[CountOrder, ...]:
