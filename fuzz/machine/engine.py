@@ -26,6 +26,7 @@ that says where it came from.
 from __future__ import annotations
 
 import ctypes
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -128,9 +129,9 @@ class Engine:
         self.stale_pages: set[int] = set()  # the last world's lazy pages, until the next one claims them
         self.dirty: list[tuple[int, int]] = []  # [addr, end) of code written since the last reset
         self.stale_code: list[tuple[int, int]] = []  # the last world's code, filled by settle() unless rewritten
-        self.world_hooks: list[int] = []
+        self.world_hooks: list[tuple[int, int]] = []  # (handle, token) of this world's hooks; token 0: a tail guard
         self.code_handlers: dict[int, tuple] = {}  # token -> (callback, data) of hook_code's hooks
-        self.raw_hooks: dict[int, int | None] = {}  # handle -> token, of the hooks added through the C API
+        self.tokens = itertools.count(1)
         self.code_callback = _binding.HOOK_CODE_CFUNC(self._dispatch_code)  # one ctypes callback for all
         self.tail_callback = _binding.HOOK_MEM_ACCESS_CFUNC(self._dispatch_tail)
         self.reg_value = ctypes.c_uint64()
@@ -200,9 +201,7 @@ class Engine:
                 self.lazy_pages.add(page)
         tail_end = -(-alloc.end // PAGE) * PAGE
         if tail_end > alloc.end and self.exact_tails:
-            self.world_hooks.append(
-                self._add_raw(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self.tail_callback, alloc.end, tail_end - 1)
-            )
+            self._add_raw(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self.tail_callback, alloc.end, tail_end - 1)
 
     def write_data(self, addr: int, data: bytes) -> None:
         """Write into an allocation, through its page only if that page is already mapped (an
@@ -215,35 +214,31 @@ class Engine:
                 self.uc.mem_write(addr + pos, data[pos : pos + chunk])
             pos += chunk
 
-    def hook_code(self, addr: int, callback, data=None) -> int:
+    def hook_code(self, addr: int, callback, data=None) -> None:
         """callback(uc, address, size, data) before the instruction at addr, until the next reset.
         A callback's exception stops the run and is raised by emu_start, as the binding's own hooks do."""
-        token = len(self.code_handlers) + 1
-        while token in self.code_handlers:
-            token += 1
-        handle = self._add_raw(UC_HOOK_CODE, self.code_callback, addr, addr, token)
+        token = next(self.tokens)
         self.code_handlers[token] = (callback, data)
-        self.world_hooks.append(handle)
-        return handle
+        self._add_raw(UC_HOOK_CODE, self.code_callback, addr, addr, token)
 
-    def _add_raw(self, kind: int, callback, begin: int, end: int, token: int | None = None) -> int:
-        """A hook added through the C API with one of the engine's ctypes callbacks (unicorn's
-        hook_add builds a ctypes closure per hook: ~25 µs of Python, and a per-case world needs
-        dozens: each tail-call site, each memory operand, each allocation's tail)."""
+    def _add_raw(self, kind: int, callback, begin: int, end: int, token: int = 0) -> None:
+        """A hook of this world, added through the C API with one of the engine's ctypes callbacks
+        (unicorn's hook_add builds a ctypes closure per hook: ~25 µs of Python, and a per-case world
+        needs dozens: each tail-call site, each memory operand, each allocation's tail)."""
         handle = _binding.uc_hook_h()
         status = _binding.uclib.uc_hook_add(
             self.uc._uch,
             ctypes.byref(handle),
             kind,
             callback,
-            ctypes.c_void_p(token or 0),
+            ctypes.c_void_p(token),
             ctypes.c_uint64(begin),
             ctypes.c_uint64(end),
         )
         if status != UC_ERR_OK:
+            self.code_handlers.pop(token, None)
             raise UcError(status)
-        self.raw_hooks[handle.value] = token
-        return handle.value
+        self.world_hooks.append((handle.value, token))
 
     def read_reg(self, reg: int) -> int:
         """A general-purpose register (or rip), read straight through the C API: the hooks of a
@@ -256,14 +251,11 @@ class Engine:
             raise UcError(status)
         return self.reg_value.value
 
-    def unhook(self, handle: int) -> None:
-        if handle not in self.raw_hooks:
-            self.uc.hook_del(handle)
-            return
-        token = self.raw_hooks.pop(handle)
+    def unhook(self, hook: tuple[int, int]) -> None:
+        """Delete one of `world_hooks` (the caller removes it from the list)."""
+        handle, token = hook
+        self.code_handlers.pop(token, None)
         status = _binding.uclib.uc_hook_del(self.uc._uch, _binding.uc_hook_h(handle))
-        if token is not None:
-            del self.code_handlers[token]
         if status != UC_ERR_OK:
             raise UcError(status)
 
