@@ -29,17 +29,22 @@ def is_simm32(value: int) -> bool:
 
 
 class Emitter:
-    def __init__(self) -> None:
+    """`record`: keep an Instr (offset, bytes, source line) per instruction. The JIT's sizing passes
+    only need lengths, and recording is most of an emit's cost, so only the image pass records."""
+
+    def __init__(self, record: bool = True) -> None:
         self.code = bytearray()
         self.instrs: list[Instr] = []
+        self.record = record
 
     @property
     def pos(self) -> int:
         return len(self.code)
 
     def _emit(self, data: bytes) -> None:
-        caller = sys._getframe(2)
-        self.instrs.append(Instr(self.pos, data, (caller.f_code.co_filename, caller.f_lineno)))
+        if self.record:
+            caller = sys._getframe(2)
+            self.instrs.append(Instr(len(self.code), data, (caller.f_code.co_filename, caller.f_lineno)))
         self.code += data
 
     @staticmethod
@@ -50,17 +55,18 @@ class Emitter:
     def _off32(off: int) -> bytes:
         return struct.pack("<I", off & 0xFFFFFFFF)
 
+    # emit1..emit4 build their bytes inline: they are most of the JIT's calls.
     def emit1(self, b1: int) -> None:
-        self._emit(self._u8(b1))
+        self._emit(bytes((b1 & 0xFF,)))
 
     def emit2(self, b1: int, b2: int) -> None:
-        self._emit(self._u8(b1, b2))
+        self._emit(bytes((b1 & 0xFF, b2 & 0xFF)))
 
     def emit3(self, b1: int, b2: int, b3: int) -> None:
-        self._emit(self._u8(b1, b2, b3))
+        self._emit(bytes((b1 & 0xFF, b2 & 0xFF, b3 & 0xFF)))
 
     def emit4(self, b1: int, b2: int, b3: int, b4: int) -> None:
-        self._emit(self._u8(b1, b2, b3, b4))
+        self._emit(bytes((b1 & 0xFF, b2 & 0xFF, b3 & 0xFF, b4 & 0xFF)))
 
     def emit_bytes(self, data: bytes) -> None:
         """A multi-byte constant instruction (x86_nops[n], endbr64)."""

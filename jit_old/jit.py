@@ -66,8 +66,8 @@ class JitContext:
 
 def detect_reg_usage(insns: list[Insn]) -> tuple[bool, bool, bool, bool]:
     """Mirrors detect_reg_usage(): callee_regs_used[] for R6..R9 (rbx, r13, r14, r15)."""
-    r6, r7, r8, r9 = (any(reg in (insn.dst, insn.src) for insn in insns) for reg in (R6, R7, R8, R9))
-    return r6, r7, r8, r9
+    used = {insn.dst for insn in insns} | {insn.src for insn in insns}
+    return R6 in used, R7 in used, R8 in used, R9 in used
 
 
 class X86Jit:
@@ -94,7 +94,7 @@ class X86Jit:
         insns = prog.insns
         stack_depth = prog.stack_depth
         callee_regs_used = detect_reg_usage(insns)
-        p = Emitter()
+        p = Emitter(record=image is not None)
 
         emit_prologue(p, profile, stack_depth, prog.tail_call_reachable, prog.is_subprog)
         push_frame_regs(p, prog.exception_boundary, callee_regs_used)

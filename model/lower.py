@@ -22,6 +22,7 @@ call clobbers r1-r5); the x86 sequences leave rdi alone, and the executor checks
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tcfuzz.model.bpf import (
@@ -127,10 +128,11 @@ def lower_program(world: World, prog: ProgramSpec) -> list[Function]:
     ]
 
 
-def verify(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen) -> VerifiedProgram:
+def verify(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen,
+           maps: Sequence[MapRef] | None = None) -> VerifiedProgram:
     """One function as the verifier hands it to the JIT: `codegen`'s do_misc_fixups() over the
-    world's used_maps, with the frame facts of the function."""
-    maps = used_maps(world)
+    world's used_maps (`maps`, when the caller has them already), with the frame facts of the function."""
+    maps = list(maps) if maps is not None else used_maps(world)
     fixed, poke_tab = codegen.fixup(fn.insns, prog.env, maps, world.profile)
     return VerifiedProgram(
         fixed,

@@ -297,7 +297,7 @@ def compile_function(
     from tcfuzz.model.lower import verify
 
     if MAX_ENTRIES <= 0:
-        return codegen.jit(verify(world, prog, fn, codegen), world.profile, fn.base)
+        return codegen.jit(verify(world, prog, fn, codegen, maps), world.profile, fn.base)
     k = key(world, prog, fn, codegen, digest, maps)
     hit = _IMAGES.get(k)
     if hit is not None:
@@ -308,7 +308,7 @@ def compile_function(
         return _copy(hit)
     STATS.misses += 1
     try:
-        image = codegen.jit(verify(world, prog, fn, codegen), world.profile, fn.base)
+        image = codegen.jit(verify(world, prog, fn, codegen, maps), world.profile, fn.base)
     except Exception as e:  # VerifierReject, JitError, JitFault: the same inputs fail the same way
         from tcfuzz.model.interfaces import JitError, VerifierReject
 
