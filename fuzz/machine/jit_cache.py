@@ -251,8 +251,26 @@ class Stats:
         return self.hits / max(1, self.hits + self.misses)
 
 
+class _Key:
+    """A cache key whose hash is computed once: a lookup and the LRU bump would each rehash the whole
+    tuple (every insn and map of the function), which cost about what a hit saves."""
+
+    __slots__ = ("parts", "_hash")
+
+    def __init__(self, parts: tuple) -> None:
+        self.parts = parts
+        self._hash = hash(parts)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self._hash == other._hash and self.parts == other.parts
+
+
 STATS = Stats()
-_IMAGES: OrderedDict[tuple, JitImage | BaseException] = OrderedDict()
+# key -> (the stored key, image or failure): the LRU bump passes the stored key, found by identity.
+_IMAGES: OrderedDict[_Key, tuple[_Key, JitImage | BaseException]] = OrderedDict()
 
 
 def clear() -> None:
@@ -298,10 +316,11 @@ def compile_function(
 
     if MAX_ENTRIES <= 0:
         return codegen.jit(verify(world, prog, fn, codegen, maps), world.profile, fn.base)
-    k = key(world, prog, fn, codegen, digest, maps)
-    hit = _IMAGES.get(k)
-    if hit is not None:
-        _IMAGES.move_to_end(k)
+    k = _Key(key(world, prog, fn, codegen, digest, maps))
+    entry = _IMAGES.get(k)
+    if entry is not None:
+        stored, hit = entry
+        _IMAGES.move_to_end(stored)
         STATS.hits += 1
         if isinstance(hit, BaseException):
             raise hit
@@ -319,8 +338,8 @@ def compile_function(
     return image
 
 
-def _store(k: tuple, value: JitImage | BaseException) -> None:
-    _IMAGES[k] = value
+def _store(k: _Key, value: JitImage | BaseException) -> None:
+    _IMAGES[k] = (k, value)
     while len(_IMAGES) > MAX_ENTRIES:
         _IMAGES.popitem(last=False)
 
