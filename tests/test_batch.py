@@ -258,3 +258,53 @@ def test_a_batch_run_in_chunks_gives_what_one_table_gives(monkeypatch):
     for a, b in zip(whole, chunked, strict=True):
         for field in ("regs", "runs", "counters", "faulted"):
             assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+class NeverLimited(jit_new.PatchedCodegen):
+    """The patch with MAX_TAIL_CALL_CNT read as -1 (imm8 0xff, sign-extended): `jae` never stops a
+    tail call, so a program that tail-calls itself loops until the instruction budget runs out."""
+
+    name = "never-limited"
+
+    class jit_class(jit_new.PatchedCodegen.jit_class):  # type: ignore[name-defined]
+        def emit_tail_call(self, p, prog, insn, ip, callee_regs_used, stack_depth, ctx):
+            from tcfuzz.selftest.mutants import rewrite_instr, set_byte
+
+            first = len(p.instrs)
+            super().emit_tail_call(p, prog, insn, ip, callee_regs_used, stack_depth, ctx)
+            rewrite_instr(p, first, "cmp qword ptr [rax], <MAX_TAIL_CALL_CNT>", set_byte(3, 0xFF))
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch_worlds(), st.integers(0, 2**32))
+def test_an_instruction_budget_that_runs_out_mid_case_changes_no_result(w, seed):
+    """Each emu_start's budget covers at most BUDGET_CASES cases; where it runs out after other cases
+    finished, the case it stopped in re-runs from its start. One case per budget gives what a budget
+    for the whole table gives, for the real codegens and for one whose cases loop."""
+    from tcfuzz.machine import batch
+
+    cases = cases_for(w, 40, seed)
+    home = model_batch(w, cases).home  # the one counter slot a case's outcome includes (the others hold
+    rows = np.arange(len(cases))  # whatever the engine's last writer left there)
+    for codegen in (jit_old.CODEGEN, jit_new.CODEGEN, NeverLimited()):
+        results = []
+        for budget_cases in (1, 10**9):
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(batch, "BUDGET_CASES", budget_cases)
+                results.append(Batch(w, codegen).run(cases))
+        for field in ("regs", "runs", "faulted"):
+            assert np.array_equal(getattr(results[0], field), getattr(results[1], field)), (codegen.name, field)
+        a, b = (r.counters[rows, home] for r in results)
+        assert np.array_equal(a, b), codegen.name
+
+
+def test_a_case_that_loops_is_marked_and_the_cases_after_it_run():
+    w = static_world(max_entries=4, slots={0: 0}, keys=(0,))  # program 0 tail-calls itself at key 0
+    keys, counts = [0, 1, 0, 5, 0, 2] * 50, [None, None, 33, None, 0, 32] * 50
+    cases = plain_cases([[k] for k in keys], counts)
+    legacy = Batch(w, jit_old.CODEGEN).run(cases)
+    looping = Batch(w, NeverLimited()).run(cases)
+    loops = np.array([k == 0 for k in keys])  # even entered at the limit: NeverLimited has none
+    assert not legacy.faulted.any()
+    assert np.array_equal(looping.faulted, loops)
+    assert np.array_equal(looping.regs[~loops], legacy.regs[~loops])

@@ -18,7 +18,13 @@ codegen's cache maintenance as a map operation would; the driver saves the old w
 them after the case. A slot that is a direct call's key is never chosen, since a poke would be due
 (generated worlds' map operations cover those).
 A fault stops `emu_start`; Python marks that case, restores the slot, advances the driver's state
-and restarts it.
+and restarts it. Each `emu_start` gets an instruction budget of INSNS_PER_CASE per case left, at most
+BUDGET_CASES cases' worth: a case that loops burns one capped budget, not one sized to the whole chunk
+(a shared-label loop at the head of a 1 024-case table used to cost 4 M instructions, ~70 ms). When
+the budget runs out after the driver finished a case, the case it stopped in is re-run from its start;
+when it ran out within the case it started with, that case loops and is marked faulted. `left` is the
+driver's commit point (decremented before the pointers move), and the slot the driver wrote is named
+in STATE while it is dirty, so Python can restore and restart from any instruction of the driver.
 No code hooks are installed, so a batch sees less than a per-case run (no trace, no entry check):
 it is the fast filter, and every case it flags is re-run through the per-case executor, which
 gives the verdict, the signature and the artifact.
@@ -46,7 +52,7 @@ from tcfuzz.model.layout import BATCH_BASE, CTX_BASE, ENTRY_RSP, KTEXT_BASE, arr
 from tcfuzz.model.world import World
 
 DRIVER = KTEXT_BASE + 0x1000
-STATE = BATCH_BASE  # u64 case pointer, result pointer, cases left, saved slot, saved cache
+STATE = BATCH_BASE  # u64 case pointer, result pointer, cases left, saved slot, saved cache, dirty slot, dirty cache
 SCRATCH = BATCH_BASE + 0x80  # the "slot" of a case that changes none
 CASES = BATCH_BASE + 0x1000
 RESULTS = BATCH_BASE + 0x20_0000
@@ -54,6 +60,7 @@ TABLE_SIZE = 0x1F_F000
 CHUNK = 4096  # cases written to the guest and run at a time (at most 232 bytes each: within TABLE_SIZE)
 NORMAL_CALL = 2**64 - 1
 INSNS_PER_CASE = 4000  # budget per case; a 34-deep chain of 1-site programs needs ~2000
+BUDGET_CASES = 64  # an emu_start's budget covers at most this many cases (what a looping case burns)
 REGS = ("rax", "rsp", "rbx", "rbp", "r12", "r13", "r14", "r15")
 FAULT = 2**64 - 2  # rax value Python writes for a case that faulted
 RANDOM_KEYS = 64  # distinct "anywhere in u32" keys per batch column ...
@@ -230,10 +237,12 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: 
         p.emit3_off32(0x48, 0x8B, 0x86, 8 * k)  # mov rax, qword ptr [rsi + <k>]
         p.emit4_off32(0x48, 0x89, 0x04, 0x25, CTX_BASE + off)  # mov qword ptr [<ctx_off>], rax
     col = 8 * inputs.slot_col
-    for save, (addr, value) in ((STATE + 24, (col, col + 8)), (STATE + 32, (col + 16, col + 24)))[: 1 + cached]:
+    for save, dirty, (addr, value) in ((STATE + 24, STATE + 40, (col, col + 8)),
+                                       (STATE + 32, STATE + 48, (col + 16, col + 24)))[: 1 + cached]:
         p.emit3_off32(0x48, 0x8B, 0x96, addr)  # mov rdx, qword ptr [rsi + <slot>]
         p.emit3(0x48, 0x8B, 0x02)  # mov rax, qword ptr [rdx]
         p.emit3_off32(0x48, 0x89, 0x05, rip_disp(p, save, 7))  # mov qword ptr [rip + <save>], rax
+        p.emit3_off32(0x48, 0x89, 0x15, rip_disp(p, dirty, 7))  # mov qword ptr [rip + <dirty>], rdx
         p.emit3_off32(0x48, 0x8B, 0x86, value)  # mov rax, qword ptr [rsi + <value>]
         p.emit3(0x48, 0x89, 0x02)  # mov qword ptr [rdx], rax
     for name, (rex, op) in {
@@ -281,17 +290,19 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: 
         p.emit4_off32(0x48, 0x8B, 0x04, 0x25, frame_top - frames_slot(inputs.frames[i]))  # mov rax, qword ptr [<tcc_slot>]
         p.emit3_off32(0x48, 0x89, 0x86, base + 8 * (len(inputs.programs) + i))  # mov qword ptr [rsi + <cnt>], rax
     p.emit3_off32(0x48, 0x8B, 0x35, rip_disp(p, STATE, 7))  # mov rsi, qword ptr [rip + <case>]
-    for save, addr in ((STATE + 24, col), (STATE + 32, col + 16))[: 1 + cached]:
+    for save, dirty, addr in ((STATE + 24, STATE + 40, col), (STATE + 32, STATE + 48, col + 16))[: 1 + cached]:
         p.emit3_off32(0x48, 0x8B, 0x96, addr)  # mov rdx, qword ptr [rsi + <slot>]
         p.emit3_off32(0x48, 0x8B, 0x05, rip_disp(p, save, 7))  # mov rax, qword ptr [rip + <save>]
         p.emit3(0x48, 0x89, 0x02)  # mov qword ptr [rdx], rax
+        p.emit_bytes(b"\x48\xc7\x05" + struct.pack("<i", rip_disp(p, dirty, 11)) + bytes(4))  # mov qword ptr [rip + <dirty>], 0
+    # the commit point: a stop before it re-runs this case, a stop after it the next (Python moves the pointers)
+    p.emit_bytes(b"\x48\x83\x2d" + struct.pack("<i", rip_disp(p, STATE + 16, 8)) + b"\x01")  # sub qword ptr [rip + <left>], 1
     p.emit_bytes(
         b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE, 11)) + struct.pack("<I", inputs.case_size)
     )  # add qword ptr [rip + <case>], <size>
     p.emit_bytes(
         b"\x48\x81\x05" + struct.pack("<i", rip_disp(p, STATE + 8, 11)) + struct.pack("<I", inputs.result_size)
     )  # add qword ptr [rip + <result>], <size>
-    p.emit_bytes(b"\x48\x83\x2d" + struct.pack("<i", rip_disp(p, STATE + 16, 8)) + b"\x01")  # sub qword ptr [rip + <left>], 1
     p.emit1_off32(0xE9, next_case - (p.pos + 5))  # jmp <next>
     done = p.pos
     p.code[je_done + 2 : je_done + 6] = struct.pack("<i", done - (je_done + 6))
@@ -417,43 +428,57 @@ class Batch:
             raise ValueError("batch too large for the case/result tables")
         uc.mem_write(CTX_BASE, bytes(0x1000))
         uc.mem_write(CASES, cases.tobytes())
-        uc.mem_write(STATE, struct.pack("<QQQQQ", CASES, RESULTS, n, 0, 0))
+        uc.mem_write(STATE, struct.pack("<QQQQQQQ", CASES, RESULTS, n, 0, 0, 0, 0))
         faulted = overrun.copy()
-        while True:
-            left = struct.unpack("<Q", uc.mem_read(STATE + 16, 8))[0]
+        left = n
+        while left:
+            self.engine.fault = None
+            crashed = False
+            try:
+                uc.emu_start(DRIVER, 0, count=INSNS_PER_CASE * min(left, BUDGET_CASES))
+            except UcError:
+                crashed = True
+            crashed = crashed or self.engine.fault is not None
+            started_with, left = left, struct.unpack("<Q", uc.mem_read(STATE + 16, 8))[0]
             if left == 0:
                 break
-            self.engine.fault = None
-            try:
-                uc.emu_start(DRIVER, 0, count=INSNS_PER_CASE * left)
-                stopped = self.engine.fault is not None or uc.reg_read(UC_X86_REG_RIP) != self.hlt + 1
-            except UcError:
-                stopped = True
-            if stopped:  # the current case faulted or ran out of budget
-                left = struct.unpack("<Q", uc.mem_read(STATE + 16, 8))[0]
-                if left == 0:
-                    break
-                i = n - left
-                faulted[i] = True
-                case_ptr, res_ptr, _, saved_slot, saved_cache = struct.unpack("<QQQQQ", uc.mem_read(STATE, 40))
-                slot_addr, _, cache_addr, _ = struct.unpack("<QQQQ", uc.mem_read(case_ptr + 8 * self.inputs.slot_col, 32))
-                uc.mem_write(slot_addr, struct.pack("<Q", saved_slot))
-                if self.codegen.cached_targets:
-                    uc.mem_write(cache_addr, struct.pack("<Q", saved_cache))
-                uc.mem_write(
-                    STATE, struct.pack("<QQQ", case_ptr + self.inputs.case_size, res_ptr + self.inputs.result_size, left - 1)
-                )
-                uc.mem_write(res_ptr, struct.pack("<Q", FAULT) + bytes(self.inputs.result_size - 8))
-                uc.mem_write(CTX_BASE, bytes(0x1000))  # the faulted case may have left run counts behind
-                if max_faults is not None and int(faulted[: i + 1].sum()) >= max_faults:
-                    n = i + 1  # the cases after it are not run
-                    faulted = faulted[:n]
-                    break
+            if uc.reg_read(UC_X86_REG_RIP) == self.hlt + 1:
+                crashed = True  # the case jumped to the driver's hlt
+            # Stopped in case i: a fault, or the budget ran out. Undo the case's slot write and run
+            # counts, then re-run it (the budget ran out after other cases finished) or mark it.
+            i = n - left
+            self._restore_dirty_slots()
+            uc.mem_write(CTX_BASE, bytes(0x1000))
+            if not crashed and left < started_with:
+                self._point_driver_at(i, left)
+                continue
+            faulted[i] = True
+            uc.mem_write(RESULTS + i * self.inputs.result_size, struct.pack("<Q", FAULT) + bytes(self.inputs.result_size - 8))
+            left -= 1
+            self._point_driver_at(i + 1, left)
+            if max_faults is not None and int(faulted[: i + 1].sum()) >= max_faults:
+                n = i + 1  # the cases after it are not run
+                faulted = faulted[:n]
+                break
         raw = np.frombuffer(bytes(uc.mem_read(RESULTS, n * self.inputs.result_size)), dtype=np.uint64)
         table = raw.reshape(n, -1)
         m = len(self.inputs.programs)
         return BatchResult(table[:, :8], table[:, 8 : 8 + m], table[:, 8 + m : 8 + 2 * m], faulted)
 
+    def _restore_dirty_slots(self) -> None:
+        """Put back the words the driver's case write changed, if it had not restored them yet."""
+        uc = self.engine.uc
+        saved_slot, saved_cache, dirty_slot, dirty_cache = struct.unpack("<QQQQ", uc.mem_read(STATE + 24, 32))
+        for addr, value in ((dirty_slot, saved_slot), (dirty_cache, saved_cache)):
+            if addr:
+                uc.mem_write(addr, struct.pack("<Q", value))
+        uc.mem_write(STATE + 40, bytes(16))
+
+    def _point_driver_at(self, i: int, left: int) -> None:
+        """The driver's state for case i with `left` cases to go (the pointers may lag the commit)."""
+        self.engine.uc.mem_write(
+            STATE, struct.pack("<QQQ", CASES + i * self.inputs.case_size, RESULTS + i * self.inputs.result_size, left)
+        )
 
 def case_world(world: World, row: np.ndarray) -> World:
     """The single-run world that replays one case of a batch through the per-case executor."""
