@@ -3,6 +3,9 @@
 Unicorn 2.1.4 rules this module follows (each measured on unicorn 2.1.4; pyproject.toml pins the minor):
   * fixed regions are mapped once, largest first (the ram_addr ordering bug), lazily mapped pages
     are the smallest size, so the order stays non-increasing;
+  * the code regions (the JIT region, kernel text) are host memory mapped with mem_map_ptr, and
+    code is written into it directly: uc.mem_write to a region without UC_PROT_WRITE makes it
+    writable and read-only again, two memory transactions, 200-400 µs a write;
   * every host write to code is followed by ctl_remove_cache() (stale translations otherwise), and
     code is written only where the bytes differ (a write drops the page's translations);
   * runs stop on a `hlt` at HARNESS_RETURN and are bounded by `count`, never by `timeout`;
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -122,8 +126,15 @@ class Engine:
         (uc_arch, uc_mode), self.fill = ARCH[arch]
         self.uc = Uc(uc_arch, uc_mode)
         self.uc.ctl_set_tcg_buffer_size(32 << 20)  # type: ignore[attr-defined]  # unicorn >= 2.1, not in its stubs
+        self.host_code: list[tuple[int, int, mmap.mmap]] = []  # (base, size, host memory) of the code regions
         for base, size, perms in FIXED_REGIONS:
-            self.uc.mem_map(base, size, perms)
+            if perms & UC_PROT_EXEC:
+                host = mmap.mmap(-1, size)
+                self.uc.mem_map_ptr(base, size, perms, ctypes.addressof(ctypes.c_char.from_buffer(host)))
+                host[:] = self.fill * (size // len(self.fill))
+                self.host_code.append((base, size, host))
+            else:
+                self.uc.mem_map(base, size, perms)
         self.allocations: list[Allocation] = []
         self.lazy_pages: set[int] = set()
         self.stale_pages: set[int] = set()  # the last world's lazy pages, until the next one claims them
@@ -142,8 +153,6 @@ class Engine:
         if arch == "x86_64":  # costs nothing until one runs: UC_HOOK_INSN fires on these two only
             for insn in (UC_X86_INS_SYSCALL, UC_X86_INS_SYSENTER):
                 self.uc.hook_add(UC_HOOK_INSN, self._on_privileged, None, 1, 0, insn)
-        self.uc.mem_write(JIT_BASE, self.fill * (JIT_SIZE // len(self.fill)))
-        self.uc.mem_write(KTEXT_BASE, self.fill * (KTEXT_SIZE // len(self.fill)))
 
     # --- per world -------------------------------------------------------------------------------
 
@@ -171,7 +180,8 @@ class Engine:
         aligned = [(a - a % word, b + (-b) % word) for a, b in _merged(self.stale_code)]
         written = [(a - a % word, b + (-b) % word) for a, b in _merged(self.dirty)]
         for start, end in _subtract(aligned, written):
-            self.uc.mem_write(start, self.fill * ((end - start) // word))
+            host, offset = self._host_code(start, end - start)
+            host[offset : offset + end - start] = self.fill * ((end - start) // word)
             self.uc.ctl_remove_cache(start, end)
         self.stale_code.clear()
         for page in sorted(self.stale_pages):
@@ -182,10 +192,19 @@ class Engine:
         """Code bytes at addr. Bytes already there (the same image at the same place as in the last
         world, the harness's own text) are not written again: a write drops every translation of its
         page, and retranslating costs more than the compare."""
-        if self.uc.mem_read(addr, len(code)) != code:
-            self.uc.mem_write(addr, code)
+        host, offset = self._host_code(addr, len(code))
+        end = offset + len(code)
+        if host[offset:end] != code:
+            host[offset:end] = code
             self.uc.ctl_remove_cache(addr, addr + len(code))
         self.dirty.append((addr, addr + len(code)))
+
+    def _host_code(self, addr: int, size: int) -> tuple[mmap.mmap, int]:
+        """The host memory of the code region holding [addr, addr + size), and the offset in it."""
+        for base, region_size, host in self.host_code:
+            if base <= addr and addr + size <= base + region_size:
+                return host, addr - base
+        raise ValueError(f"code at {addr:#x}+{size:#x} is outside the JIT region and the kernel text")
 
     def add_allocation(self, alloc: Allocation) -> None:
         """Register an allocation; the bytes past its end in its last page are guarded by a hook."""
