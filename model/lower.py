@@ -128,8 +128,9 @@ def lower_program(world: World, prog: ProgramSpec) -> list[Function]:
     ]
 
 
-def verify(world: World, prog: ProgramSpec, fn: Function, codegen: Codegen,
-           maps: Sequence[MapRef] | None = None) -> VerifiedProgram:
+def verify(
+    world: World, prog: ProgramSpec, fn: Function, codegen: Codegen, maps: Sequence[MapRef] | None = None
+) -> VerifiedProgram:
     """One function as the verifier hands it to the JIT: `codegen`'s do_misc_fixups() over the
     world's used_maps (`maps`, when the caller has them already), with the frame facts of the function."""
     maps = list(maps) if maps is not None else used_maps(world)

@@ -237,8 +237,8 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: 
         p.emit3_off32(0x48, 0x8B, 0x86, 8 * k)  # mov rax, qword ptr [rsi + <k>]
         p.emit4_off32(0x48, 0x89, 0x04, 0x25, CTX_BASE + off)  # mov qword ptr [<ctx_off>], rax
     col = 8 * inputs.slot_col
-    for save, dirty, (addr, value) in ((STATE + 24, STATE + 40, (col, col + 8)),
-                                       (STATE + 32, STATE + 48, (col + 16, col + 24)))[: 1 + cached]:
+    words = ((STATE + 24, STATE + 40, (col, col + 8)), (STATE + 32, STATE + 48, (col + 16, col + 24)))  # slot, cache
+    for save, dirty, (addr, value) in words[: 1 + cached]:
         p.emit3_off32(0x48, 0x8B, 0x96, addr)  # mov rdx, qword ptr [rsi + <slot>]
         p.emit3(0x48, 0x8B, 0x02)  # mov rax, qword ptr [rdx]
         p.emit3_off32(0x48, 0x89, 0x05, rip_disp(p, save, 7))  # mov qword ptr [rip + <save>], rax
@@ -479,6 +479,7 @@ class Batch:
         self.engine.uc.mem_write(
             STATE, struct.pack("<QQQ", CASES + i * self.inputs.case_size, RESULTS + i * self.inputs.result_size, left)
         )
+
 
 def case_world(world: World, row: np.ndarray) -> World:
     """The single-run world that replays one case of a batch through the per-case executor."""
