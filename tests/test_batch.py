@@ -309,3 +309,40 @@ def test_a_case_that_loops_is_marked_and_the_cases_after_it_run():
     assert not legacy.faulted.any()
     assert np.array_equal(looping.faulted, loops)
     assert np.array_equal(looping.regs[~loops], legacy.regs[~loops])
+
+
+@pytest.mark.parametrize("codegen", [jit_old.CODEGEN, jit_new.CODEGEN], ids=["legacy", "patched"])
+def test_a_budget_that_stops_the_driver_anywhere_restarts_the_case_cleanly(codegen, monkeypatch):
+    """Budgets of k instructions, for every k from the longest case's length to three times it: each
+    emu_start finishes a case and stops k - (its length) instructions into the next one, so the sweep
+    stops the driver at every instruction of a case (its slot and cache writes, the landing, the
+    restore, the commit). Every table gives what one uninterrupted run gives."""
+    from tcfuzz.machine import batch
+    from tcfuzz.machine.batch import SCRATCH, inputs_of
+
+    w = world(
+        [{"id": 0, "max_entries": 5, "slots": {"0": 1, "2": 0, "4": 2}}],
+        [{"id": 0, "stack_depth": 24, "sites": [{"maps": [0]}]}, {"id": 1, "sites": [{"maps": [0]}]}, {"id": 2}],
+        [{"entry": 0}],
+    )
+    cases = cases_for(w, 8, 2)
+    assert (cases[:, inputs_of(w).slot_col] != SCRATCH).any()  # some cases write a slot (and its cache)
+    b = Batch(w, codegen)
+    whole = b.run(cases)
+    monkeypatch.setattr(batch, "BUDGET_CASES", 1)
+
+    def run(k, table):
+        monkeypatch.setattr(batch, "INSNS_PER_CASE", k)
+        return b.run(table)
+
+    def same(a, r, rows=slice(None)):
+        return all(np.array_equal(getattr(a, f)[rows], getattr(r, f)) for f in ("regs", "runs", "faulted"))
+
+    # the longest case: the least budget each case needs to give, alone, what it gives in the whole run
+    longest = max(
+        next(k for k in range(1, 5000) if same(whole, run(k, cases[i : i + 1]), slice(i, i + 1))) for i in range(len(cases))
+    )
+    assert longest > 40
+    assert run(longest - 1, cases).faulted.any()  # below it, a case is taken for a loop
+    for k in range(longest, 3 * longest):
+        assert same(whole, run(k, cases)), k

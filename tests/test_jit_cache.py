@@ -90,3 +90,25 @@ def test_bounded(monkeypatch):
     for _ in range(20):
         compiled(decode(rng.randbytes(120)), jit_new.CODEGEN)
     assert len(jit_cache._IMAGES) <= 5
+
+
+class AlwaysFails(jit_new.PatchedCodegen):
+    name = "always-fails"
+
+    def jit(self, prog, profile, image_base):
+        raise JitError("bpf_jit: this codegen fails every compile")
+
+
+def test_a_cached_failure_raised_again_does_not_grow():
+    """A cached failure is one exception object raised on every hit: its traceback (and the frames,
+    with their worlds, that it keeps alive) must start afresh each time, or memory grows per hit."""
+    import traceback
+
+    w = decode(random.Random(3).randbytes(120))
+    depths = []
+    for _ in range(3):
+        with pytest.raises(JitError) as raised:
+            compile_world(w, AlwaysFails())
+        depths.append(len(traceback.extract_tb(raised.value.__traceback__)))
+    assert jit_cache.STATS.hits == 2
+    assert depths[1] == depths[2]

@@ -100,3 +100,15 @@ def test_the_hooks_register_reads_equal_unicorns_own_zero_extended():
         engine.read_reg(UC_X86_REG_RCX)  # the buffer holds all ones before each read
         assert engine.read_reg(reg) == engine.uc.reg_read(reg), reg
     assert engine.read_reg(UC_X86_REG_EDX) == 0x55667788
+
+
+@pytest.mark.parametrize("ip", [STACK_BASE + 0x100, 0x7000_0000_0000])
+def test_a_poke_outside_the_text_is_the_kernels_failure_not_the_harness(ip):
+    """A codegen's poke descriptor naming an address outside the JIT region and the kernel text (the
+    stack, or nothing mapped) is the kernel's BUG_ON/oops: PokeBusy, which a load or a run's map
+    operation turns into a fault verdict. Before, an unmapped address raised UcError out of the load."""
+    from tcfuzz.machine.engine import Engine
+    from tcfuzz.machine.prog_array import PokeBusy, text_poke
+
+    with pytest.raises(PokeBusy, match="not kernel or BPF text"):
+        text_poke(Engine(), ip, None, 0x0100_0000)

@@ -62,8 +62,8 @@ class WorldBytes:
 
 
 class ImageText:
-    """A bytearray with the two calls machine/prog_array.text_poke() makes on an Engine, so the
-    model's own state machine patches the model's image at the kernel's addresses."""
+    """A bytearray with the calls machine/prog_array.text_poke() makes on an Engine, so the model's
+    own state machine patches the model's image at the kernel's addresses."""
 
     def __init__(self, images: dict[int, bytearray]) -> None:
         self.images = images  # base address -> code
@@ -74,6 +74,9 @@ class ImageText:
             if base <= ip < base + len(code):
                 return code, ip - base
         raise KeyError(f"{ip:#x} is in no image")
+
+    def holds_code(self, ip: int, size: int) -> bool:
+        return any(base <= ip and ip + size <= base + len(code) for base, code in self.images.items())
 
     def mem_read(self, ip: int, size: int) -> bytes:
         code, off = self._locate(ip)

@@ -19,7 +19,8 @@ them after the case. A slot that is a direct call's key is never chosen, since a
 (generated worlds' map operations cover those).
 A fault stops `emu_start`; Python marks that case, restores the slot, advances the driver's state
 and restarts it. Each `emu_start` gets an instruction budget of INSNS_PER_CASE per case left, at most
-BUDGET_CASES cases' worth: a case that loops burns one capped budget, not one sized to the whole chunk
+BUDGET_CASES cases' worth: a case that loops burns at most two capped budgets (the rest of the one it
+started in, then its own after the re-run), not one sized to the whole chunk
 (a shared-label loop at the head of a 1 024-case table used to cost 4 M instructions, ~70 ms). When
 the budget runs out after the driver finished a case, the case it stopped in is re-run from its start;
 when it ran out within the case it started with, that case loops and is marked faulted. `left` is the

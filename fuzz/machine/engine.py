@@ -129,7 +129,7 @@ class Engine:
         self.host_code: list[tuple[int, int, mmap.mmap]] = []  # (base, size, host memory) of the code regions
         for base, size, perms in FIXED_REGIONS:
             if perms & UC_PROT_EXEC:
-                host = mmap.mmap(-1, size)
+                host = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # private, as unicorn's own RAM
                 self.uc.mem_map_ptr(base, size, perms, ctypes.addressof(ctypes.c_char.from_buffer(host)))
                 host[:] = self.fill * (size // len(self.fill))
                 self.host_code.append((base, size, host))
@@ -198,6 +198,10 @@ class Engine:
             host[offset:end] = code
             self.uc.ctl_remove_cache(addr, addr + len(code))
         self.dirty.append((addr, addr + len(code)))
+
+    def holds_code(self, addr: int, size: int) -> bool:
+        """[addr, addr + size) lies in the JIT region or the kernel text."""
+        return any(base <= addr and addr + size <= base + region_size for base, region_size, _ in self.host_code)
 
     def _host_code(self, addr: int, size: int) -> tuple[mmap.mmap, int]:
         """The host memory of the code region holding [addr, addr + size), and the offset in it."""

@@ -323,7 +323,7 @@ def compile_function(
         _IMAGES.move_to_end(stored)
         STATS.hits += 1
         if isinstance(hit, BaseException):
-            raise hit
+            raise hit.with_traceback(None)  # the same object each time: its traceback must not grow
         return _copy(hit)
     STATS.misses += 1
     try:

@@ -118,6 +118,8 @@ def text_poke(engine: Engine, ip: int | None, old_addr: int | None, new_addr: in
     """__bpf_arch_text_poke(ip, BPF_MOD_JUMP, BPF_MOD_JUMP, old_addr, new_addr): -EBUSY is raised."""
     if ip is None:  # a descriptor the JIT never filled: is_kernel_text(NULL) fails, -EINVAL, BUG_ON
         raise PokeBusy("text poke at NULL: the JIT left this poke descriptor's address unset")
+    if not engine.holds_code(ip, 5):  # no text there: the kernel would compare and patch whatever it is (an oops)
+        raise PokeBusy(f"text poke at {ip:#x}: not kernel or BPF text")
     old_insn, new_insn = emit_patch_insn(ip, old_addr), emit_patch_insn(ip, new_addr)
     current = bytes(engine.uc.mem_read(ip, 5))
     if current != old_insn:
