@@ -291,7 +291,7 @@ def emit_driver(inputs: Inputs, entry_base: int, tail_call_offset: int, cached: 
         p.emit4_off32(0x48, 0x8B, 0x04, 0x25, frame_top - frames_slot(inputs.frames[i]))  # mov rax, qword ptr [<tcc_slot>]
         p.emit3_off32(0x48, 0x89, 0x86, base + 8 * (len(inputs.programs) + i))  # mov qword ptr [rsi + <cnt>], rax
     p.emit3_off32(0x48, 0x8B, 0x35, rip_disp(p, STATE, 7))  # mov rsi, qword ptr [rip + <case>]
-    for save, dirty, addr in ((STATE + 24, STATE + 40, col), (STATE + 32, STATE + 48, col + 16))[: 1 + cached]:
+    for save, dirty, (addr, _) in words[: 1 + cached]:
         p.emit3_off32(0x48, 0x8B, 0x96, addr)  # mov rdx, qword ptr [rsi + <slot>]
         p.emit3_off32(0x48, 0x8B, 0x05, rip_disp(p, save, 7))  # mov rax, qword ptr [rip + <save>]
         p.emit3(0x48, 0x89, 0x02)  # mov qword ptr [rdx], rax

@@ -201,14 +201,20 @@ class Engine:
 
     def holds_code(self, addr: int, size: int) -> bool:
         """[addr, addr + size) lies in the JIT region or the kernel text."""
-        return any(base <= addr and addr + size <= base + region_size for base, region_size, _ in self.host_code)
+        return self._code_region(addr, size) is not None
 
     def _host_code(self, addr: int, size: int) -> tuple[mmap.mmap, int]:
         """The host memory of the code region holding [addr, addr + size), and the offset in it."""
+        found = self._code_region(addr, size)
+        if found is None:
+            raise ValueError(f"code at {addr:#x}+{size:#x} is outside the JIT region and the kernel text")
+        return found
+
+    def _code_region(self, addr: int, size: int) -> tuple[mmap.mmap, int] | None:
         for base, region_size, host in self.host_code:
             if base <= addr and addr + size <= base + region_size:
                 return host, addr - base
-        raise ValueError(f"code at {addr:#x}+{size:#x} is outside the JIT region and the kernel text")
+        return None
 
     def add_allocation(self, alloc: Allocation) -> None:
         """Register an allocation; the bytes past its end in its last page are guarded by a hook."""
